@@ -1,0 +1,52 @@
+/*
+ * config.h - the supervisor's configuration, parsed once from flags and the
+ * environment into a plain struct that runtime code only reads.
+ *
+ * Precedence: command-line flag, then RINGMASTER_* variable, then the
+ * gunicorn-compatible variable (WEB_CONCURRENCY), then the default.
+ */
+#ifndef RINGMASTER_CONFIG_H
+#define RINGMASTER_CONFIG_H
+
+#include "ringmaster/log.h"
+
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct rm_config {
+    char bind_host[256];        /* "127.0.0.1", "::1", "0.0.0.0" */
+    uint16_t bind_port;
+    uint32_t workers;           /* resolved count, >= 1 */
+    uint32_t threads;           /* Python threads per worker */
+    const char *app;            /* borrowed from argv: module:attr or file.py[:attr] */
+    char worker_binary[PATH_MAX];
+    rm_log_level_t log_level;
+    rm_log_format_t log_format;
+    uint32_t chunk_size;        /* bytes per region chunk */
+    uint32_t chunk_count;       /* chunks in the region */
+    uint32_t lane_capacity;     /* cells per lane ring */
+    uint32_t recv_buffers;      /* provided buffers kept armed for recv */
+    uint32_t max_connections;
+    uint32_t max_head;          /* request line + headers, bytes */
+    uint32_t max_target;        /* request-target, bytes */
+    uint64_t max_body;          /* request body, bytes */
+    uint32_t graceful_timeout_ms;
+    uint32_t startup_timeout_ms; /* a worker that is not ready by then failed */
+    int backlog;
+} rm_config_t;
+
+/* Outcome of parsing, besides success (0). */
+#define RM_CONFIG_EXIT_OK 1 /* --help or --version was printed: exit 0 */
+
+/* Fill `cfg` from argv and the environment. Returns 0, RM_CONFIG_EXIT_OK, or
+ * -EINVAL with one readable line in err (no trailing newline). */
+int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t err_len);
+
+/* Usable CPUs: the affinity mask of this process. */
+uint32_t rm_config_usable_cpus(void);
+
+/* Print the usage text to `fp` (a FILE *). */
+void rm_config_usage(void *fp);
+
+#endif

@@ -1,0 +1,67 @@
+/*
+ * control.h - control-plane messages between supervisor and workers.
+ *
+ * Each frame is a 4-byte big-endian length followed by that many bytes of one
+ * msgpack map. Keys are short strings; unknown keys are ignored so both sides
+ * can grow the schema. Schema version RM_CTL_VERSION travels in "hello".
+ *
+ *   {"t": "hello", "v": 1, "pid": int, "lane": int, "python": str, "mode": str,
+ *    "gil": bool}                       worker -> supervisor, first frame
+ *   {"t": "ready"}                      worker -> supervisor, app imported
+ *   {"t": "fatal", "msg": str}          worker -> supervisor, then it exits
+ *   {"t": "stop"}                       supervisor -> worker: finish and exit
+ *   {"t": "heartbeat", "served": int}   worker -> supervisor
+ *
+ * Encoding and decoding are pure (no I/O); rm_ctl_send/rm_ctl_recv_blocking are
+ * thin helpers for blocking sockets.
+ */
+#ifndef RINGMASTER_CONTROL_H
+#define RINGMASTER_CONTROL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define RM_CTL_VERSION 1
+#define RM_CTL_MAX_FRAME 65536 /* larger frames are a protocol error */
+
+typedef enum rm_ctl_type {
+    RM_CTL_UNKNOWN = 0,
+    RM_CTL_HELLO,
+    RM_CTL_READY,
+    RM_CTL_FATAL,
+    RM_CTL_STOP,
+    RM_CTL_HEARTBEAT,
+} rm_ctl_type_t;
+
+typedef struct rm_ctl_msg {
+    rm_ctl_type_t type;
+    uint32_t version;    /* hello */
+    int32_t pid;         /* hello */
+    uint32_t lane;       /* hello */
+    bool gil_enabled;    /* hello */
+    uint64_t served;     /* heartbeat */
+    char python[32];     /* hello: "3.11.2" */
+    char mode[24];       /* hello: "gil", "subinterpreters", "free-threaded" */
+    char text[1024];     /* fatal: the readable reason, NUL-terminated, truncated */
+} rm_ctl_msg_t;
+
+/* Encode one frame (length prefix included) into buf.
+ * Returns the frame's size, or -ENOSPC when cap is too small. */
+ssize_t rm_ctl_encode(const rm_ctl_msg_t *msg, char *buf, size_t cap);
+
+/* Decode the first frame in buf[0..len). Returns the bytes it used, 0 when the
+ * frame is incomplete, or -EBADMSG for a malformed or oversized frame. */
+ssize_t rm_ctl_decode(const char *buf, size_t len, rm_ctl_msg_t *out);
+
+/* Encode and write a frame to a blocking socket. Returns 0 or -errno. */
+int rm_ctl_send(int fd, const rm_ctl_msg_t *msg);
+
+/* Read exactly one frame from a blocking socket. Returns 0, -ECONNRESET at
+ * end of stream, -EBADMSG, or -errno. */
+int rm_ctl_recv_blocking(int fd, rm_ctl_msg_t *out);
+
+const char *rm_ctl_type_name(rm_ctl_type_t type);
+
+#endif

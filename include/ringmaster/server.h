@@ -1,0 +1,227 @@
+/*
+ * server.h - the supervisor: one io_uring event loop that owns the listening
+ * socket, the client connections, the region and the workers.
+ *
+ * Kernel features used (Linux 6.0+): multishot accept, multishot recv with a
+ * provided-buffer ring, IORING_SETUP_SINGLE_ISSUER and DEFER_TASKRUN (falls
+ * back without them when refused).
+ *
+ * Chunk ownership inside the supervisor: a chunk it received into, reassembled
+ * a head into, or wrote a request's meta into is owned by RM_OWNER_SUPERVISOR
+ * and reference counted here (`chunk_refs`, private memory that no worker can
+ * touch): one reference for the connection's input queue, one for each request
+ * whose bytes lie in it. A response chunk comes from a worker, is transferred
+ * to the supervisor when its completion is accepted, and is freed once sent.
+ */
+#ifndef RINGMASTER_SERVER_H
+#define RINGMASTER_SERVER_H
+
+#include "ringmaster/config.h"
+#include "ringmaster/http_parse.h"
+#include "ringmaster/region.h"
+
+#include <liburing.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+/* Chunks a request may reference in its head and body pieces; the largest
+ * body it can carry is about this many chunks. */
+#define RM_REQ_MAX_CHUNKS 80
+
+enum rm_conn_state {
+    RM_CONN_FREE = 0,
+    RM_CONN_READING,    /* parsing input (head or body) */
+    RM_CONN_QUEUED,     /* request complete, waiting for a lane with room */
+    RM_CONN_DISPATCHED, /* on a lane, response not finished */
+    RM_CONN_CLOSING,    /* waiting for in-flight I/O before the fd is closed */
+};
+
+typedef struct rm_conn {
+    int fd;
+    uint32_t gen;   /* bumped whenever the slot is reused; part of user_data */
+    uint8_t state;  /* enum rm_conn_state */
+    bool recv_armed;
+    bool cancel_sent;
+    bool send_busy;
+    bool keep_alive;      /* current request allows reuse */
+    bool close_after;     /* close once the output queue drains */
+    bool wants_buffers;   /* recv stopped on ENOBUFS; re-arm when chunks return */
+    bool head_continue;   /* 100 Continue sent for this request */
+    bool response_begun;  /* some response bytes were queued for this request */
+    bool parsing;         /* a request has begun (rm_http_begin) and is not dropped */
+    bool closing;         /* close requested; the slot lives until I/O and lane let go */
+
+    /* Input: received chunks not yet fully parsed, linked through chunk_next. */
+    uint32_t in_head, in_tail;
+    /* Head reassembly when a head arrives in several reads. */
+    uint32_t asm_chunk;
+    uint32_t asm_len;
+    /* Output: chunks waiting to be sent, linked through chunk_next. */
+    uint32_t out_head, out_tail;
+
+    /* The request being parsed or served. */
+    rm_http_parser_t parser;
+    uint64_t req_id;
+    uint32_t lane;          /* lane it was dispatched to */
+    uint32_t meta_chunk;    /* RM_CHUNK_NONE until allocated */
+    uint32_t meta_len;
+    uint32_t slice_count;   /* body slices written into the meta chunk */
+    uint32_t feed_chunk;    /* chunk of the buffer being fed to the parser */
+    uint64_t enqueued_ns;
+    uint16_t req_nchunks;
+    uint32_t req_chunks[RM_REQ_MAX_CHUNKS]; /* references this request holds */
+    uint32_t queue_next;    /* next connection waiting for a lane, or UINT32_MAX */
+
+    struct sockaddr_storage peer;
+} rm_conn_t;
+
+/* A request whose response is finished but whose chunks the worker still reads
+ * (RM_DONE_HOLD); freed on RM_DONE_RELEASE or when the worker dies. */
+typedef struct rm_held {
+    struct rm_held *next;
+    uint64_t req_id;
+    uint16_t nchunks;
+    uint32_t chunks[];
+} rm_held_t;
+
+enum rm_worker_state {
+    RM_WORKER_NONE = 0,
+    RM_WORKER_STARTING, /* spawned, not ready */
+    RM_WORKER_READY,
+    RM_WORKER_STOPPING, /* told to stop */
+};
+
+typedef struct rm_worker {
+    pid_t pid;
+    int ctl_fd;            /* our end of the control socketpair, -1 if none */
+    uint32_t gen;          /* bumped per spawn; part of user_data */
+    uint8_t state;         /* enum rm_worker_state */
+    bool ctl_armed;
+    bool cut_off;          /* posted garbage: its completions are ignored */
+    bool was_ready;        /* reached ready at least once */
+    uint64_t respawn_at_ns; /* when a dead worker's lane is refilled, 0 = not pending */
+    uint32_t quick_deaths;  /* consecutive deaths before ready, for backoff */
+    uint64_t spawned_ns;
+    uint32_t outstanding;  /* requests dispatched and not finished */
+    uint64_t served;
+    rm_held_t *held;
+    rm_lane_t lane;
+    uint32_t ctl_len;
+    char ctl_buf[8192];
+    char python[32];
+    char mode[24];
+} rm_worker_t;
+
+typedef struct rm_server {
+    const rm_config_t *cfg; /* borrowed */
+    struct io_uring ring;
+    bool ring_ready;
+    int listen_fd;
+    bool accept_armed;
+    int signal_fd;
+    int doorbell_fd;       /* eventfd workers write when we sleep */
+    uint64_t doorbell_value;
+    struct signalfd_siginfo *sig_buf;
+    bool stopping;         /* no new connections; exit when idle */
+    bool workers_told;     /* stop sent to the workers */
+    uint64_t kill_deadline_ns;
+    bool fast_stop;
+    int exit_code;
+    uint64_t stop_deadline_ns;
+
+    rm_region_t region;
+    uint16_t *chunk_refs;  /* private reference counts, one per chunk */
+    uint32_t *chunk_next;  /* private list links, one per chunk */
+    uint32_t *chunk_off;   /* private: first unsent/unparsed byte */
+    uint32_t *chunk_len;   /* private: bytes left from chunk_off */
+
+    /* Provided-buffer ring for recv. */
+    struct io_uring_buf_ring *buf_ring;
+    size_t buf_ring_size;
+    uint32_t buf_count;    /* power of two */
+    uint32_t *buf_chunk;   /* bid -> chunk, RM_CHUNK_NONE if the slot is empty */
+    uint32_t bufs_missing; /* slots without a chunk (pool was exhausted) */
+
+    rm_conn_t *conns;
+    uint32_t conn_cap;
+    uint32_t conn_count;
+    uint32_t *conn_free;   /* stack of free slots */
+    uint32_t conn_free_top;
+    uint32_t queue_head, queue_tail; /* connections waiting for a lane */
+    uint64_t next_req_seq;
+
+    rm_worker_t *workers;
+    uint32_t worker_count;
+    uint32_t rr_next;
+    bool any_ready;        /* some worker became ready since start */
+
+    rm_http_head_t scratch_head; /* the head being parsed; valid during one feed */
+    rm_conn_t *feed_conn;        /* the connection being fed to its parser */
+} rm_server_t;
+
+/* user_data layout: operation in the top 8 bits, generation in the next 24,
+ * connection or worker index in the low 32. */
+enum rm_op {
+    RM_OP_ACCEPT = 1,
+    RM_OP_RECV,
+    RM_OP_SEND,
+    RM_OP_CANCEL,
+    RM_OP_SIGNAL,
+    RM_OP_DOORBELL,
+    RM_OP_CTL_RECV,
+    RM_OP_TIMEOUT,
+};
+
+static inline uint64_t rm_user_data(enum rm_op op, uint32_t gen, uint32_t idx)
+{
+    return ((uint64_t)op << 56) | ((uint64_t)(gen & 0xffffff) << 32) | idx;
+}
+
+/* Set up everything (region, socket, ring, workers) and run until stopped.
+ * Returns the process exit status. Start-up errors are logged readably. */
+int rm_server_run(const rm_config_t *cfg);
+
+/* ---- internal interfaces between the supervisor's files ---- */
+
+/* server.c: I/O submission. */
+struct io_uring_sqe *rm_server_sqe(rm_server_t *s);
+void rm_server_arm_recv(rm_server_t *s, rm_conn_t *c);
+void rm_server_flush_output(rm_server_t *s, rm_conn_t *c);
+void rm_server_close_conn(rm_server_t *s, rm_conn_t *c);
+uint64_t rm_now_ns(void);
+
+/* conn.c: chunk references and connection input. */
+void rm_chunk_ref(rm_server_t *s, uint32_t chunk);
+void rm_chunk_unref(rm_server_t *s, uint32_t chunk);
+uint32_t rm_chunk_alloc(rm_server_t *s); /* owned by the supervisor, one reference */
+rm_conn_t *rm_conn_alloc(rm_server_t *s, int fd);
+void rm_conn_release(rm_server_t *s, rm_conn_t *c); /* after the fd is closed */
+void rm_conn_input(rm_server_t *s, rm_conn_t *c, uint32_t chunk, uint32_t len);
+void rm_conn_process(rm_server_t *s, rm_conn_t *c);
+void rm_conn_drop_request(rm_server_t *s, rm_conn_t *c);
+void rm_conn_respond_error(rm_server_t *s, rm_conn_t *c, int status, bool close);
+void rm_conn_queue_output(rm_server_t *s, rm_conn_t *c, uint32_t chunk, uint32_t off,
+                          uint32_t len);
+
+/* dispatch.c: lanes. */
+void rm_dispatch_request(rm_server_t *s, rm_conn_t *c);
+void rm_dispatch_pending(rm_server_t *s);
+bool rm_dispatch_drain(rm_server_t *s); /* true if any completion was taken */
+void rm_dispatch_lane_lost(rm_server_t *s, uint32_t lane);
+void rm_held_release_all(rm_server_t *s, rm_worker_t *w);
+
+/* workers.c: processes. */
+int rm_workers_start(rm_server_t *s);
+int rm_worker_spawn(rm_server_t *s, uint32_t lane);
+void rm_workers_on_ctl(rm_server_t *s, uint32_t lane, uint32_t gen, int res);
+void rm_workers_reap(rm_server_t *s);
+void rm_workers_respawn_due(rm_server_t *s, uint64_t now);
+void rm_workers_stop_all(rm_server_t *s, bool fast);
+bool rm_workers_all_exited(const rm_server_t *s);
+void rm_workers_kill_all(rm_server_t *s);
+
+#endif

@@ -1,0 +1,100 @@
+/*
+ * wire.h - what a request descriptor's meta chunk holds.
+ *
+ * The supervisor parses a request in place and writes this block (and the
+ * arrays after it) into a chunk it owns; the worker reads it and the bytes it
+ * points at, and never writes either. Everything is an offset or a chunk index.
+ *
+ *   rm_req_meta_t
+ *   rm_wire_header_t headers[header_count]   offsets into head_chunk
+ *   rm_slice_t       body[body_slice_count]  pieces of the (decoded) body, in order
+ *
+ * The worker checks every offset against the chunk size before reading
+ * (rm_wire_meta_check), so a bug in one side cannot make the other read
+ * outside the region.
+ */
+#ifndef RINGMASTER_WIRE_H
+#define RINGMASTER_WIRE_H
+
+#include <assert.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* A piece of bytes somewhere in the pool. */
+typedef struct rm_slice {
+    uint32_t chunk;
+    uint32_t off;
+    uint32_t len;
+} rm_slice_t;
+
+/* A header line; name and value are offsets into the head chunk. The value has
+ * no leading or trailing whitespace. Names keep the case the client sent. */
+typedef struct rm_wire_header {
+    uint32_t name_off;
+    uint32_t value_off;
+    uint16_t name_len;
+    uint16_t reserved;
+    uint32_t value_len;
+} rm_wire_header_t;
+
+/* Request flags. */
+#define RM_REQ_KEEP_ALIVE 0x1u /* the connection stays open after this response */
+#define RM_REQ_HEAD 0x2u       /* method is HEAD: send headers, no body */
+#define RM_REQ_CHUNKED 0x4u    /* the body came chunked (already decoded in `body`) */
+
+typedef struct rm_req_meta {
+    uint32_t head_chunk;  /* chunk holding method, target and header bytes */
+    uint32_t flags;       /* RM_REQ_* */
+    uint32_t method_off;  /* in head_chunk */
+    uint32_t method_len;
+    uint32_t target_off;  /* request-target as sent (origin or absolute form) */
+    uint32_t target_len;
+    uint32_t path_off;    /* path part of the target, not percent-decoded */
+    uint32_t path_len;
+    uint32_t query_off;   /* after '?', empty when there is none */
+    uint32_t query_len;
+    uint8_t http_major;
+    uint8_t http_minor;
+    uint16_t header_count;
+    uint32_t body_slice_count;
+    uint64_t body_len;    /* sum of the body slices */
+    uint8_t client_addr[16]; /* IPv4 in the first 4 bytes, or IPv6 */
+    uint16_t client_port;    /* host order */
+    uint8_t client_family;   /* 4, 6, or 0 for a Unix socket */
+    uint8_t server_family;
+    uint16_t server_port;
+    uint16_t reserved;
+    uint8_t server_addr[16];
+} rm_req_meta_t;
+
+static_assert(sizeof(rm_req_meta_t) == 96, "meta layout");
+static_assert(offsetof(rm_req_meta_t, body_len) == 48, "meta layout: body_len aligned");
+static_assert(offsetof(rm_req_meta_t, server_addr) == 80, "meta layout: addresses last");
+static_assert(sizeof(rm_wire_header_t) == 16, "header ref layout");
+static_assert(sizeof(rm_slice_t) == 12, "slice layout");
+
+static inline rm_wire_header_t *rm_wire_headers(rm_req_meta_t *meta)
+{
+    return (rm_wire_header_t *)(meta + 1);
+}
+
+static inline rm_slice_t *rm_wire_body(rm_req_meta_t *meta)
+{
+    return (rm_slice_t *)(rm_wire_headers(meta) + meta->header_count);
+}
+
+/* Bytes a meta block with these counts needs. */
+static inline size_t rm_wire_meta_size(uint32_t header_count, uint32_t body_slice_count)
+{
+    return sizeof(rm_req_meta_t) + (size_t)header_count * sizeof(rm_wire_header_t) +
+           (size_t)body_slice_count * sizeof(rm_slice_t);
+}
+
+/* Check that a meta block of `meta_len` bytes is self-consistent: its arrays fit
+ * in meta_len, every head offset lies in [0, chunk_size), every body slice names
+ * a chunk < chunk_count and stays inside it, and body_len is their sum.
+ * Returns 0 or -EBADMSG. Pure; reads only `meta`. */
+int rm_wire_meta_check(const rm_req_meta_t *meta, size_t meta_len, uint32_t chunk_size,
+                       uint32_t chunk_count);
+
+#endif

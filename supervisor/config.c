@@ -1,0 +1,326 @@
+/*
+ * config.c - flags and environment to rm_config_t.
+ */
+#include "ringmaster/config.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef RINGMASTER_VERSION
+#define RINGMASTER_VERSION "dev"
+#endif
+
+enum {
+    OPT_THREADS = 0x100,
+    OPT_WORKER_BINARY,
+    OPT_LOG_LEVEL,
+    OPT_LOG_FORMAT,
+    OPT_MAX_BODY,
+    OPT_MAX_CONNECTIONS,
+    OPT_GRACEFUL_TIMEOUT,
+    OPT_CHUNK_SIZE,
+    OPT_CHUNKS,
+    OPT_VERSION,
+};
+
+static const struct option options[] = {
+    {"bind", required_argument, NULL, 'b'},
+    {"workers", required_argument, NULL, 'w'},
+    {"threads", required_argument, NULL, OPT_THREADS},
+    {"worker-binary", required_argument, NULL, OPT_WORKER_BINARY},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+    {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"graceful-timeout", required_argument, NULL, OPT_GRACEFUL_TIMEOUT},
+    {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
+    {"chunks", required_argument, NULL, OPT_CHUNKS},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+void rm_config_usage(void *fp)
+{
+    fputs("usage: ringmaster [options] APP\n"
+          "\n"
+          "APP is module:attr, module (attr 'app'), or path/to/file.py[:attr].\n"
+          "\n"
+          "  -b, --bind HOST:PORT       listen address (RINGMASTER_BIND; default 127.0.0.1:8000)\n"
+          "  -w, --workers N|auto       worker processes (RINGMASTER_WORKERS, WEB_CONCURRENCY;\n"
+          "                             default auto = usable CPUs)\n"
+          "      --threads T            Python threads per worker (RINGMASTER_THREADS; default 1)\n"
+          "      --worker-binary PATH   ringmaster-worker to run (RINGMASTER_WORKER_BINARY;\n"
+          "                             default: next to this binary)\n"
+          "      --max-body-size BYTES  largest request body, 413 beyond (default 1048576)\n"
+          "      --max-connections N    open client connections at most (default 10000)\n"
+          "      --graceful-timeout S   seconds SIGTERM waits for in-flight requests (default 30)\n"
+          "      --chunk-size BYTES     region chunk size, multiple of 4096 (default 16384)\n"
+          "      --chunks N             region chunks (default 4096)\n"
+          "      --log-level LEVEL      error|warn|info|debug (RINGMASTER_LOG_LEVEL; default info)\n"
+          "      --log-format FMT       plain|json (RINGMASTER_LOG_FORMAT; default plain)\n"
+          "  -h, --help                 this text\n"
+          "      --version              print the version\n",
+          (FILE *)fp);
+}
+
+uint32_t rm_config_usable_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
+        return (uint32_t)CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (uint32_t)n : 1;
+}
+
+static int fail(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static int fail(char *err, size_t err_len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+    return -EINVAL;
+}
+
+static bool parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (!text || !*text || *text == '-')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int parse_bind(rm_config_t *cfg, const char *text, const char *source, char *err,
+                      size_t err_len)
+{
+    const char *colon = strrchr(text, ':');
+    const char *host = text;
+    size_t host_len;
+    if (!colon)
+        return fail(err, err_len, "%s: expected HOST:PORT, got '%s'", source, text);
+    host_len = (size_t)(colon - text);
+    if (host_len >= 2 && host[0] == '[' && host[host_len - 1] == ']') {
+        host++;
+        host_len -= 2;
+    }
+    if (host_len == 0) {
+        host = "0.0.0.0";
+        host_len = strlen(host);
+    }
+    if (host_len >= sizeof(cfg->bind_host))
+        return fail(err, err_len, "%s: host too long", source);
+    uint64_t port;
+    if (!parse_u64(colon + 1, 0, 65535, &port))
+        return fail(err, err_len, "%s: bad port in '%s'", source, text);
+    memcpy(cfg->bind_host, host, host_len);
+    cfg->bind_host[host_len] = '\0';
+    cfg->bind_port = (uint16_t)port;
+    return 0;
+}
+
+static int parse_workers(rm_config_t *cfg, const char *text, const char *source, char *err,
+                         size_t err_len)
+{
+    uint64_t n;
+    if (strcmp(text, "auto") == 0) {
+        cfg->workers = rm_config_usable_cpus();
+        return 0;
+    }
+    if (!parse_u64(text, 1, 1024, &n))
+        return fail(err, err_len, "%s: expected a number 1..1024 or 'auto', got '%s'", source,
+                    text);
+    cfg->workers = (uint32_t)n;
+    return 0;
+}
+
+static int parse_threads(rm_config_t *cfg, const char *text, const char *source, char *err,
+                         size_t err_len)
+{
+    uint64_t n;
+    if (!parse_u64(text, 1, 256, &n))
+        return fail(err, err_len, "%s: expected a number 1..256, got '%s'", source, text);
+    cfg->threads = (uint32_t)n;
+    return 0;
+}
+
+static void default_worker_binary(rm_config_t *cfg)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n <= 0) {
+        snprintf(cfg->worker_binary, sizeof(cfg->worker_binary), "ringmaster-worker");
+        return;
+    }
+    self[n] = '\0';
+    char *slash = strrchr(self, '/');
+    size_t dir_len = slash ? (size_t)(slash - self) : 0;
+    static const char name[] = "/ringmaster-worker";
+    if (dir_len + sizeof(name) > sizeof(cfg->worker_binary))
+        dir_len = 0;
+    memcpy(cfg->worker_binary, self, dir_len);
+    memcpy(cfg->worker_binary + dir_len, name, sizeof(name));
+}
+
+static void set_defaults(rm_config_t *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->bind_host, sizeof(cfg->bind_host), "127.0.0.1");
+    cfg->bind_port = 8000;
+    cfg->workers = rm_config_usable_cpus();
+    cfg->threads = 1;
+    cfg->log_level = RM_LOG_INFO;
+    cfg->log_format = RM_LOG_PLAIN;
+    cfg->chunk_size = 16384;
+    cfg->chunk_count = 4096;
+    cfg->lane_capacity = 1024;
+    cfg->recv_buffers = 512;
+    cfg->max_connections = 10000;
+    cfg->max_head = 16384;
+    cfg->max_target = 8192;
+    cfg->max_body = 1024 * 1024;
+    cfg->graceful_timeout_ms = 30000;
+    cfg->startup_timeout_ms = 60000;
+    cfg->backlog = 4096;
+    default_worker_binary(cfg);
+}
+
+/* Environment first, so that flags parsed afterwards override it. */
+static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
+{
+    const char *v;
+    int rc;
+    if ((v = getenv("RINGMASTER_BIND")) && *v &&
+        (rc = parse_bind(cfg, v, "RINGMASTER_BIND", err, err_len)))
+        return rc;
+    if ((v = getenv("WEB_CONCURRENCY")) && *v &&
+        (rc = parse_workers(cfg, v, "WEB_CONCURRENCY", err, err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_WORKERS")) && *v &&
+        (rc = parse_workers(cfg, v, "RINGMASTER_WORKERS", err, err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_THREADS")) && *v &&
+        (rc = parse_threads(cfg, v, "RINGMASTER_THREADS", err, err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_WORKER_BINARY")) && *v)
+        snprintf(cfg->worker_binary, sizeof(cfg->worker_binary), "%s", v);
+    if ((v = getenv("RINGMASTER_LOG_LEVEL")) && *v && rm_log_parse_level(v, &cfg->log_level))
+        return fail(err, err_len, "RINGMASTER_LOG_LEVEL: expected error|warn|info|debug");
+    if ((v = getenv("RINGMASTER_LOG_FORMAT")) && *v && rm_log_parse_format(v, &cfg->log_format))
+        return fail(err, err_len, "RINGMASTER_LOG_FORMAT: expected plain|json");
+    return 0;
+}
+
+int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t err_len)
+{
+    int rc, opt;
+    uint64_t n;
+    set_defaults(cfg);
+    if ((rc = apply_env(cfg, err, err_len)))
+        return rc;
+
+    optind = 1;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "+:b:w:h", options, NULL)) != -1) {
+        switch (opt) {
+        case 'b':
+            if ((rc = parse_bind(cfg, optarg, "--bind", err, err_len)))
+                return rc;
+            break;
+        case 'w':
+            if ((rc = parse_workers(cfg, optarg, "--workers", err, err_len)))
+                return rc;
+            break;
+        case OPT_THREADS:
+            if ((rc = parse_threads(cfg, optarg, "--threads", err, err_len)))
+                return rc;
+            break;
+        case OPT_WORKER_BINARY:
+            snprintf(cfg->worker_binary, sizeof(cfg->worker_binary), "%s", optarg);
+            break;
+        case OPT_LOG_LEVEL:
+            if (rm_log_parse_level(optarg, &cfg->log_level))
+                return fail(err, err_len, "--log-level: expected error|warn|info|debug, got '%s'",
+                            optarg);
+            break;
+        case OPT_LOG_FORMAT:
+            if (rm_log_parse_format(optarg, &cfg->log_format))
+                return fail(err, err_len, "--log-format: expected plain|json, got '%s'", optarg);
+            break;
+        case OPT_MAX_BODY:
+            if (!parse_u64(optarg, 0, UINT64_MAX / 2, &n))
+                return fail(err, err_len, "--max-body-size: expected bytes, got '%s'", optarg);
+            cfg->max_body = n;
+            break;
+        case OPT_MAX_CONNECTIONS:
+            if (!parse_u64(optarg, 1, 1u << 20, &n))
+                return fail(err, err_len, "--max-connections: expected 1..1048576, got '%s'",
+                            optarg);
+            cfg->max_connections = (uint32_t)n;
+            break;
+        case OPT_GRACEFUL_TIMEOUT:
+            if (!parse_u64(optarg, 0, 86400, &n))
+                return fail(err, err_len, "--graceful-timeout: expected seconds, got '%s'",
+                            optarg);
+            cfg->graceful_timeout_ms = (uint32_t)n * 1000;
+            break;
+        case OPT_CHUNK_SIZE:
+            if (!parse_u64(optarg, 4096, 1u << 20, &n) || n % 4096)
+                return fail(err, err_len,
+                            "--chunk-size: expected a multiple of 4096 up to 1 MiB, got '%s'",
+                            optarg);
+            cfg->chunk_size = (uint32_t)n;
+            break;
+        case OPT_CHUNKS:
+            if (!parse_u64(optarg, 64, 1u << 20, &n))
+                return fail(err, err_len, "--chunks: expected 64..1048576, got '%s'", optarg);
+            cfg->chunk_count = (uint32_t)n;
+            break;
+        case 'h':
+            rm_config_usage(stdout);
+            return RM_CONFIG_EXIT_OK;
+        case OPT_VERSION:
+            printf("ringmaster %s\n", RINGMASTER_VERSION);
+            return RM_CONFIG_EXIT_OK;
+        case ':':
+            return fail(err, err_len, "option %s needs a value", argv[optind - 1]);
+        default:
+            return fail(err, err_len, "unknown option '%s' (see --help)", argv[optind - 1]);
+        }
+    }
+    if (optind >= argc)
+        return fail(err, err_len, "missing APP (module:attr or path/to/app.py); see --help");
+    if (optind + 1 < argc)
+        return fail(err, err_len, "unexpected argument '%s' after APP", argv[optind + 1]);
+    cfg->app = argv[optind];
+    if (!*cfg->app)
+        return fail(err, err_len, "APP is empty");
+
+    /* Derived geometry: at least enough recv buffers and chunks for the lanes. */
+    if (cfg->max_head > cfg->chunk_size)
+        cfg->max_head = cfg->chunk_size;
+    if (cfg->max_target > cfg->max_head)
+        cfg->max_target = cfg->max_head;
+    if (cfg->recv_buffers > cfg->chunk_count / 4)
+        cfg->recv_buffers = cfg->chunk_count / 4;
+    /* The provided-buffer ring needs a power of two. */
+    uint32_t rb = 1;
+    while (rb * 2 <= cfg->recv_buffers)
+        rb *= 2;
+    cfg->recv_buffers = rb;
+    return 0;
+}

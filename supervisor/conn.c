@@ -1,0 +1,452 @@
+/*
+ * conn.c - client connections: input queue, parsing in place, request meta.
+ *
+ * Received chunks queue on the connection in arrival order. Requests are
+ * served one at a time per connection, so pipelined requests are answered in
+ * order: the bytes of the next one wait in the queue (still in the chunk the
+ * kernel wrote them to) until the current response has been queued.
+ *
+ * A head is parsed where it landed. Only when a head is split across reads is
+ * it copied, once per read, into a reassembly chunk and parsed again from its
+ * start (heads are bounded by --chunk-size, so this costs at most one chunk).
+ */
+#include "ringmaster/log.h"
+#include "ringmaster/server.h"
+#include "ringmaster/wire.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Body slices are written here first (the head's field count is not known
+ * while the first body bytes may already be arriving) and moved down after the
+ * header references when the request is complete. */
+#define SLICE_SCRATCH_OFF (sizeof(rm_req_meta_t) + RM_HTTP_MAX_HEADERS * sizeof(rm_wire_header_t))
+
+uint32_t rm_chunk_alloc(rm_server_t *s)
+{
+    uint32_t idx = rm_chunk_pool_alloc(&s->region.pool, RM_OWNER_SUPERVISOR);
+    if (idx != RM_CHUNK_NONE) {
+        s->chunk_refs[idx] = 1;
+        s->chunk_next[idx] = RM_CHUNK_NONE;
+    }
+    return idx;
+}
+
+void rm_chunk_ref(rm_server_t *s, uint32_t chunk)
+{
+    s->chunk_refs[chunk]++;
+}
+
+void rm_chunk_unref(rm_server_t *s, uint32_t chunk)
+{
+    if (s->chunk_refs[chunk] == 0) {
+        RM_ERROR("chunk %u released more often than referenced", chunk);
+        return;
+    }
+    if (--s->chunk_refs[chunk] == 0) {
+        int rc = rm_chunk_pool_free(&s->region.pool, chunk, RM_OWNER_SUPERVISOR);
+        if (rc)
+            RM_ERROR("freeing chunk %u: %s", chunk, strerror(-rc));
+    }
+}
+
+rm_conn_t *rm_conn_alloc(rm_server_t *s, int fd)
+{
+    if (s->conn_free_top == 0)
+        return NULL;
+    uint32_t idx = s->conn_free[--s->conn_free_top];
+    rm_conn_t *c = &s->conns[idx];
+    uint32_t gen = c->gen;
+    memset(c, 0, offsetof(rm_conn_t, parser));
+    c->gen = gen;
+    c->fd = fd;
+    c->state = RM_CONN_READING;
+    c->in_head = c->in_tail = RM_CHUNK_NONE;
+    c->out_head = c->out_tail = RM_CHUNK_NONE;
+    c->asm_chunk = RM_CHUNK_NONE;
+    c->meta_chunk = RM_CHUNK_NONE;
+    c->queue_next = UINT32_MAX;
+    c->req_nchunks = 0;
+    c->req_id = 0;
+    rm_http_limits_t limits = {s->cfg->max_head, s->cfg->max_target, s->cfg->max_body};
+    rm_http_parser_init(&c->parser, &limits);
+    s->conn_count++;
+    return c;
+}
+
+static void drop_list(rm_server_t *s, uint32_t *head, uint32_t *tail)
+{
+    uint32_t ch = *head;
+    while (ch != RM_CHUNK_NONE) {
+        uint32_t next = s->chunk_next[ch];
+        rm_chunk_unref(s, ch);
+        ch = next;
+    }
+    *head = *tail = RM_CHUNK_NONE;
+}
+
+void rm_conn_drop_request(rm_server_t *s, rm_conn_t *c)
+{
+    for (uint16_t i = 0; i < c->req_nchunks; i++)
+        rm_chunk_unref(s, c->req_chunks[i]);
+    c->req_nchunks = 0;
+    if (c->meta_chunk != RM_CHUNK_NONE) {
+        rm_chunk_unref(s, c->meta_chunk);
+        c->meta_chunk = RM_CHUNK_NONE;
+    }
+    c->slice_count = 0;
+    c->req_id = 0;
+    c->parsing = false;
+    c->head_continue = false;
+    c->response_begun = false;
+}
+
+void rm_conn_release(rm_server_t *s, rm_conn_t *c)
+{
+    rm_conn_drop_request(s, c);
+    drop_list(s, &c->in_head, &c->in_tail);
+    drop_list(s, &c->out_head, &c->out_tail);
+    if (c->asm_chunk != RM_CHUNK_NONE) {
+        rm_chunk_unref(s, c->asm_chunk);
+        c->asm_chunk = RM_CHUNK_NONE;
+    }
+    c->state = RM_CONN_FREE;
+    c->fd = -1;
+    c->gen = (c->gen + 1) & 0xffffff;
+    s->conn_free[s->conn_free_top++] = (uint32_t)(c - s->conns);
+    s->conn_count--;
+}
+
+static void list_append(rm_server_t *s, uint32_t *head, uint32_t *tail, uint32_t chunk)
+{
+    s->chunk_next[chunk] = RM_CHUNK_NONE;
+    if (*tail == RM_CHUNK_NONE)
+        *head = chunk;
+    else
+        s->chunk_next[*tail] = chunk;
+    *tail = chunk;
+}
+
+void rm_conn_queue_output(rm_server_t *s, rm_conn_t *c, uint32_t chunk, uint32_t off,
+                          uint32_t len)
+{
+    s->chunk_off[chunk] = off;
+    s->chunk_len[chunk] = len;
+    list_append(s, &c->out_head, &c->out_tail, chunk);
+    rm_server_flush_output(s, c);
+}
+
+void rm_conn_input(rm_server_t *s, rm_conn_t *c, uint32_t chunk, uint32_t len)
+{
+    s->chunk_off[chunk] = 0;
+    s->chunk_len[chunk] = len;
+    list_append(s, &c->in_head, &c->in_tail, chunk);
+}
+
+static const char *reason_of(int status)
+{
+    switch (status) {
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 417: return "Expectation Failed";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Error";
+    }
+}
+
+/* Answer with a short error. With `close` the connection ends after it; the
+ * request (if any) is dropped either way. */
+void rm_conn_respond_error(rm_server_t *s, rm_conn_t *c, int status, bool close)
+{
+    uint32_t ch = rm_chunk_alloc(s);
+    if (ch == RM_CHUNK_NONE) {
+        rm_server_close_conn(s, c);
+        return;
+    }
+    char body[64];
+    int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason_of(status));
+    char *p = (char *)rm_chunk_pool_ptr(&s->region.pool, ch);
+    int n = snprintf(p, s->region.pool.chunk_size,
+                     "HTTP/1.1 %d %s\r\nServer: ringmaster\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %d\r\n%s%s\r\n%s",
+                     status, reason_of(status), blen, close ? "Connection: close\r\n" : "",
+                     status == 503 ? "Retry-After: 1\r\n" : "", body);
+    c->response_begun = true;
+    if (close)
+        c->close_after = true;
+    rm_conn_queue_output(s, c, ch, 0, (uint32_t)n);
+}
+
+static void send_continue(rm_server_t *s, rm_conn_t *c)
+{
+    static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    uint32_t ch = rm_chunk_alloc(s);
+    if (ch == RM_CHUNK_NONE)
+        return; /* the client sends the body after its own timeout anyway */
+    memcpy(rm_chunk_pool_ptr(&s->region.pool, ch), cont, sizeof(cont) - 1);
+    rm_conn_queue_output(s, c, ch, 0, sizeof(cont) - 1);
+    c->head_continue = true;
+}
+
+/* Record that the current request holds a reference on `chunk`. */
+static bool req_hold(rm_server_t *s, rm_conn_t *c, uint32_t chunk)
+{
+    for (uint16_t i = c->req_nchunks; i > 0; i--)
+        if (c->req_chunks[i - 1] == chunk)
+            return true;
+    if (c->req_nchunks == RM_REQ_MAX_CHUNKS)
+        return false;
+    c->req_chunks[c->req_nchunks++] = chunk;
+    rm_chunk_ref(s, chunk);
+    return true;
+}
+
+static bool ensure_meta(rm_server_t *s, rm_conn_t *c)
+{
+    if (c->meta_chunk != RM_CHUNK_NONE)
+        return true;
+    c->meta_chunk = rm_chunk_alloc(s);
+    c->slice_count = 0;
+    return c->meta_chunk != RM_CHUNK_NONE;
+}
+
+static int on_body_piece(void *ctx, const char *at, size_t len)
+{
+    rm_server_t *s = ctx;
+    rm_conn_t *c = s->feed_conn;
+    rm_chunk_pool_t *pool = &s->region.pool;
+    if (!ensure_meta(s, c))
+        return -1;
+    size_t cap = (pool->chunk_size - SLICE_SCRATCH_OFF) / sizeof(rm_slice_t);
+    if (c->slice_count >= cap || !req_hold(s, c, c->feed_chunk))
+        return -1;
+    unsigned char *base = rm_chunk_pool_ptr(pool, c->feed_chunk);
+    rm_slice_t *slices = (rm_slice_t *)(rm_chunk_pool_ptr(pool, c->meta_chunk) + SLICE_SCRATCH_OFF);
+    uint32_t off = (uint32_t)((const unsigned char *)at - base);
+    rm_slice_t *last = c->slice_count ? &slices[c->slice_count - 1] : NULL;
+    if (last && last->chunk == c->feed_chunk && last->off + last->len == off) {
+        last->len += (uint32_t)len; /* contiguous with the previous piece */
+        return 0;
+    }
+    slices[c->slice_count++] = (rm_slice_t){c->feed_chunk, off, (uint32_t)len};
+    return 0;
+}
+
+static void fill_addr(const struct sockaddr_storage *ss, uint8_t addr[16], uint16_t *port,
+                      uint8_t *family)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        memcpy(addr, &in->sin_addr, 4);
+        *port = ntohs(in->sin_port);
+        *family = 4;
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        memcpy(addr, &in6->sin6_addr, 16);
+        *port = ntohs(in6->sin6_port);
+        *family = 6;
+    } else {
+        *family = 0;
+        *port = 0;
+    }
+}
+
+/* The head just completed in the buffer starting at `head_base`, which is
+ * `head_off` bytes into chunk `head_chunk`. Write the meta's fixed part and the
+ * header references now, while the parser's scratch head is still valid. */
+static bool write_head_meta(rm_server_t *s, rm_conn_t *c, uint32_t head_chunk, uint32_t head_off)
+{
+    const rm_http_head_t *h = &s->scratch_head;
+    if (!ensure_meta(s, c) || !req_hold(s, c, head_chunk))
+        return false;
+    rm_req_meta_t *m = (rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk);
+    memset(m, 0, sizeof(*m));
+    m->head_chunk = head_chunk;
+    m->method_off = head_off + h->method_off;
+    m->method_len = h->method_len;
+    m->target_off = head_off + h->target_off;
+    m->target_len = h->target_len;
+    const char *t = (const char *)rm_chunk_pool_ptr(&s->region.pool, head_chunk) + m->target_off;
+    const char *q = memchr(t, '?', h->target_len);
+    m->path_off = m->target_off;
+    m->path_len = q ? (uint32_t)(q - t) : h->target_len;
+    m->query_off = q ? m->path_off + m->path_len + 1 : m->target_off + m->target_len;
+    m->query_len = q ? h->target_len - m->path_len - 1 : 0;
+    m->http_major = h->http_major;
+    m->http_minor = h->http_minor;
+    m->header_count = h->field_count;
+    if (h->flags & RM_HTTP_KEEP_ALIVE)
+        m->flags |= RM_REQ_KEEP_ALIVE;
+    if (h->flags & RM_HTTP_HEAD)
+        m->flags |= RM_REQ_HEAD;
+    if (h->flags & RM_HTTP_CHUNKED)
+        m->flags |= RM_REQ_CHUNKED;
+    fill_addr(&c->peer, m->client_addr, &m->client_port, &m->client_family);
+    rm_wire_header_t *wh = rm_wire_headers(m);
+    for (uint16_t i = 0; i < h->field_count; i++) {
+        const rm_http_field_t *f = &h->fields[i];
+        wh[i] = (rm_wire_header_t){.name_off = head_off + f->name_off,
+                                   .value_off = head_off + f->value_off,
+                                   .name_len = (uint16_t)f->name_len,
+                                   .value_len = f->value_len};
+    }
+    c->keep_alive = (h->flags & RM_HTTP_KEEP_ALIVE) != 0;
+    return true;
+}
+
+/* Move the body slices after the header references and finish the meta. */
+static void finish_meta(rm_server_t *s, rm_conn_t *c)
+{
+    unsigned char *mc = rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk);
+    rm_req_meta_t *m = (rm_req_meta_t *)mc;
+    rm_slice_t *slices = (rm_slice_t *)(mc + SLICE_SCRATCH_OFF);
+    rm_slice_t *dest = rm_wire_body(m);
+    uint64_t total = 0;
+    for (uint32_t i = 0; i < c->slice_count; i++)
+        total += slices[i].len;
+    memmove(dest, slices, c->slice_count * sizeof(rm_slice_t));
+    m->body_slice_count = c->slice_count;
+    m->body_len = total;
+    c->meta_len = (uint32_t)rm_wire_meta_size(m->header_count, c->slice_count);
+}
+
+/* Drop `n` bytes from the front of the input queue. */
+static void input_consume(rm_server_t *s, rm_conn_t *c, uint32_t n)
+{
+    while (n > 0 && c->in_head != RM_CHUNK_NONE) {
+        uint32_t ch = c->in_head;
+        uint32_t take = n < s->chunk_len[ch] ? n : s->chunk_len[ch];
+        s->chunk_off[ch] += take;
+        s->chunk_len[ch] -= take;
+        n -= take;
+        if (s->chunk_len[ch] == 0) {
+            c->in_head = s->chunk_next[ch];
+            if (c->in_head == RM_CHUNK_NONE)
+                c->in_tail = RM_CHUNK_NONE;
+            rm_chunk_unref(s, ch);
+        }
+    }
+}
+
+static void parse_error(rm_server_t *s, rm_conn_t *c, int status)
+{
+    RM_DEBUG("connection %u: bad request, answering %d", (unsigned)(c - s->conns), status);
+    rm_conn_drop_request(s, c);
+    drop_list(s, &c->in_head, &c->in_tail);
+    rm_conn_respond_error(s, c, status, true);
+}
+
+/* Feed the front of the input queue to the parser until a request is complete
+ * (then dispatch it) or the input runs out. */
+void rm_conn_process(rm_server_t *s, rm_conn_t *c)
+{
+    rm_chunk_pool_t *pool = &s->region.pool;
+    s->feed_conn = c;
+    while (c->state == RM_CONN_READING && !c->close_after && c->in_head != RM_CHUNK_NONE) {
+        uint32_t ch = c->in_head;
+        char *data = (char *)rm_chunk_pool_ptr(pool, ch) + s->chunk_off[ch];
+        uint32_t len = s->chunk_len[ch];
+        bool head_was_done = c->parsing && rm_http_head_done(&c->parser);
+        size_t used;
+        int status = 0;
+        rm_http_result_t r;
+
+        if (!c->parsing) {
+            /* A new request starts here: parse in place. */
+            c->parsing = true;
+            rm_http_begin(&c->parser, &s->scratch_head, data, on_body_piece, s);
+            c->feed_chunk = ch;
+            r = rm_http_feed(&c->parser, data, len, &used, &status);
+            if (r == RM_HTTP_ERROR) {
+                parse_error(s, c, status);
+                return;
+            }
+            if (rm_http_head_done(&c->parser)) {
+                if (!write_head_meta(s, c, ch, s->chunk_off[ch])) {
+                    parse_error(s, c, 503);
+                    return;
+                }
+            } else {
+                /* Split head: start reassembling it. */
+                c->asm_chunk = rm_chunk_alloc(s);
+                if (c->asm_chunk == RM_CHUNK_NONE) {
+                    parse_error(s, c, 503);
+                    return;
+                }
+                memcpy(rm_chunk_pool_ptr(pool, c->asm_chunk), data, len);
+                c->asm_len = len;
+                used = len;
+            }
+        } else if (!head_was_done) {
+            /* Continue a split head: append and parse again from its start. */
+            char *abuf = (char *)rm_chunk_pool_ptr(pool, c->asm_chunk);
+            uint32_t before = c->asm_len;
+            uint32_t room = pool->chunk_size - before;
+            uint32_t add = len < room ? len : room;
+            memcpy(abuf + before, data, add);
+            c->asm_len += add;
+            rm_http_begin(&c->parser, &s->scratch_head, abuf, on_body_piece, s);
+            c->feed_chunk = c->asm_chunk;
+            r = rm_http_feed(&c->parser, abuf, c->asm_len, &used, &status);
+            if (r == RM_HTTP_ERROR) {
+                parse_error(s, c, status);
+                return;
+            }
+            if (!rm_http_head_done(&c->parser)) {
+                if (c->asm_len >= s->cfg->max_head) {
+                    parse_error(s, c, 431);
+                    return;
+                }
+                used = add;
+            } else {
+                if (!write_head_meta(s, c, c->asm_chunk, 0)) {
+                    parse_error(s, c, 503);
+                    return;
+                }
+                /* Bytes of this read that the request used. */
+                used = r == RM_HTTP_COMPLETE ? (used > before ? used - before : 0) : add;
+            }
+            /* The request holds its own reference to the reassembly chunk. */
+            if (rm_http_head_done(&c->parser)) {
+                rm_chunk_unref(s, c->asm_chunk);
+                c->asm_chunk = RM_CHUNK_NONE;
+                c->asm_len = 0;
+            }
+        } else {
+            /* Body bytes of a request whose head is done. */
+            c->feed_chunk = ch;
+            r = rm_http_feed(&c->parser, data, len, &used, &status);
+            if (r == RM_HTTP_ERROR) {
+                parse_error(s, c, status);
+                return;
+            }
+        }
+        input_consume(s, c, (uint32_t)used);
+
+        if (r == RM_HTTP_COMPLETE) {
+            if (!ensure_meta(s, c)) {
+                parse_error(s, c, 503);
+                return;
+            }
+            finish_meta(s, c);
+            rm_dispatch_request(s, c);
+            return;
+        }
+        if (rm_http_head_done(&c->parser) && !head_was_done &&
+            (s->scratch_head.flags & RM_HTTP_EXPECT_CONTINUE) && !c->head_continue &&
+            s->scratch_head.http_minor >= 1)
+            send_continue(s, c);
+    }
+}

@@ -1,0 +1,256 @@
+/*
+ * dispatch.c - requests onto lanes, completions off them.
+ *
+ * A complete request goes to the ready worker with the fewest requests
+ * outstanding (ties broken round-robin), or waits in a FIFO when every lane is
+ * full or no worker is ready. Every completion a worker posts is checked
+ * before use: the request id must be outstanding on that lane, the chunk must
+ * belong to that worker and the span must lie inside it. A worker that posts
+ * anything else is killed; its clients get 502 (dispatch_lane_lost).
+ */
+#include "ringmaster/log.h"
+#include "ringmaster/server.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define REQ_CONN_BITS 24
+#define REQ_CONN_MASK ((1u << REQ_CONN_BITS) - 1)
+
+static rm_worker_t *pick_worker(rm_server_t *s)
+{
+    rm_worker_t *best = NULL;
+    for (uint32_t k = 0; k < s->worker_count; k++) {
+        uint32_t i = (s->rr_next + k) % s->worker_count;
+        rm_worker_t *w = &s->workers[i];
+        if (w->state != RM_WORKER_READY || w->outstanding >= s->cfg->lane_capacity)
+            continue;
+        if (!best || w->outstanding < best->outstanding)
+            best = w;
+    }
+    if (best)
+        s->rr_next = (uint32_t)(best - s->workers) + 1;
+    return best;
+}
+
+static void queue_conn(rm_server_t *s, rm_conn_t *c)
+{
+    uint32_t idx = (uint32_t)(c - s->conns);
+    c->state = RM_CONN_QUEUED;
+    c->queue_next = UINT32_MAX;
+    if (s->queue_tail == UINT32_MAX)
+        s->queue_head = idx;
+    else
+        s->conns[s->queue_tail].queue_next = idx;
+    s->queue_tail = idx;
+}
+
+/* Push the connection's complete request; false when no lane can take it. */
+static bool try_push(rm_server_t *s, rm_conn_t *c)
+{
+    rm_worker_t *w = pick_worker(s);
+    if (!w)
+        return false;
+    uint32_t idx = (uint32_t)(c - s->conns);
+    uint64_t req_id = (++s->next_req_seq << REQ_CONN_BITS) | idx;
+    rm_req_desc_t d = {.req_id = req_id,
+                       .meta_chunk = c->meta_chunk,
+                       .meta_len = c->meta_len,
+                       .enqueued_ns = c->enqueued_ns};
+    int rc = rm_lane_push_request(&w->lane, &d);
+    if (rc) {
+        if (rc == -EBADMSG) {
+            RM_ERROR("worker %d: request ring corrupt; stopping it", (int)w->pid);
+            kill(w->pid, SIGKILL);
+        }
+        return false;
+    }
+    c->req_id = req_id;
+    c->lane = w->lane.index;
+    c->state = RM_CONN_DISPATCHED;
+    w->outstanding++;
+    return true;
+}
+
+void rm_dispatch_request(rm_server_t *s, rm_conn_t *c)
+{
+    c->enqueued_ns = rm_now_ns();
+    if (s->queue_head != UINT32_MAX || !try_push(s, c))
+        queue_conn(s, c);
+}
+
+void rm_dispatch_pending(rm_server_t *s)
+{
+    while (s->queue_head != UINT32_MAX) {
+        rm_conn_t *c = &s->conns[s->queue_head];
+        if (!try_push(s, c))
+            return;
+        s->queue_head = c->queue_next;
+        if (s->queue_head == UINT32_MAX)
+            s->queue_tail = UINT32_MAX;
+        c->queue_next = UINT32_MAX;
+    }
+}
+
+static void held_add(rm_server_t *s, rm_worker_t *w, rm_conn_t *c)
+{
+    uint16_t n = c->req_nchunks + (c->meta_chunk != RM_CHUNK_NONE);
+    rm_held_t *h = malloc(sizeof(*h) + n * sizeof(uint32_t));
+    if (!h) {
+        /* Without memory to remember them, leaking the chunks is the safe
+         * choice: the worker may still read them. */
+        RM_ERROR("out of memory recording a held request; its chunks stay allocated");
+    } else {
+        h->req_id = c->req_id;
+        h->nchunks = 0;
+        for (uint16_t i = 0; i < c->req_nchunks; i++)
+            h->chunks[h->nchunks++] = c->req_chunks[i];
+        if (c->meta_chunk != RM_CHUNK_NONE)
+            h->chunks[h->nchunks++] = c->meta_chunk;
+        h->next = w->held;
+        w->held = h;
+    }
+    (void)s;
+    c->req_nchunks = 0;
+    c->meta_chunk = RM_CHUNK_NONE;
+}
+
+static void held_free(rm_server_t *s, rm_held_t *h)
+{
+    for (uint16_t i = 0; i < h->nchunks; i++)
+        rm_chunk_unref(s, h->chunks[i]);
+    free(h);
+}
+
+void rm_held_release_all(rm_server_t *s, rm_worker_t *w)
+{
+    while (w->held) {
+        rm_held_t *h = w->held;
+        w->held = h->next;
+        held_free(s, h);
+    }
+}
+
+static bool held_release(rm_server_t *s, rm_worker_t *w, uint64_t req_id)
+{
+    for (rm_held_t **pp = &w->held; *pp; pp = &(*pp)->next) {
+        if ((*pp)->req_id == req_id) {
+            rm_held_t *h = *pp;
+            *pp = h->next;
+            held_free(s, h);
+            return true;
+        }
+    }
+    return false;
+}
+
+static void violation(rm_server_t *s, rm_worker_t *w, const char *what, uint64_t req_id)
+{
+    (void)s;
+    RM_ERROR("worker %d (lane %u) posted %s (request %llu); killing it", (int)w->pid,
+             w->lane.index, what, (unsigned long long)req_id);
+    if (w->pid > 0)
+        kill(w->pid, SIGKILL);
+    w->state = RM_WORKER_STOPPING; /* dispatch nothing more to it */
+    w->cut_off = true;             /* and take nothing more from it */
+}
+
+/* The request on `c` is finished (its last completion arrived). */
+static void request_finished(rm_server_t *s, rm_worker_t *w, rm_conn_t *c, uint32_t flags)
+{
+    w->outstanding--;
+    w->served++;
+    if (flags & RM_DONE_HOLD)
+        held_add(s, w, c);
+    rm_conn_drop_request(s, c);
+    c->state = RM_CONN_READING;
+    if ((flags & RM_DONE_CLOSE) || !c->keep_alive)
+        c->close_after = true;
+    if (c->closing) {
+        rm_server_close_conn(s, c);
+        return;
+    }
+    if (c->close_after)
+        rm_server_flush_output(s, c); /* closes once the output is sent */
+    else
+        rm_conn_process(s, c);        /* the next pipelined request, if any */
+}
+
+static void take_completion(rm_server_t *s, rm_worker_t *w, const rm_done_desc_t *d)
+{
+    uint32_t owner = RM_OWNER_LANE(w->lane.index);
+    if (d->flags & RM_DONE_RELEASE) {
+        if (!held_release(s, w, d->req_id))
+            RM_WARN("worker %d released request %llu it did not hold", (int)w->pid,
+                    (unsigned long long)d->req_id);
+        return;
+    }
+    uint32_t idx = (uint32_t)(d->req_id & REQ_CONN_MASK);
+    rm_conn_t *c = idx < s->conn_cap ? &s->conns[idx] : NULL;
+    if (!c || c->state != RM_CONN_DISPATCHED || c->req_id != d->req_id ||
+        c->lane != w->lane.index) {
+        violation(s, w, "a completion for a request it does not have", d->req_id);
+        return;
+    }
+    if (d->chunk != RM_CHUNK_NONE) {
+        if (!rm_chunk_pool_span_ok(&s->region.pool, d->chunk, d->off, d->len) ||
+            rm_chunk_pool_transfer(&s->region.pool, d->chunk, owner, RM_OWNER_SUPERVISOR) != 0) {
+            violation(s, w, "a chunk it does not own or a span outside it", d->req_id);
+            return;
+        }
+        s->chunk_refs[d->chunk] = 1;
+        if (c->closing) {
+            rm_chunk_unref(s, d->chunk); /* the client is gone */
+        } else {
+            c->response_begun = true;
+            rm_conn_queue_output(s, c, d->chunk, d->off, d->len);
+        }
+    }
+    if (d->flags & RM_DONE_LAST)
+        request_finished(s, w, c, d->flags);
+}
+
+bool rm_dispatch_drain(rm_server_t *s)
+{
+    bool any = false;
+    for (uint32_t i = 0; i < s->worker_count; i++) {
+        rm_worker_t *w = &s->workers[i];
+        if (w->state == RM_WORKER_NONE || w->cut_off)
+            continue;
+        rm_done_desc_t d;
+        int rc;
+        /* Bounded per lane per pass, so one busy worker cannot starve the loop. */
+        for (int n = 0; n < 256 && (rc = rm_lane_try_pop_done(&w->lane, &d)) == 0; n++) {
+            any = true;
+            take_completion(s, w, &d);
+            if (w->cut_off)
+                break;
+        }
+        if (rc == -EBADMSG && !w->cut_off)
+            violation(s, w, "a corrupt completion ring", 0);
+    }
+    return any;
+}
+
+/* Lane `lane`'s worker is gone. Whatever it had started is answered 502 (or
+ * the connection is closed if part of a response already went out). */
+void rm_dispatch_lane_lost(rm_server_t *s, uint32_t lane)
+{
+    rm_worker_t *w = &s->workers[lane];
+    for (uint32_t i = 0; i < s->conn_cap; i++) {
+        rm_conn_t *c = &s->conns[i];
+        if (c->state != RM_CONN_DISPATCHED || c->lane != lane)
+            continue;
+        bool begun = c->response_begun;
+        rm_conn_drop_request(s, c);
+        c->state = RM_CONN_READING;
+        if (c->closing || begun)
+            rm_server_close_conn(s, c);
+        else
+            rm_conn_respond_error(s, c, 502, true);
+    }
+    w->outstanding = 0;
+    rm_held_release_all(s, w);
+}

@@ -1,0 +1,25 @@
+/*
+ * main.c - the `ringmaster` command.
+ */
+#include "ringmaster/config.h"
+#include "ringmaster/log.h"
+#include "ringmaster/server.h"
+
+#include <stdio.h>
+
+int main(int argc, char **argv)
+{
+    static rm_config_t cfg;
+    char err[512];
+    int rc = rm_config_parse(&cfg, argc, argv, err, sizeof(err));
+    if (rc == RM_CONFIG_EXIT_OK)
+        return 0;
+    if (rc) {
+        fprintf(stderr, "ringmaster: error: %s\n", err);
+        return 2;
+    }
+    rm_log_conf.level = cfg.log_level;
+    rm_log_conf.format = cfg.log_format;
+    rm_log_conf.role = "supervisor";
+    return rm_server_run(&cfg);
+}

@@ -1,0 +1,660 @@
+/*
+ * server.c - the supervisor's io_uring event loop.
+ *
+ * Kernel features: multishot accept (5.19), multishot recv and provided
+ * buffer rings (6.0), SINGLE_ISSUER (6.0) and DEFER_TASKRUN (6.1); the last two
+ * are dropped if the kernel refuses them. liburing 2.3 has no
+ * io_uring_setup_buf_ring(), so the buffer ring is mapped and registered here.
+ *
+ * One loop iteration: take completions from every lane, dispatch queued
+ * requests, then either peek at the CQ (work was found) or announce sleep on
+ * the doorbell, look at the lanes once more, and block in io_uring until a
+ * CQE, the doorbell eventfd, or the tick.
+ */
+#include "ringmaster/log.h"
+#include "ringmaster/server.h"
+
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BUF_GROUP 1
+#define SIG_BATCH 8
+#define RING_ENTRIES 4096
+
+uint64_t rm_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+struct io_uring_sqe *rm_server_sqe(rm_server_t *s)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&s->ring);
+    if (!sqe) {
+        /* SQ full: hand what we have to the kernel and try again. */
+        io_uring_submit(&s->ring);
+        sqe = io_uring_get_sqe(&s->ring);
+    }
+    if (!sqe) {
+        RM_ERROR("submission queue stays full");
+        abort();
+    }
+    return sqe;
+}
+
+/* ---- connections ---- */
+
+void rm_server_arm_recv(rm_server_t *s, rm_conn_t *c)
+{
+    struct io_uring_sqe *sqe = rm_server_sqe(s);
+    io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = BUF_GROUP;
+    io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_RECV, c->gen, (uint32_t)(c - s->conns)));
+    c->recv_armed = true;
+    c->wants_buffers = false;
+}
+
+void rm_server_close_conn(rm_server_t *s, rm_conn_t *c)
+{
+    if (c->state == RM_CONN_FREE)
+        return;
+    if (!c->closing) {
+        c->closing = true;
+        /* No more reads; what is in flight to us is still delivered. */
+        shutdown(c->fd, SHUT_RD);
+    }
+    if (c->recv_armed) {
+        if (!c->cancel_sent) {
+            struct io_uring_sqe *sqe = rm_server_sqe(s);
+            io_uring_prep_cancel64(
+                sqe, rm_user_data(RM_OP_RECV, c->gen, (uint32_t)(c - s->conns)), 0);
+            io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_CANCEL, 0, 0));
+            c->cancel_sent = true;
+        }
+        return;
+    }
+    if (c->send_busy || c->state == RM_CONN_DISPATCHED || c->state == RM_CONN_QUEUED)
+        return; /* the send or the worker's completion calls us again */
+    close(c->fd);
+    rm_conn_release(s, c);
+}
+
+void rm_server_flush_output(rm_server_t *s, rm_conn_t *c)
+{
+    if (c->send_busy)
+        return;
+    if (c->out_head == RM_CHUNK_NONE) {
+        if (c->close_after && c->state != RM_CONN_DISPATCHED)
+            rm_server_close_conn(s, c);
+        return;
+    }
+    if (c->closing && !c->close_after) {
+        return;
+    }
+    uint32_t ch = c->out_head;
+    struct io_uring_sqe *sqe = rm_server_sqe(s);
+    io_uring_prep_send(sqe, c->fd, rm_chunk_pool_ptr(&s->region.pool, ch) + s->chunk_off[ch],
+                       s->chunk_len[ch], MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_SEND, c->gen, (uint32_t)(c - s->conns)));
+    c->send_busy = true;
+}
+
+static void on_send(rm_server_t *s, rm_conn_t *c, int res)
+{
+    c->send_busy = false;
+    uint32_t ch = c->out_head;
+    if (res < 0 || ch == RM_CHUNK_NONE) {
+        if (res != -EPIPE && res != -ECONNRESET)
+            RM_DEBUG("send: %s", strerror(-res));
+        c->close_after = false;
+        rm_server_close_conn(s, c);
+        return;
+    }
+    s->chunk_off[ch] += (uint32_t)res;
+    s->chunk_len[ch] -= (uint32_t)res;
+    if (s->chunk_len[ch] == 0) {
+        c->out_head = s->chunk_next[ch];
+        if (c->out_head == RM_CHUNK_NONE)
+            c->out_tail = RM_CHUNK_NONE;
+        rm_chunk_unref(s, ch);
+    }
+    if (c->closing && !c->close_after) {
+        rm_server_close_conn(s, c);
+        return;
+    }
+    rm_server_flush_output(s, c);
+}
+
+/* ---- provided buffers ---- */
+
+static void buf_ring_put(rm_server_t *s, uint16_t bid, uint32_t chunk)
+{
+    s->buf_chunk[bid] = chunk;
+    io_uring_buf_ring_add(s->buf_ring, rm_chunk_pool_ptr(&s->region.pool, chunk),
+                          s->region.pool.chunk_size, bid, io_uring_buf_ring_mask(s->buf_count),
+                          0);
+    io_uring_buf_ring_advance(s->buf_ring, 1);
+}
+
+/* Give the kernel a fresh chunk for buffer slot `bid`, or remember the gap. */
+static void buf_refill(rm_server_t *s, uint16_t bid)
+{
+    uint32_t ch = rm_chunk_alloc(s);
+    if (ch == RM_CHUNK_NONE) {
+        s->buf_chunk[bid] = RM_CHUNK_NONE;
+        s->bufs_missing++;
+        return;
+    }
+    buf_ring_put(s, bid, ch);
+}
+
+static void buf_refill_missing(rm_server_t *s)
+{
+    for (uint32_t bid = 0; bid < s->buf_count && s->bufs_missing; bid++) {
+        if (s->buf_chunk[bid] != RM_CHUNK_NONE)
+            continue;
+        uint32_t ch = rm_chunk_alloc(s);
+        if (ch == RM_CHUNK_NONE)
+            return;
+        s->bufs_missing--;
+        buf_ring_put(s, (uint16_t)bid, ch);
+    }
+    if (s->bufs_missing)
+        return;
+    /* Buffers are back: resume connections that ran dry. */
+    for (uint32_t i = 0; i < s->conn_cap; i++) {
+        rm_conn_t *c = &s->conns[i];
+        if (c->state != RM_CONN_FREE && c->wants_buffers && !c->closing)
+            rm_server_arm_recv(s, c);
+    }
+}
+
+static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
+{
+    int res = cqe->res;
+    bool more = cqe->flags & IORING_CQE_F_MORE;
+    if (cqe->flags & IORING_CQE_F_BUFFER) {
+        uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+        uint32_t ch = s->buf_chunk[bid];
+        buf_refill(s, bid);
+        if (res > 0 && !c->closing && ch != RM_CHUNK_NONE) {
+            rm_conn_input(s, c, ch, (uint32_t)res); /* the queue takes the reference */
+        } else if (ch != RM_CHUNK_NONE) {
+            rm_chunk_unref(s, ch);
+        }
+    }
+    if (!more)
+        c->recv_armed = false;
+    if (c->closing) {
+        if (!more)
+            rm_server_close_conn(s, c);
+        return;
+    }
+    if (res == 0) {
+        /* The client closed its side. Finish what it asked for, then close. */
+        c->close_after = true;
+        if (c->state == RM_CONN_READING && !c->parsing && c->out_head == RM_CHUNK_NONE)
+            rm_server_close_conn(s, c);
+        else if (c->state == RM_CONN_READING && c->parsing)
+            rm_server_close_conn(s, c); /* a request cut short */
+        return;
+    }
+    if (res < 0) {
+        if (res == -ENOBUFS) {
+            c->wants_buffers = true; /* re-armed when chunks come back */
+            return;
+        }
+        if (res != -ECONNRESET)
+            RM_DEBUG("recv: %s", strerror(-res));
+        rm_server_close_conn(s, c);
+        return;
+    }
+    if (c->state == RM_CONN_READING)
+        rm_conn_process(s, c);
+    if (!more && !c->recv_armed && !c->closing && !c->close_after)
+        rm_server_arm_recv(s, c);
+}
+
+/* ---- accept, signals, doorbell ---- */
+
+static void arm_accept(rm_server_t *s)
+{
+    struct io_uring_sqe *sqe = rm_server_sqe(s);
+    io_uring_prep_multishot_accept(sqe, s->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_ACCEPT, 0, 0));
+    s->accept_armed = true;
+}
+
+static void on_accept(rm_server_t *s, struct io_uring_cqe *cqe)
+{
+    if (!(cqe->flags & IORING_CQE_F_MORE))
+        s->accept_armed = false;
+    if (cqe->res < 0) {
+        if (cqe->res != -ECANCELED)
+            RM_WARN("accept: %s", strerror(-cqe->res));
+    } else {
+        int fd = cqe->res;
+        rm_conn_t *c = s->stopping ? NULL : rm_conn_alloc(s, fd);
+        if (!c) {
+            close(fd); /* over --max-connections, or stopping */
+        } else {
+            socklen_t len = sizeof(c->peer);
+            if (getpeername(fd, (struct sockaddr *)&c->peer, &len) < 0)
+                memset(&c->peer, 0, sizeof(c->peer));
+            rm_server_arm_recv(s, c);
+        }
+    }
+    if (!s->accept_armed && !s->stopping && s->listen_fd >= 0)
+        arm_accept(s);
+}
+
+static void arm_signal(rm_server_t *s)
+{
+    struct io_uring_sqe *sqe = rm_server_sqe(s);
+    io_uring_prep_read(sqe, s->signal_fd, s->sig_buf, sizeof(struct signalfd_siginfo) * SIG_BATCH,
+                       0);
+    io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_SIGNAL, 0, 0));
+}
+
+static void begin_stop(rm_server_t *s, bool fast, const char *why)
+{
+    if (!s->stopping || (fast && !s->fast_stop))
+        RM_INFO("%s: %s shutdown", why, fast ? "fast" : "graceful");
+    if (!s->stopping)
+        s->stop_deadline_ns = rm_now_ns() + (uint64_t)s->cfg->graceful_timeout_ms * 1000000ull;
+    s->stopping = true;
+    if (fast)
+        s->fast_stop = true;
+}
+
+static void on_signal(rm_server_t *s, int res)
+{
+    if (res > 0) {
+        for (int i = 0; i < res / (int)sizeof(struct signalfd_siginfo); i++) {
+            switch (s->sig_buf[i].ssi_signo) {
+            case SIGCHLD:
+                rm_workers_reap(s);
+                break;
+            case SIGTERM:
+                begin_stop(s, false, "SIGTERM");
+                break;
+            case SIGINT:
+                begin_stop(s, true, "SIGINT");
+                break;
+            case SIGQUIT:
+                begin_stop(s, true, "SIGQUIT");
+                break;
+            default:
+                break;
+            }
+        }
+    }
+    arm_signal(s);
+}
+
+static void arm_doorbell(rm_server_t *s)
+{
+    struct io_uring_sqe *sqe = rm_server_sqe(s);
+    io_uring_prep_read(sqe, s->doorbell_fd, &s->doorbell_value, sizeof(s->doorbell_value), 0);
+    io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_DOORBELL, 0, 0));
+}
+
+static void handle_cqe(rm_server_t *s, struct io_uring_cqe *cqe)
+{
+    uint64_t ud = io_uring_cqe_get_data64(cqe);
+    enum rm_op op = (enum rm_op)(ud >> 56);
+    uint32_t gen = (uint32_t)(ud >> 32) & 0xffffff;
+    uint32_t idx = (uint32_t)ud;
+    rm_conn_t *c = NULL;
+    if (op == RM_OP_RECV || op == RM_OP_SEND) {
+        c = idx < s->conn_cap ? &s->conns[idx] : NULL;
+        if (!c || c->gen != gen || c->state == RM_CONN_FREE) {
+            /* Stale: a buffer it carries still has to go back. */
+            if (op == RM_OP_RECV && (cqe->flags & IORING_CQE_F_BUFFER)) {
+                uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
+                uint32_t ch = s->buf_chunk[bid];
+                buf_refill(s, bid);
+                if (ch != RM_CHUNK_NONE)
+                    rm_chunk_unref(s, ch);
+            }
+            return;
+        }
+    }
+    switch (op) {
+    case RM_OP_ACCEPT:
+        on_accept(s, cqe);
+        break;
+    case RM_OP_RECV:
+        on_recv(s, c, cqe);
+        break;
+    case RM_OP_SEND:
+        on_send(s, c, cqe->res);
+        break;
+    case RM_OP_SIGNAL:
+        on_signal(s, cqe->res);
+        break;
+    case RM_OP_DOORBELL:
+        arm_doorbell(s);
+        break;
+    case RM_OP_CTL_RECV:
+        rm_workers_on_ctl(s, idx, gen, cqe->res);
+        break;
+    case RM_OP_CANCEL:
+    case RM_OP_TIMEOUT:
+        break;
+    }
+}
+
+/* ---- shutdown ---- */
+
+static bool conn_idle(const rm_conn_t *c)
+{
+    return c->state == RM_CONN_READING && !c->parsing && c->out_head == RM_CHUNK_NONE &&
+           !c->send_busy;
+}
+
+/* Advance a stop in progress; true when the loop may end. */
+static bool stop_step(rm_server_t *s, uint64_t now)
+{
+    if (s->listen_fd >= 0) {
+        if (s->accept_armed) {
+            struct io_uring_sqe *sqe = rm_server_sqe(s);
+            io_uring_prep_cancel64(sqe, rm_user_data(RM_OP_ACCEPT, 0, 0), 0);
+            io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_CANCEL, 0, 0));
+            s->accept_armed = false;
+        }
+        close(s->listen_fd);
+        s->listen_fd = -1;
+    }
+    bool past_deadline = now >= s->stop_deadline_ns;
+    for (uint32_t i = 0; i < s->conn_cap; i++) {
+        rm_conn_t *c = &s->conns[i];
+        if (c->state == RM_CONN_FREE || c->closing)
+            continue;
+        if (s->fast_stop || past_deadline || conn_idle(c))
+            rm_server_close_conn(s, c);
+        else
+            c->close_after = true; /* finish this exchange, then close */
+    }
+    if (!s->workers_told && (s->conn_count == 0 || s->fast_stop || past_deadline)) {
+        rm_workers_stop_all(s, s->fast_stop || past_deadline);
+        s->workers_told = true;
+        s->kill_deadline_ns = now + (s->fast_stop ? 2000000000ull : 10000000000ull);
+    }
+    if (s->workers_told && now >= s->kill_deadline_ns && !rm_workers_all_exited(s)) {
+        RM_WARN("workers did not exit in time; killing them");
+        rm_workers_kill_all(s);
+        s->kill_deadline_ns = now + 1000000000ull;
+    }
+    return s->workers_told && rm_workers_all_exited(s) && s->conn_count == 0;
+}
+
+/* ---- set-up ---- */
+
+static int open_listener(rm_server_t *s)
+{
+    const rm_config_t *cfg = s->cfg;
+    char port[8];
+    snprintf(port, sizeof(port), "%u", cfg->bind_port);
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
+    struct addrinfo *res = NULL;
+    int rc = getaddrinfo(cfg->bind_host, port, &hints, &res);
+    if (rc) {
+        fprintf(stderr, "ringmaster: error: cannot resolve bind address %s: %s\n",
+                cfg->bind_host, gai_strerror(rc));
+        return -EINVAL;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0)
+        goto fail;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    /* Accepted sockets inherit TCP_NODELAY from the listener on Linux. */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, cfg->backlog) < 0)
+        goto fail;
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
+        getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), serv, sizeof(serv),
+                    NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+        RM_INFO("listening on http://%s%s%s:%s", ss.ss_family == AF_INET6 ? "[" : "", host,
+                ss.ss_family == AF_INET6 ? "]" : "", serv);
+    freeaddrinfo(res);
+    s->listen_fd = fd;
+    return 0;
+fail:
+    rc = -errno;
+    fprintf(stderr, "ringmaster: error: cannot listen on %s:%u: %s\n", cfg->bind_host,
+            cfg->bind_port, strerror(errno));
+    if (fd >= 0)
+        close(fd);
+    freeaddrinfo(res);
+    return rc;
+}
+
+static int setup_ring(rm_server_t *s)
+{
+    struct io_uring_params p = {0};
+    p.flags = IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_COOP_TASKRUN;
+    int rc = io_uring_queue_init_params(RING_ENTRIES, &s->ring, &p);
+    if (rc == -EINVAL) {
+        memset(&p, 0, sizeof(p));
+        rc = io_uring_queue_init_params(RING_ENTRIES, &s->ring, &p);
+    }
+    if (rc) {
+        fprintf(stderr,
+                "ringmaster: error: io_uring is not available (%s)%s\n", strerror(-rc),
+                rc == -EPERM || rc == -ENOSYS
+                    ? "; a container's seccomp profile may block it (Docker's default allows it)"
+                    : "");
+        return rc;
+    }
+    s->ring_ready = true;
+
+    s->buf_count = s->cfg->recv_buffers;
+    s->buf_ring_size = s->buf_count * sizeof(struct io_uring_buf);
+    void *mem = mmap(NULL, s->buf_ring_size, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE,
+                     -1, 0);
+    if (mem == MAP_FAILED)
+        return -errno;
+    s->buf_ring = mem;
+    struct io_uring_buf_reg reg = {.ring_addr = (unsigned long)mem,
+                                   .ring_entries = s->buf_count,
+                                   .bgid = BUF_GROUP};
+    rc = io_uring_register_buf_ring(&s->ring, &reg, 0);
+    if (rc) {
+        fprintf(stderr, "ringmaster: error: cannot register the provided-buffer ring: %s\n",
+                strerror(-rc));
+        return rc;
+    }
+    io_uring_buf_ring_init(s->buf_ring);
+    s->buf_chunk = malloc(s->buf_count * sizeof(uint32_t));
+    if (!s->buf_chunk)
+        return -ENOMEM;
+    for (uint32_t bid = 0; bid < s->buf_count; bid++)
+        buf_refill(s, (uint16_t)bid);
+    return 0;
+}
+
+static int setup(rm_server_t *s, const rm_config_t *cfg)
+{
+    memset(s, 0, sizeof(*s));
+    s->cfg = cfg;
+    s->listen_fd = s->signal_fd = s->doorbell_fd = -1;
+    s->region.fd = -1;
+    s->queue_head = s->queue_tail = UINT32_MAX;
+
+    rm_region_conf_t rconf = {.lane_count = cfg->workers,
+                              .lane_capacity = cfg->lane_capacity,
+                              .chunk_size = cfg->chunk_size,
+                              .chunk_count = cfg->chunk_count};
+    const char *why = NULL;
+    if (rm_region_conf_check(&rconf, &why)) {
+        fprintf(stderr, "ringmaster: error: bad region geometry: %s\n", why ? why : "?");
+        return -EINVAL;
+    }
+    int rc = rm_region_create(&s->region, &rconf);
+    if (rc) {
+        fprintf(stderr, "ringmaster: error: cannot create the shared region: %s\n",
+                strerror(-rc));
+        return rc;
+    }
+    uint32_t n = cfg->chunk_count;
+    s->chunk_refs = calloc(n, sizeof(uint16_t));
+    s->chunk_next = calloc(n, sizeof(uint32_t));
+    s->chunk_off = calloc(n, sizeof(uint32_t));
+    s->chunk_len = calloc(n, sizeof(uint32_t));
+    s->conn_cap = cfg->max_connections;
+    s->conns = calloc(s->conn_cap, sizeof(rm_conn_t));
+    s->conn_free = malloc(s->conn_cap * sizeof(uint32_t));
+    s->workers = calloc(cfg->workers, sizeof(rm_worker_t));
+    s->sig_buf = calloc(SIG_BATCH, sizeof(struct signalfd_siginfo));
+    if (!s->chunk_refs || !s->chunk_next || !s->chunk_off || !s->chunk_len || !s->conns ||
+        !s->conn_free || !s->workers || !s->sig_buf) {
+        fprintf(stderr, "ringmaster: error: out of memory\n");
+        return -ENOMEM;
+    }
+    for (uint32_t i = 0; i < s->conn_cap; i++) {
+        s->conns[i].fd = -1;
+        s->conn_free[i] = s->conn_cap - 1 - i;
+    }
+    s->conn_free_top = s->conn_cap;
+    s->worker_count = cfg->workers;
+    for (uint32_t i = 0; i < cfg->workers; i++) {
+        s->workers[i].ctl_fd = -1;
+        rm_region_lane(&s->region, i, &s->workers[i].lane);
+    }
+
+    sigset_t mask;
+    sigemptyset(&mask);
+    int sigs[] = {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGTTIN, SIGTTOU};
+    for (size_t i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+        sigaddset(&mask, sigs[i]);
+    sigprocmask(SIG_BLOCK, &mask, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    s->signal_fd = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+    s->doorbell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (s->signal_fd < 0 || s->doorbell_fd < 0) {
+        fprintf(stderr, "ringmaster: error: signalfd/eventfd: %s\n", strerror(errno));
+        return -errno;
+    }
+    if ((rc = open_listener(s)) || (rc = setup_ring(s)))
+        return rc;
+    return 0;
+}
+
+static void teardown(rm_server_t *s)
+{
+    if (s->ring_ready)
+        io_uring_queue_exit(&s->ring);
+    if (s->buf_ring)
+        munmap(s->buf_ring, s->buf_ring_size);
+    for (uint32_t i = 0; s->workers && i < s->worker_count; i++) {
+        rm_held_release_all(s, &s->workers[i]);
+        if (s->workers[i].ctl_fd >= 0)
+            close(s->workers[i].ctl_fd);
+    }
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    if (s->signal_fd >= 0)
+        close(s->signal_fd);
+    if (s->doorbell_fd >= 0)
+        close(s->doorbell_fd);
+    rm_region_detach(&s->region);
+    free(s->buf_chunk);
+    free(s->chunk_refs);
+    free(s->chunk_next);
+    free(s->chunk_off);
+    free(s->chunk_len);
+    free(s->conns);
+    free(s->conn_free);
+    free(s->workers);
+    free(s->sig_buf);
+}
+
+static unsigned handle_cqes(rm_server_t *s)
+{
+    struct io_uring_cqe *cqe;
+    unsigned head, n = 0;
+    io_uring_for_each_cqe(&s->ring, head, cqe)
+    {
+        handle_cqe(s, cqe);
+        n++;
+    }
+    io_uring_cq_advance(&s->ring, n);
+    return n;
+}
+
+int rm_server_run(const rm_config_t *cfg)
+{
+    rm_server_t *s = calloc(1, sizeof(*s));
+    if (!s) {
+        fprintf(stderr, "ringmaster: error: out of memory\n");
+        return 1;
+    }
+    int rc = setup(s, cfg);
+    if (rc) {
+        teardown(s);
+        free(s);
+        return 1;
+    }
+    arm_signal(s);
+    arm_doorbell(s);
+    arm_accept(s);
+    if (rm_workers_start(s)) {
+        rm_workers_kill_all(s);
+        teardown(s);
+        free(s);
+        return 1;
+    }
+
+    for (;;) {
+        uint64_t now = rm_now_ns();
+        bool busy = rm_dispatch_drain(s);
+        rm_dispatch_pending(s);
+        if (s->bufs_missing)
+            buf_refill_missing(s);
+        if (!s->stopping)
+            rm_workers_respawn_due(s, now);
+        else if (stop_step(s, now))
+            break;
+
+        if (busy) {
+            io_uring_submit(&s->ring);
+        } else {
+            struct __kernel_timespec tick = {.tv_sec = 0,
+                                             .tv_nsec = s->stopping ? 50000000 : 500000000};
+            struct io_uring_cqe *cqe;
+            rm_doorbell_prepare_sleep(&s->region.header->doorbell);
+            if (rm_dispatch_drain(s)) {
+                rm_doorbell_cancel_sleep(&s->region.header->doorbell);
+                io_uring_submit(&s->ring);
+            } else {
+                rc = io_uring_submit_and_wait_timeout(&s->ring, &cqe, 1, &tick, NULL);
+                rm_doorbell_cancel_sleep(&s->region.header->doorbell);
+                if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+                    RM_WARN("io_uring wait: %s", strerror(-rc));
+            }
+        }
+        handle_cqes(s);
+    }
+    int code = s->exit_code;
+    RM_INFO("stopped");
+    teardown(s);
+    free(s);
+    return code;
+}

@@ -1,0 +1,203 @@
+/*
+ * test_http_parse.c - supervisor/http_parse.c through its public header.
+ */
+#include "ringmaster/http_parse.h"
+
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <string.h>
+
+static const rm_http_limits_t limits = {.max_head = 8192, .max_target = 4096, .max_body = 1 << 20};
+
+typedef struct body_acc {
+    char data[1 << 16];
+    size_t len;
+    int pieces;
+} body_acc_t;
+
+static int collect(void *ctx, const char *at, size_t len)
+{
+    body_acc_t *b = ctx;
+    memcpy(b->data + b->len, at, len);
+    b->len += len;
+    b->pieces++;
+    return 0;
+}
+
+static rm_http_parser_t parser;
+static rm_http_head_t head;
+static body_acc_t body;
+
+static rm_http_result_t parse_all(const char *req, size_t *consumed, int *status)
+{
+    rm_http_parser_init(&parser, &limits);
+    memset(&body, 0, sizeof(body));
+    rm_http_begin(&parser, &head, req, collect, &body);
+    return rm_http_feed(&parser, req, strlen(req), consumed, status);
+}
+
+static void expect_span(const char *buf, uint32_t off, uint32_t len, const char *want)
+{
+    cr_expect_eq(len, strlen(want), "span length %u, want %zu (%s)", len, strlen(want), want);
+    cr_expect(strncmp(buf + off, want, len) == 0, "span '%.*s', want '%s'", (int)len, buf + off,
+              want);
+}
+
+Test(http_parse, simple_get)
+{
+    const char *req = "GET /a/b?x=1&y=2 HTTP/1.1\r\nHost: example\r\nX-Thing:  spaced  \r\n\r\n";
+    size_t used;
+    int status = 0;
+    cr_assert_eq(parse_all(req, &used, &status), RM_HTTP_COMPLETE);
+    cr_expect_eq(used, strlen(req));
+    expect_span(req, head.method_off, head.method_len, "GET");
+    expect_span(req, head.target_off, head.target_len, "/a/b?x=1&y=2");
+    cr_expect_eq(head.http_major, 1);
+    cr_expect_eq(head.http_minor, 1);
+    cr_assert_eq(head.field_count, 2);
+    expect_span(req, head.fields[0].name_off, head.fields[0].name_len, "Host");
+    expect_span(req, head.fields[0].value_off, head.fields[0].value_len, "example");
+    expect_span(req, head.fields[1].value_off, head.fields[1].value_len, "spaced");
+    cr_expect(head.flags & RM_HTTP_KEEP_ALIVE);
+    cr_expect_eq(head.head_len, strlen(req));
+}
+
+Test(http_parse, content_length_body_and_pipelined_rest)
+{
+    const char *req = "POST /e HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n";
+    size_t used;
+    int status = 0;
+    cr_assert_eq(parse_all(req, &used, &status), RM_HTTP_COMPLETE);
+    cr_expect_eq(used, strlen(req) - strlen("GET / HTTP/1.1\r\n\r\n"));
+    cr_expect_eq(body.len, 5);
+    cr_expect(memcmp(body.data, "hello", 5) == 0);
+    cr_expect_eq(head.content_length, 5);
+    cr_expect_eq(head.head_len, strlen("POST /e HTTP/1.1\r\nContent-Length: 5\r\n\r\n"));
+}
+
+Test(http_parse, chunked_body_decoded_across_buffers)
+{
+    const char *part1 = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel";
+    const char *part2 = "lo\r\n6\r\n world\r\n0\r\n\r\n";
+    size_t used;
+    int status = 0;
+    rm_http_parser_init(&parser, &limits);
+    memset(&body, 0, sizeof(body));
+    rm_http_begin(&parser, &head, part1, collect, &body);
+    cr_assert_eq(rm_http_feed(&parser, part1, strlen(part1), &used, &status), RM_HTTP_NEED_MORE);
+    cr_assert(rm_http_head_done(&parser));
+    cr_expect(head.flags & RM_HTTP_CHUNKED);
+    cr_assert_eq(rm_http_feed(&parser, part2, strlen(part2), &used, &status), RM_HTTP_COMPLETE);
+    cr_expect_eq(used, strlen(part2));
+    cr_expect_eq(body.len, 11);
+    cr_expect(memcmp(body.data, "hello world", 11) == 0, "body '%.*s'", (int)body.len, body.data);
+}
+
+Test(http_parse, incomplete_head_needs_more_at_every_split)
+{
+    const char *req = "GET /split HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n";
+    size_t n = strlen(req);
+    for (size_t cut = 1; cut < n; cut++) {
+        size_t used;
+        int status = 0;
+        rm_http_parser_init(&parser, &limits);
+        rm_http_begin(&parser, &head, req, collect, &body);
+        rm_http_result_t r = rm_http_feed(&parser, req, cut, &used, &status);
+        cr_assert_eq(r, RM_HTTP_NEED_MORE, "cut at %zu gave %d (status %d)", cut, r, status);
+        cr_assert(!rm_http_head_done(&parser), "head done with only %zu bytes", cut);
+        /* The caller re-parses the grown buffer from a fresh begin. */
+        rm_http_begin(&parser, &head, req, collect, &body);
+        cr_assert_eq(rm_http_feed(&parser, req, n, &used, &status), RM_HTTP_COMPLETE, "cut %zu",
+                     cut);
+        cr_assert_eq(head.field_count, 2);
+    }
+}
+
+Test(http_parse, http10_is_not_keep_alive_unless_asked)
+{
+    size_t used;
+    int status = 0;
+    cr_assert_eq(parse_all("GET / HTTP/1.0\r\n\r\n", &used, &status), RM_HTTP_COMPLETE);
+    cr_expect(!(head.flags & RM_HTTP_KEEP_ALIVE));
+    cr_assert_eq(parse_all("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &used, &status),
+                 RM_HTTP_COMPLETE);
+    cr_expect(head.flags & RM_HTTP_KEEP_ALIVE);
+    cr_assert_eq(parse_all("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &used, &status),
+                 RM_HTTP_COMPLETE);
+    cr_expect(!(head.flags & RM_HTTP_KEEP_ALIVE));
+}
+
+Test(http_parse, head_method_flag)
+{
+    size_t used;
+    int status = 0;
+    cr_assert_eq(parse_all("HEAD / HTTP/1.1\r\n\r\n", &used, &status), RM_HTTP_COMPLETE);
+    cr_expect(head.flags & RM_HTTP_HEAD);
+}
+
+struct bad_case {
+    const char *req;
+    int status;
+};
+
+Test(http_parse, malformed_requests_get_the_right_status)
+{
+    static const struct bad_case cases[] = {
+        {"GARBAGE\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+         400},
+        {"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
+        {"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nX: a\r\n  folded\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+        {"GET / HTTP/3.0\r\n\r\n", 505},
+        {"POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413},
+        {"GET / HTTP/1.1\r\nExpect: something-else\r\n\r\n", 417},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t used;
+        int status = 0;
+        rm_http_result_t r = parse_all(cases[i].req, &used, &status);
+        cr_expect_eq(r, RM_HTTP_ERROR, "case %zu (%s) parsed", i, cases[i].req);
+        cr_expect_eq(status, cases[i].status, "case %zu (%s): status %d, want %d", i,
+                     cases[i].req, status, cases[i].status);
+    }
+}
+
+Test(http_parse, limits)
+{
+    static char req[20000];
+    size_t used;
+    int status = 0;
+    /* Target over max_target. */
+    strcpy(req, "GET /");
+    memset(req + 5, 'a', 5000);
+    strcpy(req + 5005, " HTTP/1.1\r\n\r\n");
+    cr_assert_eq(parse_all(req, &used, &status), RM_HTTP_ERROR);
+    cr_expect_eq(status, 414);
+    /* Head over max_head. */
+    strcpy(req, "GET / HTTP/1.1\r\nX: ");
+    size_t n = strlen(req);
+    memset(req + n, 'b', 9000);
+    strcpy(req + n + 9000, "\r\n\r\n");
+    cr_assert_eq(parse_all(req, &used, &status), RM_HTTP_ERROR);
+    cr_expect_eq(status, 431);
+    /* Too many header fields. */
+    char *p = req + sprintf(req, "GET / HTTP/1.1\r\n");
+    for (int i = 0; i < RM_HTTP_MAX_HEADERS + 1; i++)
+        p += sprintf(p, "H%d: v\r\n", i);
+    strcpy(p, "\r\n");
+    cr_assert_eq(parse_all(req, &used, &status), RM_HTTP_ERROR);
+    cr_expect_eq(status, 431);
+}
+
+Test(http_parse, expect_continue_flag)
+{
+    size_t used;
+    int status = 0;
+    cr_assert_eq(parse_all("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+                           &used, &status),
+                 RM_HTTP_NEED_MORE);
+    cr_expect(head.flags & RM_HTTP_EXPECT_CONTINUE);
+}

@@ -1,0 +1,431 @@
+/*
+ * host.c - CPython inside the worker: start it, import the app, stop it.
+ *
+ * The interpreter is configured with PyConfig_InitPythonConfig, so that
+ * PYTHONPATH, PYTHONHOME and a virtual environment behave as they do for the
+ * python command; only signal handling stays with the C side. Every PyStatus is
+ * checked and the config cleared on every path.
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#ifndef RINGMASTER_PYTHON_DIR
+#define RINGMASTER_PYTHON_DIR ""
+#endif
+
+void rm_host_python_version(char *buf, size_t len)
+{
+    /* "3.11.2 (main, ...) [GCC 12.2.0]": the runtime library's, not our headers'. */
+    const char *v = Py_GetVersion();
+    snprintf(buf, len, "%.*s", (int)strcspn(v, " "), v);
+}
+
+/* Control characters (a multi-line message) would break the one-line contract. */
+static void one_line(char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = ' ';
+}
+
+static void describe(PyObject *exc, char *buf, size_t len)
+{
+    const char *name = Py_TYPE(exc)->tp_name;
+    const char *dot = strrchr(name, '.');
+    if (dot != NULL)
+        name = dot + 1;
+
+    PyObject *str = PyObject_Str(exc);
+    const char *text = str != NULL ? PyUnicode_AsUTF8(str) : NULL;
+    if (text == NULL) {
+        PyErr_Clear();
+        text = "<unprintable>";
+    }
+    if (text[0] != '\0')
+        snprintf(buf, len, "%s: %s", name, text);
+    else
+        snprintf(buf, len, "%s", name);
+    Py_XDECREF(str);
+    one_line(buf);
+}
+
+void rm_host_take_exception(char *buf, size_t len)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+#else
+    PyObject *type, *exc, *tb;
+    PyErr_Fetch(&type, &exc, &tb);
+    PyErr_NormalizeException(&type, &exc, &tb);
+    if (exc != NULL && tb != NULL)
+        PyException_SetTraceback(exc, tb);
+    Py_XDECREF(type);
+    Py_XDECREF(tb);
+#endif
+    if (exc == NULL) {
+        snprintf(buf, len, "unknown error");
+        return;
+    }
+    describe(exc, buf, len);
+    /* Not PyErr_Print: it would run sys.excepthook, keep the traceback (and the
+     * request it references) alive in sys.last_*, and exit on SystemExit. */
+#if PY_VERSION_HEX >= 0x030C0000
+    PyErr_DisplayException(exc);
+#else
+    PyObject *trace = PyException_GetTraceback(exc);
+    PyErr_Display((PyObject *)Py_TYPE(exc), exc, trace);
+    Py_XDECREF(trace);
+#endif
+    PyErr_Clear();
+    Py_DECREF(exc);
+}
+
+static int status_failed(PyStatus status, char *why, size_t why_len)
+{
+    if (PyStatus_IsExit(status))
+        snprintf(why, why_len, "cannot initialise Python: it asked to exit with status %d",
+                 status.exitcode);
+    else
+        snprintf(why, why_len, "cannot initialise Python: %s%s%s",
+                 status.func != NULL ? status.func : "", status.func != NULL ? ": " : "",
+                 status.err_msg != NULL ? status.err_msg : "unknown error");
+    return -EINVAL;
+}
+
+/* The "version" line of $VIRTUAL_ENV/pyvenv.cfg: returns 0 and the value, or
+ * -ENOENT when there is no such file or line. */
+static int venv_version(const char *venv, char *out, size_t len)
+{
+    char path[PATH_MAX], line[256];
+    int rc = -ENOENT;
+
+    if ((size_t)snprintf(path, sizeof(path), "%s/pyvenv.cfg", venv) >= sizeof(path))
+        return -ENAMETOOLONG;
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return -errno;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char *key = line + strspn(line, " \t");
+        size_t klen = strcspn(key, " \t=");
+        char *eq = strchr(key, '=');
+        if (eq == NULL || klen != 7 || memcmp(key, "version", 7) != 0)
+            continue;
+        char *value = eq + 1 + strspn(eq + 1, " \t");
+        value[strcspn(value, " \t\r\n")] = '\0';
+        snprintf(out, len, "%s", value);
+        rc = 0;
+        break;
+    }
+    fclose(f);
+    return rc;
+}
+
+/* Length of "3.11" in "3.11.2". */
+static size_t major_minor_len(const char *version)
+{
+    const char *dot = strchr(version, '.');
+    if (dot == NULL)
+        return strlen(version);
+    return (size_t)(dot + 1 - version) + strcspn(dot + 1, ".");
+}
+
+/* Make CPython treat $VIRTUAL_ENV as its prefix: getpath finds pyvenv.cfg next
+ * to the executable and site then adds the venv's site-packages. A venv of
+ * another Python version would load that version's standard library into this
+ * runtime, so it is refused with a message instead. A VIRTUAL_ENV without
+ * pyvenv.cfg (a stale variable) is ignored with a warning. */
+static int config_venv(PyConfig *config, char *why, size_t why_len)
+{
+    const char *venv = getenv("VIRTUAL_ENV");
+    char exe[PATH_MAX], theirs[64], ours[32];
+
+    if (venv == NULL || venv[0] == '\0')
+        return 0;
+    int rc = venv_version(venv, theirs, sizeof(theirs));
+    if (rc < 0) {
+        RM_WARN("VIRTUAL_ENV=%s has no usable pyvenv.cfg (%s); ignoring it", venv,
+                strerror(-rc));
+        return 0;
+    }
+    rm_host_python_version(ours, sizeof(ours));
+    size_t mm = major_minor_len(ours);
+    if (strncmp(theirs, ours, mm) != 0 || (theirs[mm] != '.' && theirs[mm] != '\0')) {
+        snprintf(why, why_len,
+                 "VIRTUAL_ENV=%s was made by Python %s but this worker embeds Python %s; "
+                 "build ringmaster with -DRINGMASTER_PYTHON= that interpreter or use a matching "
+                 "venv",
+                 venv, theirs, ours);
+        return -EINVAL;
+    }
+    if ((size_t)snprintf(exe, sizeof(exe), "%s/bin/python", venv) >= sizeof(exe)) {
+        snprintf(why, why_len, "VIRTUAL_ENV=%s: path too long", venv);
+        return -ENAMETOOLONG;
+    }
+    PyStatus status = PyConfig_SetBytesString(config, &config->program_name, exe);
+    if (!PyStatus_Exception(status))
+        status = PyConfig_SetBytesString(config, &config->executable, exe);
+    if (PyStatus_Exception(status))
+        return status_failed(status, why, why_len);
+    return 0;
+}
+
+static int path_add(PyObject *sys_path, const char *dir, bool front)
+{
+    PyObject *entry = PyUnicode_DecodeFSDefault(dir);
+    if (entry == NULL)
+        return -1;
+    int rc = front ? PyList_Insert(sys_path, 0, entry) : PyList_Append(sys_path, entry);
+    Py_DECREF(entry);
+    return rc;
+}
+
+/* The working directory first (as gunicorn does), the ringmaster package last,
+ * so the app can `import ringmaster` without installing it. */
+static int setup_sys_path(char *why, size_t why_len)
+{
+    char cwd[PATH_MAX];
+    const char *pkg_dir = getenv("RINGMASTER_PYTHON_DIR");
+    PyObject *sys_path = PySys_GetObject("path"); /* borrowed */
+
+    if (pkg_dir == NULL || pkg_dir[0] == '\0')
+        pkg_dir = RINGMASTER_PYTHON_DIR;
+    if (sys_path == NULL || !PyList_Check(sys_path)) {
+        snprintf(why, why_len, "cannot initialise Python: sys.path is not a list");
+        return -EINVAL;
+    }
+    if (getcwd(cwd, sizeof(cwd)) != NULL && path_add(sys_path, cwd, true) < 0)
+        goto fail;
+    if (pkg_dir[0] != '\0' && path_add(sys_path, pkg_dir, false) < 0)
+        goto fail;
+    return 0;
+
+fail:
+    snprintf(why, why_len, "cannot set sys.path: ");
+    rm_host_take_exception(why + strlen(why), why_len - strlen(why));
+    return -EINVAL;
+}
+
+/* json.JSONEncoder(separators=(",", ":")).encode: what json.dumps with those
+ * separators calls, without building an encoder per call. */
+static PyObject *make_json_encode(void)
+{
+    PyObject *json = NULL, *cls = NULL, *kwargs = NULL, *args = NULL, *encoder = NULL;
+    PyObject *encode = NULL, *seps = NULL;
+
+    json = PyImport_ImportModule("json");
+    if (json == NULL)
+        goto done;
+    cls = PyObject_GetAttrString(json, "JSONEncoder");
+    seps = Py_BuildValue("(ss)", ",", ":");
+    kwargs = PyDict_New();
+    args = PyTuple_New(0);
+    if (cls == NULL || seps == NULL || kwargs == NULL || args == NULL ||
+        PyDict_SetItemString(kwargs, "separators", seps) < 0)
+        goto done;
+    encoder = PyObject_Call(cls, args, kwargs);
+    if (encoder != NULL)
+        encode = PyObject_GetAttrString(encoder, "encode");
+done:
+    Py_XDECREF(encoder);
+    Py_XDECREF(args);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(seps);
+    Py_XDECREF(cls);
+    Py_XDECREF(json);
+    return encode;
+}
+
+int rm_host_init(rm_host_t *host, rm_worker_t *w, int argc, char **argv, char *why,
+                 size_t why_len)
+{
+    PyStatus status;
+    PyConfig config;
+    PyObject *pkg = NULL;
+    int rc;
+
+    *host = (rm_host_t){0};
+    if (PyImport_AppendInittab("_ringmaster", rm_pymod_init) < 0) {
+        snprintf(why, why_len, "cannot initialise Python: cannot register _ringmaster");
+        return -ENOMEM;
+    }
+
+    PyConfig_InitPythonConfig(&config);
+    config.install_signal_handlers = 0; /* SIGTERM/SIGINT belong to serve.c */
+    config.parse_argv = 0;              /* our flags are not Python's; sys.argv = argv */
+    status = PyConfig_SetBytesArgv(&config, argc, argv);
+    if (PyStatus_Exception(status)) {
+        rc = status_failed(status, why, why_len);
+        goto fail_config;
+    }
+    rc = config_venv(&config, why, why_len);
+    if (rc < 0)
+        goto fail_config;
+    status = Py_InitializeFromConfig(&config);
+    PyConfig_Clear(&config);
+    if (PyStatus_Exception(status))
+        return status_failed(status, why, why_len);
+    host->initialized = true;
+
+    rc = setup_sys_path(why, why_len);
+    if (rc < 0)
+        return rc;
+
+    host->module = PyImport_ImportModule("_ringmaster");
+    if (host->module == NULL) {
+        snprintf(why, why_len, "cannot import _ringmaster: ");
+        goto fail_exc;
+    }
+    host->st = PyModule_GetState(host->module);
+    host->st->worker = w;
+
+    host->st->json_encode = make_json_encode();
+    if (host->st->json_encode == NULL) {
+        snprintf(why, why_len, "cannot set up the json module: ");
+        goto fail_exc;
+    }
+
+    pkg = PyImport_ImportModule("ringmaster");
+    if (pkg != NULL) {
+        host->st->response_type = PyObject_GetAttrString(pkg, "Response");
+        Py_DECREF(pkg);
+    }
+    if (host->st->response_type == NULL) {
+        const char *dir = getenv("RINGMASTER_PYTHON_DIR");
+        snprintf(why, why_len, "cannot import ringmaster.Response (RINGMASTER_PYTHON_DIR=%s): ",
+                 dir != NULL && dir[0] != '\0' ? dir : RINGMASTER_PYTHON_DIR);
+        goto fail_exc;
+    }
+    return 0;
+
+fail_exc:
+    rm_host_take_exception(why + strlen(why), why_len - strlen(why));
+    return -EINVAL;
+fail_config:
+    PyConfig_Clear(&config);
+    return rc;
+}
+
+/* SPEC is module[:attr] or path/to/file.py[:attr]; attr defaults to "app" and
+ * may be dotted. Fills the module name (the file's stem for a path) and puts a
+ * file's directory first on sys.path. */
+static int resolve_spec(const char *spec, char *module, size_t module_len, const char **attr,
+                        char *why, size_t why_len)
+{
+    size_t len = strlen(spec);
+    const char *colon = strrchr(spec, ':');
+    char file[PATH_MAX], real[PATH_MAX];
+
+    /* A spec ending in ".py" is a file even when its directory holds a ':'. */
+    if (len > 3 && strcmp(spec + len - 3, ".py") == 0)
+        colon = NULL;
+    size_t mlen = colon != NULL ? (size_t)(colon - spec) : len;
+    *attr = colon != NULL ? colon + 1 : "app";
+
+    if (mlen <= 3 || memcmp(spec + mlen - 3, ".py", 3) != 0) {
+        if (mlen >= module_len)
+            goto too_long;
+        memcpy(module, spec, mlen);
+        module[mlen] = '\0';
+        return 0;
+    }
+
+    if (mlen >= sizeof(file))
+        goto too_long;
+    memcpy(file, spec, mlen);
+    file[mlen] = '\0';
+    if (realpath(file, real) == NULL) {
+        snprintf(why, why_len, "cannot import app '%s': %s: %s", spec, file, strerror(errno));
+        return -ENOENT;
+    }
+    char *slash = strrchr(real, '/'); /* realpath gives an absolute path */
+    size_t stem_len = strlen(slash + 1) - 3;
+    if (stem_len == 0 || stem_len >= module_len)
+        goto too_long;
+    memcpy(module, slash + 1, stem_len);
+    module[stem_len] = '\0';
+    slash[slash == real ? 1 : 0] = '\0'; /* keep "/" for a file at the root */
+
+    PyObject *sys_path = PySys_GetObject("path");
+    if (sys_path == NULL || !PyList_Check(sys_path) || path_add(sys_path, real, true) < 0) {
+        PyErr_Clear();
+        snprintf(why, why_len, "cannot import app '%s': cannot update sys.path", spec);
+        return -ENOENT;
+    }
+    return 0;
+
+too_long:
+    snprintf(why, why_len, "cannot import app '%s': name too long", spec);
+    return -ENOENT;
+}
+
+int rm_host_load_app(rm_host_t *host, const char *spec, char *why, size_t why_len)
+{
+    char module[256];
+    const char *attr;
+    PyObject *obj;
+
+    int rc = resolve_spec(spec, module, sizeof(module), &attr, why, why_len);
+    if (rc < 0)
+        return rc;
+
+    obj = PyImport_ImportModule(module);
+    if (obj == NULL)
+        goto fail_exc;
+    /* Walk a dotted attribute: "app", "api.app". */
+    for (const char *part = attr; obj != NULL && *part != '\0';) {
+        size_t n = strcspn(part, ".");
+        PyObject *name = PyUnicode_FromStringAndSize(part, (Py_ssize_t)n);
+        PyObject *next = name != NULL ? PyObject_GetAttr(obj, name) : NULL;
+        Py_XDECREF(name);
+        Py_SETREF(obj, next);
+        part += n + (part[n] == '.');
+    }
+    if (obj == NULL)
+        goto fail_exc;
+    if (!PyCallable_Check(obj)) {
+        snprintf(why, why_len, "cannot import app '%s': '%s' is not callable (type %s)", spec,
+                 attr, Py_TYPE(obj)->tp_name);
+        Py_DECREF(obj);
+        return -ENOENT;
+    }
+    Py_XSETREF(host->st->app, obj);
+    return 0;
+
+fail_exc:
+    snprintf(why, why_len, "cannot import app '%s': ", spec);
+    rm_host_take_exception(why + strlen(why), why_len - strlen(why));
+    return -ENOENT;
+}
+
+void rm_host_release_main(rm_host_t *host)
+{
+    host->main_ts = PyEval_SaveThread();
+}
+
+void rm_host_finalize(rm_host_t *host)
+{
+    if (!host->initialized)
+        return;
+    if (host->main_ts != NULL) {
+        PyEval_RestoreThread(host->main_ts);
+        host->main_ts = NULL;
+    }
+    /* Drop the app while the module still works: its objects may hold body
+     * views whose release pushes RM_DONE_RELEASE through st->worker. */
+    if (host->st != NULL) {
+        Py_CLEAR(host->st->app);
+        Py_CLEAR(host->st->json_encode);
+        Py_CLEAR(host->st->response_type);
+    }
+    host->st = NULL;
+    Py_CLEAR(host->module);
+    if (Py_FinalizeEx() < 0)
+        RM_WARN("Python finalization failed (could not flush sys.stdout or sys.stderr?)");
+    host->initialized = false;
+}

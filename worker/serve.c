@@ -1,0 +1,414 @@
+/*
+ * serve.c - serving threads, the control thread, and stopping.
+ *
+ * A serving thread waits for a request without the GIL (rm_lane_pop_request
+ * spins, then sleeps on the lane's futex with a timeout so it notices a stop),
+ * takes the GIL to build the Request, call the app and write the response, and
+ * pushes the final completion before giving the GIL back; the doorbell is rung
+ * after, without the GIL.
+ *
+ * Every way to stop ends in rm_worker_request_stop, which sets `stop`, wakes
+ * the lane's sleepers and the control thread:
+ *   - {"t": "stop"} or end of stream on the control socket (supervisor gone),
+ *   - SIGTERM or SIGINT (the handler only writes the wake eventfd),
+ *   - the lane's state turning RM_LANE_STOPPING,
+ *   - a corrupt ring.
+ * A serving thread finishes the request it holds and returns. Requests still
+ * queued on the lane are left where they are: the supervisor answers them.
+ */
+#include "worker.h"
+
+#include "ringmaster/control.h"
+#include "ringmaster/doorbell.h"
+#include "ringmaster/futex.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#define POP_SPIN 200      /* empty polls before sleeping: ~1 us of spinning */
+#define POP_SLEEP_MS 500  /* bound on noticing a stop that raced the sleep */
+#define BACKOFF_SPINS 64  /* rounds of pure spinning before sleeping */
+#define BACKOFF_MAX_NS 1000000L
+#define LOG_PATH_MAX 200  /* bytes of a path quoted in a log line */
+
+/* The signal handler's only state: where to write. Set by rm_worker_init. */
+static int signal_wake_fd = -1;
+
+static void on_stop_signal(int signo)
+{
+    (void)signo;
+    int saved = errno;
+    const uint64_t one = 1;
+    if (write(signal_wake_fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN: the counter is saturated, the control thread wakes anyway. */
+    }
+    errno = saved;
+}
+
+int rm_worker_init(rm_worker_t *w, const rm_worker_conf_t *conf)
+{
+    struct sigaction sa;
+
+    memset(w, 0, sizeof(*w));
+    w->conf = conf;
+    atomic_init(&w->stop, false);
+    w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (w->wake_fd < 0)
+        return -errno;
+    signal_wake_fd = w->wake_fd;
+
+    memset(&sa, 0, sizeof(sa));
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    sa.sa_handler = on_stop_signal;
+    if (sigaction(SIGTERM, &sa, NULL) < 0 || sigaction(SIGINT, &sa, NULL) < 0)
+        goto fail;
+    /* A write to a vanished supervisor or client must be an error, not death. */
+    sa.sa_handler = SIG_IGN;
+    if (sigaction(SIGPIPE, &sa, NULL) < 0)
+        goto fail;
+    return 0;
+
+fail:
+    rm_worker_deinit(w);
+    return -errno;
+}
+
+void rm_worker_deinit(rm_worker_t *w)
+{
+    int saved = errno;
+    signal(SIGTERM, SIG_DFL);
+    signal(SIGINT, SIG_DFL);
+    signal_wake_fd = -1;
+    if (w->wake_fd >= 0)
+        close(w->wake_fd);
+    w->wake_fd = -1;
+    errno = saved;
+}
+
+void rm_worker_request_stop(rm_worker_t *w)
+{
+    if (atomic_exchange(&w->stop, true))
+        return;
+    if (w->lane.shared != NULL)
+        rm_lane_wake_all(&w->lane);
+    const uint64_t one = 1;
+    if (write(w->wake_fd, &one, sizeof(one)) < 0) {
+        /* EAGAIN only: the control thread is woken already. */
+    }
+}
+
+/* Stop when told to, or when the supervisor marked the lane as stopping. */
+static bool should_stop(rm_worker_t *w)
+{
+    if (rm_worker_stopping(w))
+        return true;
+    if (atomic_load_explicit(&w->lane.shared->state, memory_order_relaxed) == RM_LANE_STOPPING) {
+        RM_INFO("lane %u is stopping", w->conf->lane);
+        rm_worker_request_stop(w);
+        return true;
+    }
+    return false;
+}
+
+/* One more round of waiting for ring or pool space: spin first, then sleep
+ * from 1 us doubling to 1 ms, with the GIL released if `release_gil`. Returns
+ * -ECANCELED once a stop was requested. */
+static int backoff(rm_worker_t *w, unsigned *round, bool release_gil)
+{
+    if (rm_worker_stopping(w))
+        return -ECANCELED;
+    unsigned r = (*round)++;
+    if (r < BACKOFF_SPINS) {
+        for (int i = 0; i < 32; i++)
+            rm_cpu_relax();
+        return 0;
+    }
+    unsigned shift = r - BACKOFF_SPINS < 10 ? r - BACKOFF_SPINS : 10;
+    long ns = 1000L << shift;
+    struct timespec ts = {.tv_sec = 0, .tv_nsec = ns < BACKOFF_MAX_NS ? ns : BACKOFF_MAX_NS};
+    if (release_gil) {
+        Py_BEGIN_ALLOW_THREADS nanosleep(&ts, NULL);
+        Py_END_ALLOW_THREADS
+    } else {
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+static void ring_doorbell(rm_worker_t *w)
+{
+    int rc = rm_doorbell_ring(&w->region.header->doorbell, w->conf->doorbell_fd);
+    if (rc < 0)
+        RM_ERROR("cannot ring the supervisor's doorbell: %s", strerror(-rc));
+}
+
+/* Push `desc`, waiting while the completion ring is full. With an `exporter`,
+ * RM_DONE_HOLD is decided at each attempt (under the GIL), so a body view
+ * released while we waited does not leave a hold nobody will release. */
+static int push(rm_worker_t *w, rm_done_desc_t *desc, bool release_gil, PyObject *exporter,
+                bool *held)
+{
+    uint32_t flags = desc->flags;
+    unsigned round = 0;
+
+    for (;;) {
+        bool hold = exporter != NULL && rm_body_exported(exporter);
+        desc->flags = flags | (hold ? RM_DONE_HOLD : 0);
+        int rc = rm_lane_push_done(&w->lane, desc);
+        if (rc == 0) {
+            if (held != NULL)
+                *held = hold;
+            return 0;
+        }
+        if (rc != -EAGAIN) {
+            RM_ERROR("the completion ring of lane %u is corrupt; stopping", w->conf->lane);
+            rm_worker_request_stop(w);
+            return rc;
+        }
+        rc = backoff(w, &round, release_gil);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+int rm_worker_push_done(rm_worker_t *w, const rm_done_desc_t *desc, bool gil_held, bool ring)
+{
+    rm_done_desc_t d = *desc;
+    int rc = push(w, &d, gil_held, NULL, NULL);
+    if (rc == 0 && ring)
+        ring_doorbell(w);
+    return rc;
+}
+
+uint32_t rm_serve_alloc_chunk(rm_serve_thread_t *t)
+{
+    unsigned round = 0;
+    for (;;) {
+        uint32_t idx = rm_chunk_pool_alloc(&t->pool, t->w->owner);
+        if (idx != RM_CHUNK_NONE || backoff(t->w, &round, true) < 0)
+            return idx;
+    }
+}
+
+void rm_worker_release_hold(rm_worker_t *w, uint64_t req_id)
+{
+    rm_done_desc_t d = {.req_id = req_id, .chunk = RM_CHUNK_NONE, .flags = RM_DONE_RELEASE};
+    /* Called from bf_releasebuffer, possibly during finalization: keep the GIL. */
+    if (push(w, &d, false, NULL, NULL) == 0)
+        ring_doorbell(w);
+    else
+        RM_WARN("request %" PRIu64 ": body hold not released (stopping); it ends with this worker",
+                req_id);
+}
+
+/* Check a descriptor and its meta block, then take a copy of the meta. */
+static int view_open(const rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_req_view_t *view)
+{
+    const rm_chunk_pool_t *pool = &t->pool;
+
+    if (desc->meta_chunk >= pool->count || desc->meta_len < sizeof(rm_req_meta_t) ||
+        desc->meta_len > pool->chunk_size)
+        return -EBADMSG;
+    rm_req_meta_t *meta = (rm_req_meta_t *)rm_chunk_pool_ptr(pool, desc->meta_chunk);
+    if (rm_wire_meta_check(meta, desc->meta_len, pool->chunk_size, pool->count) < 0 ||
+        meta->head_chunk >= pool->count)
+        return -EBADMSG;
+    view->req_id = desc->req_id;
+    view->meta = *meta;
+    view->headers = rm_wire_headers(meta);
+    view->body = rm_wire_body(meta);
+    view->head = rm_chunk_pool_ptr(pool, meta->head_chunk);
+    view->pool = pool;
+    return 0;
+}
+
+/* Serve one request; the GIL is held. Returns true when a final completion
+ * went out (the caller rings the doorbell once the GIL is released). */
+static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
+{
+    rm_worker_t *w = t->w;
+    rm_pymod_state_t *st = w->host.st;
+    PyObject *req = NULL, *result = NULL, *exporter = NULL;
+    rm_req_view_t view;
+    rm_out_t out;
+    char why[768];
+    bool held = false;
+    int rc;
+
+    rm_out_init(&out, t, desc->req_id);
+    if (view_open(t, desc, &view) < 0) {
+        RM_ERROR("request %" PRIu64 ": malformed meta block (chunk %u, %u bytes); answering 500",
+                 desc->req_id, desc->meta_chunk, desc->meta_len);
+        rc = rm_response_write_error(&out, 500, 0, 1); /* flags 0: close the connection */
+        goto push;
+    }
+    const rm_req_meta_t *m = &view.meta;
+    int method_len = (int)m->method_len;
+    int path_len = m->path_len < LOG_PATH_MAX ? (int)m->path_len : LOG_PATH_MAX;
+    const char *method = (const char *)view.head + m->method_off;
+    const char *path = (const char *)view.head + m->path_off;
+
+    req = rm_request_open(st, &t->spare, &view);
+    if (req != NULL)
+        result = PyObject_CallOneArg(st->app, req);
+    if (result == NULL) {
+        rm_host_take_exception(why, sizeof(why));
+        RM_ERROR("%.*s %.*s: the app raised %s; answered 500", method_len, method, path_len, path,
+                 why);
+        rc = rm_response_write_error(&out, 500, m->flags, m->http_minor);
+    } else {
+        rc = rm_response_write(&out, st, result, m->flags, m->http_minor, why, sizeof(why));
+        Py_DECREF(result);
+        if (rc == -EINVAL) {
+            RM_ERROR("%.*s %.*s: %s; answered 500", method_len, method, path_len, path, why);
+            rc = rm_response_write_error(&out, 500, m->flags, m->http_minor);
+        }
+    }
+    /* After the result is gone, so a returned body view does not count as kept. */
+    if (req != NULL)
+        exporter = rm_request_close(req, &t->spare);
+
+push:
+    if (rc == 0) {
+        rm_done_desc_t d = {
+            .req_id = out.req_id,
+            .chunk = out.chunk,
+            .off = 0,
+            .len = out.used,
+            .flags = RM_DONE_LAST | out.flags,
+        };
+        rc = push(w, &d, true, exporter, &held);
+        if (rc == 0)
+            out.chunk = RM_CHUNK_NONE; /* the supervisor's now */
+    }
+    if (rc < 0)
+        rm_out_abandon(&out); /* stopping: the supervisor fails the request */
+    rm_body_settle(exporter, held);
+    return rc == 0;
+}
+
+static void *serve_main(void *arg)
+{
+    rm_serve_thread_t *t = arg;
+    rm_worker_t *w = t->w;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyThreadState *ts = PyEval_SaveThread();
+    rm_req_desc_t desc;
+
+    while (!should_stop(w)) {
+        int rc = rm_lane_pop_request(&w->lane, &desc, POP_SPIN, POP_SLEEP_MS);
+        if (rc == -ETIMEDOUT || rc == -EINTR)
+            continue;
+        if (rc < 0) {
+            RM_ERROR("the request ring of lane %u is corrupt; stopping", w->conf->lane);
+            rm_worker_request_stop(w);
+            break;
+        }
+        PyEval_RestoreThread(ts);
+        bool answered = serve_one(t, &desc);
+        ts = PyEval_SaveThread();
+        if (answered)
+            ring_doorbell(w);
+    }
+
+    PyEval_RestoreThread(ts);
+    Py_CLEAR(t->spare);
+    PyGILState_Release(gil);
+    return NULL;
+}
+
+static void *control_main(void *arg)
+{
+    rm_worker_t *w = arg;
+    struct pollfd fds[2] = {
+        {.fd = w->conf->control_fd, .events = POLLIN},
+        {.fd = w->wake_fd, .events = POLLIN},
+    };
+    rm_ctl_msg_t msg;
+
+    while (!rm_worker_stopping(w)) {
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            RM_ERROR("poll on the control socket: %s; stopping", strerror(errno));
+            break;
+        }
+        if (fds[1].revents) {
+            if (!rm_worker_stopping(w))
+                RM_INFO("SIGTERM or SIGINT: stopping");
+            break;
+        }
+        if (fds[0].revents == 0)
+            continue;
+        int rc = rm_ctl_recv_blocking(w->conf->control_fd, &msg);
+        if (rc == -ECONNRESET) {
+            RM_WARN("the supervisor closed the control socket; stopping");
+            break;
+        }
+        if (rc < 0) {
+            RM_ERROR("control socket: %s; stopping", strerror(-rc));
+            break;
+        }
+        if (msg.type == RM_CTL_STOP) {
+            RM_INFO("stop requested by the supervisor");
+            break;
+        }
+        RM_DEBUG("ignoring control frame '%s'", rm_ctl_type_name(msg.type));
+    }
+    rm_worker_request_stop(w);
+    return NULL;
+}
+
+int rm_worker_serve(rm_worker_t *w)
+{
+    unsigned n = w->conf->threads;
+    uint32_t words = (w->region.pool.count + 63) / 64;
+    rm_serve_thread_t *threads = calloc(n, sizeof(*threads));
+    pthread_t control;
+    int rc = 0;
+
+    if (threads == NULL) {
+        rm_worker_request_stop(w);
+        return -ENOMEM;
+    }
+    rm_host_release_main(&w->host);
+
+    rc = -pthread_create(&control, NULL, control_main, w);
+    if (rc < 0) {
+        RM_ERROR("cannot start the control thread: %s", strerror(-rc));
+        rm_worker_request_stop(w);
+        free(threads);
+        return rc;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        rm_serve_thread_t *t = &threads[i];
+        t->w = w;
+        t->index = i;
+        t->pool = w->region.pool;
+        /* Start each thread's chunk search in its own part of the bitmap. */
+        if (words > 0)
+            t->pool.hint = (uint32_t)((t->pool.hint + (uint64_t)i * words / n) % words);
+        int err = pthread_create(&t->tid, NULL, serve_main, t);
+        if (err != 0) {
+            RM_ERROR("cannot start serving thread %u: %s", i, strerror(err));
+            rm_worker_request_stop(w);
+            rc = -err;
+            break;
+        }
+        t->started = true;
+    }
+    for (unsigned i = 0; i < n; i++)
+        if (threads[i].started)
+            pthread_join(threads[i].tid, NULL);
+    rm_worker_request_stop(w); /* wakes the control thread if nothing else did */
+    pthread_join(control, NULL);
+    free(threads);
+    return rc;
+}

@@ -1,0 +1,273 @@
+/*
+ * worker.h - the pieces of ringmaster-worker and where they meet.
+ *
+ *   main.c      argv -> const rm_worker_conf_t, attach, hello, run, exit status
+ *   host.c      CPython init and finalize, importing the app, exception text
+ *   request.c   the _ringmaster module: Request, Headers and the body exporter
+ *   response.c  an app's return value -> HTTP/1.1 bytes in chunks; Date cache
+ *   serve.c     serving threads, the control thread, stopping
+ *
+ * Threads (gil mode): T serving threads share one interpreter. Each waits for a
+ * request without the GIL, takes it to build the Request, run the app and
+ * write the response, and gives it back before waiting again. The control
+ * thread and the signal handlers never touch Python.
+ *
+ * Exit statuses: 0 after a stop, 1 for an internal failure (region, CPython,
+ * control socket), 2 for bad arguments, 3 when the app cannot be imported.
+ */
+#ifndef RINGMASTER_WORKER_H
+#define RINGMASTER_WORKER_H
+
+/* Python.h first: it may set feature macros the C library headers look at. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "ringmaster/chunk_pool.h"
+#include "ringmaster/lane.h"
+#include "ringmaster/log.h"
+#include "ringmaster/region.h"
+#include "ringmaster/wire.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define RM_WORKER_EXIT_OK 0
+#define RM_WORKER_EXIT_INTERNAL 1
+#define RM_WORKER_EXIT_USAGE 2
+#define RM_WORKER_EXIT_APP 3
+
+#define RM_WORKER_MAX_THREADS 256
+
+/* ---- configuration (main.c) ---------------------------------------------- */
+
+typedef enum rm_worker_mode {
+    RM_WORKER_MODE_GIL = 0, /* T threads, one interpreter, the classic GIL */
+} rm_worker_mode_t;
+
+typedef struct rm_worker_conf {
+    int region_fd;            /* memfd of the region; rm_region_attach takes it */
+    int control_fd;           /* connected AF_UNIX stream to the supervisor */
+    int doorbell_fd;          /* eventfd that wakes the supervisor */
+    uint32_t lane;            /* the lane served; pool owner RM_OWNER_LANE(lane) */
+    const char *app_spec;     /* borrowed from argv: module[:attr] or file.py[:attr] */
+    unsigned threads;         /* serving threads, 1..RM_WORKER_MAX_THREADS */
+    rm_worker_mode_t mode;
+    rm_log_level_t log_level;
+    rm_log_format_t log_format;
+} rm_worker_conf_t;
+
+/* Parse the worker's argv into `conf` (pure: no I/O, nothing allocated).
+ * Returns 0, 1 when --help or --version was asked (`why` then holds the text to
+ * print on stdout), or -EINVAL with one readable line in `why`. */
+int rm_worker_conf_parse(rm_worker_conf_t *conf, int argc, char *const argv[], char *why,
+                         size_t why_len);
+
+/* ---- the Python side (host.c, request.c) --------------------------------- */
+
+struct rm_worker;
+
+/* Interned method names the Request hands out without allocating. */
+enum {
+    RM_METHOD_GET,
+    RM_METHOD_POST,
+    RM_METHOD_PUT,
+    RM_METHOD_DELETE,
+    RM_METHOD_HEAD,
+    RM_METHOD_OPTIONS,
+    RM_METHOD_PATCH,
+    RM_METHOD_COUNT
+};
+
+/* State of the _ringmaster module, one per interpreter. Every PyObject field is
+ * a strong reference, released by the module's m_clear. */
+typedef struct rm_pymod_state {
+    PyTypeObject *request_type;
+    PyTypeObject *headers_type;
+    PyTypeObject *body_type; /* exporter behind request.body's memoryview */
+    PyObject *methods[RM_METHOD_COUNT];
+    PyObject *str_empty, *str_slash, *str_http11, *str_http10;
+    PyObject *str_body, *str_status, *str_headers, *str_content_type;
+    PyObject *empty_bytes;
+    /* Set by rm_host_init / rm_host_load_app; NULL before. */
+    PyObject *app;            /* the app callable */
+    PyObject *json_encode;    /* json.JSONEncoder(separators=(",", ":")).encode */
+    PyObject *response_type;  /* ringmaster.Response */
+    struct rm_worker *worker; /* borrowed: outlives every object of this module */
+} rm_pymod_state_t;
+
+typedef struct rm_host {
+    PyObject *module;        /* owned: _ringmaster, keeps `st` alive */
+    rm_pymod_state_t *st;    /* borrowed from module */
+    PyThreadState *main_ts;  /* the main thread's state while it waits without the GIL */
+    bool initialized;        /* Py_InitializeFromConfig succeeded */
+} rm_host_t;
+
+/* The version of the libpython we run on, e.g. "3.11.2" (safe before init). */
+void rm_host_python_version(char *buf, size_t len);
+
+/* Initialise CPython (PyConfig, venv, sys.path, _ringmaster, json, the
+ * ringmaster package). On success the calling thread holds the GIL. Returns 0,
+ * or -errno with a readable line in `why`; after a failure call
+ * rm_host_finalize all the same. */
+int rm_host_init(rm_host_t *host, struct rm_worker *w, int argc, char **argv, char *why,
+                 size_t why_len);
+
+/* Import the app named by `spec` and keep it in the module state. The caller
+ * holds the GIL. Returns 0, or -ENOENT with "cannot import app 'SPEC': ..." in
+ * `why` (the traceback, if any, went to stderr). */
+int rm_host_load_app(rm_host_t *host, const char *spec, char *why, size_t why_len);
+
+/* Give up the GIL on the main thread while the serving threads run. */
+void rm_host_release_main(rm_host_t *host);
+
+/* Take the GIL back if released, drop our references, Py_FinalizeEx. Safe
+ * after a failed or skipped rm_host_init. */
+void rm_host_finalize(rm_host_t *host);
+
+/* Take the pending Python exception: print its traceback on stderr (without
+ * sys.excepthook and without exiting on SystemExit), write "Type: message"
+ * (one line) into buf and clear it. The caller holds the GIL. */
+void rm_host_take_exception(char *buf, size_t len);
+
+/* The inittab entry of _ringmaster (multi-phase init). */
+PyObject *rm_pymod_init(void);
+
+/* ---- requests (request.c) ------------------------------------------------ */
+
+/* A validated request as the worker sees it. The pointers are into the region
+ * and valid until the request's last completion is pushed. */
+typedef struct rm_req_view {
+    uint64_t req_id;
+    rm_req_meta_t meta;               /* copy of the checked meta block */
+    const rm_wire_header_t *headers;  /* meta.header_count refs in the meta chunk */
+    const rm_slice_t *body;           /* meta.body_slice_count slices in the meta chunk */
+    const unsigned char *head;        /* first byte of meta.head_chunk */
+    const rm_chunk_pool_t *pool;      /* resolves body slices */
+} rm_req_view_t;
+
+/* Bind `view` to a Request (reusing *spare when set, which is then taken).
+ * Returns a new reference, or NULL with an exception set. GIL held. */
+PyObject *rm_request_open(rm_pymod_state_t *st, PyObject **spare, const rm_req_view_t *view);
+
+/* The app has returned: make the Request stop pointing into the region. If it
+ * is referenced elsewhere it is detached (every attribute built and copied);
+ * otherwise it is cleared and parked in *spare when that is empty. Consumes
+ * the reference to `req`. Returns the body exporter (new reference) when some
+ * buffer of the body is still exported, else NULL; pass it to rm_body_settle.
+ * GIL held. */
+PyObject *rm_request_close(PyObject *req, PyObject **spare);
+
+/* True while a Py_buffer of the exporter is alive. GIL held. */
+bool rm_body_exported(PyObject *exporter);
+
+/* The final completion went out with RM_DONE_HOLD (`held`) or without it. When
+ * held, the exporter's last buffer release pushes RM_DONE_RELEASE; otherwise it
+ * stops exporting. Consumes the reference; NULL is allowed. GIL held. */
+void rm_body_settle(PyObject *exporter, bool held);
+
+/* ---- serving (serve.c) --------------------------------------------------- */
+
+typedef struct rm_date_cache {
+    time_t sec;    /* second `text` was made for */
+    char text[32]; /* IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT" */
+} rm_date_cache_t;
+
+typedef struct rm_serve_thread {
+    struct rm_worker *w;    /* borrowed */
+    rm_chunk_pool_t pool;   /* own copy of the pool handle: its search hint is per thread */
+    rm_date_cache_t date;
+    PyObject *spare;        /* a finished Request kept for the next one, or NULL */
+    pthread_t tid;
+    unsigned index;
+    bool started;
+} rm_serve_thread_t;
+
+typedef struct rm_worker {
+    const rm_worker_conf_t *conf; /* borrowed, outlives the worker */
+    rm_region_t region;
+    rm_lane_t lane;
+    uint32_t owner;               /* RM_OWNER_LANE(conf->lane) */
+    atomic_bool stop;             /* set once, never cleared */
+    int wake_fd;                  /* eventfd: wakes the control thread (signals, stop) */
+    rm_host_t host;
+} rm_worker_t;
+
+/* Create the wake eventfd and route SIGTERM/SIGINT to it (SIGPIPE ignored).
+ * Call once, early, before any thread starts. Returns 0 or -errno. */
+int rm_worker_init(rm_worker_t *w, const rm_worker_conf_t *conf);
+
+/* Undo rm_worker_init (signals back to default, eventfd closed). */
+void rm_worker_deinit(rm_worker_t *w);
+
+/* Run the serving threads and the control thread until a stop (control frame,
+ * EOF, SIGTERM/SIGINT, lane STOPPING, a corrupt ring). Called on the main
+ * thread holding the GIL; returns without it (rm_host_finalize takes it back).
+ * Returns 0, or -errno when a thread could not be started (the others are
+ * stopped and joined). */
+int rm_worker_serve(rm_worker_t *w);
+
+/* Ask every thread to finish the request it has and return. Thread- and
+ * async-signal-unsafe parts excluded: callable from any thread. */
+void rm_worker_request_stop(rm_worker_t *w);
+
+static inline bool rm_worker_stopping(const rm_worker_t *w)
+{
+    return atomic_load_explicit(&w->stop, memory_order_relaxed);
+}
+
+/* Push a completion, backing off while the completion ring is full (the GIL,
+ * when `gil_held`, is released during the sleeps). Rings the doorbell when
+ * `ring`. Returns 0, -ECANCELED when a stop came first, or -EBADMSG for a
+ * corrupt ring (a stop is then requested). */
+int rm_worker_push_done(rm_worker_t *w, const rm_done_desc_t *desc, bool gil_held, bool ring);
+
+/* Allocate a response chunk owned by this lane, backing off while the pool is
+ * exhausted (GIL released during sleeps; the caller holds it). Returns the
+ * index, or RM_CHUNK_NONE when a stop came first. */
+uint32_t rm_serve_alloc_chunk(rm_serve_thread_t *t);
+
+/* A held body's last buffer is gone: push {req_id, RM_CHUNK_NONE,
+ * RM_DONE_RELEASE} and ring. Called with the GIL held from bf_releasebuffer;
+ * never releases it. Gives up (logged) only when stopping. */
+void rm_worker_release_hold(rm_worker_t *w, uint64_t req_id);
+
+/* ---- responses (response.c) ---------------------------------------------- */
+
+/* Where a response is being written: the current chunk is ours until pushed. */
+typedef struct rm_out {
+    rm_serve_thread_t *t;
+    uint64_t req_id;
+    uint32_t chunk;      /* current chunk, RM_CHUNK_NONE before the first byte */
+    unsigned char *base; /* its first byte */
+    uint32_t used;       /* bytes written into it */
+    uint32_t flags;      /* RM_DONE_CLOSE when the connection must close */
+    unsigned pushed;     /* chunks already handed to the supervisor */
+    int err;             /* sticky: the first write failure (-ECANCELED), or 0 */
+} rm_out_t;
+
+void rm_out_init(rm_out_t *out, rm_serve_thread_t *t, uint64_t req_id);
+
+/* Free the chunk not yet pushed (after a stop cut a response short). */
+void rm_out_abandon(rm_out_t *out);
+
+/* Render the app's return value `result` (borrowed) for a request with
+ * RM_REQ_* `req_flags` and HTTP minor version `http_minor`. Chunks that fill up
+ * are pushed as they go; the last one stays in `out` for the caller to push
+ * with RM_DONE_LAST | out->flags. GIL held.
+ * Returns 0; -EINVAL when the value cannot be sent (nothing written, a reason
+ * in `why`, any Python exception printed and cleared); -ECANCELED on a stop. */
+int rm_response_write(rm_out_t *out, rm_pymod_state_t *st, PyObject *result, uint32_t req_flags,
+                      uint8_t http_minor, char *why, size_t why_len);
+
+/* Write a short plain-text error response with `status` (e.g. 500). Pass
+ * req_flags 0 to close the connection. Returns 0 or -ECANCELED. */
+int rm_response_write_error(rm_out_t *out, int status, uint32_t req_flags, uint8_t http_minor);
+
+/* The current IMF-fixdate, regenerated at most once per second. */
+const char *rm_date_get(rm_date_cache_t *cache);
+
+#endif
