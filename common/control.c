@@ -19,8 +19,8 @@
 #define PREFIX 4 /* big-endian body length */
 
 static const char *const type_names[] = {
-    [RM_CTL_UNKNOWN] = "unknown", [RM_CTL_HELLO] = "hello",   [RM_CTL_READY] = "ready",
-    [RM_CTL_FATAL] = "fatal",     [RM_CTL_STOP] = "stop",     [RM_CTL_HEARTBEAT] = "heartbeat",
+    [RM_CTL_UNKNOWN] = "unknown", [RM_CTL_HELLO] = "hello", [RM_CTL_READY] = "ready",
+    [RM_CTL_FATAL] = "fatal",     [RM_CTL_STOP] = "stop",   [RM_CTL_HEARTBEAT] = "heartbeat",
 };
 
 const char *rm_ctl_type_name(rm_ctl_type_t type)
@@ -88,7 +88,7 @@ static int pack_bool(msgpack_packer *pk, const char *key, bool v)
 static int pack_body(msgpack_packer *pk, const rm_ctl_msg_t *msg)
 {
     static const uint32_t entries[] = {
-        [RM_CTL_HELLO] = 7, [RM_CTL_READY] = 1, [RM_CTL_FATAL] = 2,
+        [RM_CTL_HELLO] = 7, [RM_CTL_READY] = 1,     [RM_CTL_FATAL] = 2,
         [RM_CTL_STOP] = 1,  [RM_CTL_HEARTBEAT] = 2,
     };
     if (msg->type <= RM_CTL_UNKNOWN || msg->type > RM_CTL_HEARTBEAT)
@@ -151,6 +151,38 @@ static uint64_t be(const unsigned char *p, unsigned n)
     return v;
 }
 
+/* How the size of an object is given, for the type bytes 0xc0..0xdf (the
+ * fix* ranges are decoded arithmetically). */
+typedef struct mp_format {
+    bool valid;
+    uint8_t fixed;    /* payload bytes after the type byte */
+    uint8_t lenbytes; /* then a big-endian payload length of this many bytes */
+    uint8_t extra;    /* bytes of payload beyond that length (the ext type byte) */
+    uint8_t countw;   /* or a big-endian element count of this many bytes */
+    uint8_t per;      /* objects per counted element: 1 array, 2 map */
+} mp_format_t;
+
+static const mp_format_t formats[32] = {
+    [0x00] = {.valid = true},                                        /* nil; 0xc1 is never used */
+    [0x02] = {.valid = true},        [0x03] = {.valid = true},       /* false, true */
+    [0x04] = {true, 0, 1, 0, 0, 0},  [0x05] = {true, 0, 2, 0, 0, 0}, /* bin8, bin16 */
+    [0x06] = {true, 0, 4, 0, 0, 0},                                  /* bin32 */
+    [0x07] = {true, 0, 1, 1, 0, 0},  [0x08] = {true, 0, 2, 1, 0, 0}, /* ext8, ext16 */
+    [0x09] = {true, 0, 4, 1, 0, 0},                                  /* ext32 */
+    [0x0a] = {true, 4, 0, 0, 0, 0},  [0x0b] = {true, 8, 0, 0, 0, 0}, /* float32, float64 */
+    [0x0c] = {true, 1, 0, 0, 0, 0},  [0x0d] = {true, 2, 0, 0, 0, 0}, /* uint8..64 */
+    [0x0e] = {true, 4, 0, 0, 0, 0},  [0x0f] = {true, 8, 0, 0, 0, 0},
+    [0x10] = {true, 1, 0, 0, 0, 0},  [0x11] = {true, 2, 0, 0, 0, 0}, /* int8..64 */
+    [0x12] = {true, 4, 0, 0, 0, 0},  [0x13] = {true, 8, 0, 0, 0, 0},
+    [0x14] = {true, 2, 0, 0, 0, 0},  [0x15] = {true, 3, 0, 0, 0, 0}, /* fixext 1, 2 (+type) */
+    [0x16] = {true, 5, 0, 0, 0, 0},  [0x17] = {true, 9, 0, 0, 0, 0}, /* fixext 4, 8 */
+    [0x18] = {true, 17, 0, 0, 0, 0},                                 /* fixext 16 */
+    [0x19] = {true, 0, 1, 0, 0, 0},  [0x1a] = {true, 0, 2, 0, 0, 0}, /* str8, str16 */
+    [0x1b] = {true, 0, 4, 0, 0, 0},                                  /* str32 */
+    [0x1c] = {true, 0, 0, 0, 2, 1},  [0x1d] = {true, 0, 0, 0, 4, 1}, /* array16, array32 */
+    [0x1e] = {true, 0, 0, 0, 2, 2},  [0x1f] = {true, 0, 0, 0, 4, 2}, /* map16, map32 */
+};
+
 /*
  * Walk one msgpack object spanning exactly buf[0..n) without building it.
  * `pending` counts objects still to read; every object takes at least one
@@ -166,53 +198,28 @@ static int check_structure(const unsigned char *p, size_t n)
         if (off >= n)
             return -EBADMSG;
         unsigned char c = p[off++];
-        uint64_t skip = 0;    /* payload bytes after the header */
+        uint64_t skip = 0;     /* payload bytes after the header */
         uint64_t children = 0; /* objects this one contains */
-        unsigned lenbytes = 0; /* size of a length field that follows */
-        unsigned extra = 0;    /* fixed bytes before a length-given payload */
 
-        if (c <= 0x7f || c >= 0xe0 || c == 0xc0 || c == 0xc2 || c == 0xc3) {
-            /* fixint, nil, bool */
+        if (c <= 0x7f || c >= 0xe0) {
+            /* positive or negative fixint */
         } else if (c <= 0x8f) {
-            children = 2u * (c & 0x0f);
+            children = 2u * (c & 0x0f); /* fixmap */
         } else if (c <= 0x9f) {
-            children = c & 0x0f;
+            children = c & 0x0f; /* fixarray */
         } else if (c <= 0xbf) {
-            skip = c & 0x1f;
+            skip = c & 0x1f; /* fixstr */
         } else {
-            switch (c) {
-            case 0xc4: case 0xd9: lenbytes = 1; break;           /* bin8, str8 */
-            case 0xc5: case 0xda: lenbytes = 2; break;           /* bin16, str16 */
-            case 0xc6: case 0xdb: lenbytes = 4; break;           /* bin32, str32 */
-            case 0xc7: lenbytes = 1, extra = 1; break;           /* ext8 */
-            case 0xc8: lenbytes = 2, extra = 1; break;           /* ext16 */
-            case 0xc9: lenbytes = 4, extra = 1; break;           /* ext32 */
-            case 0xca: case 0xce: case 0xd2: skip = 4; break;    /* float32, (u)int32 */
-            case 0xcb: case 0xcf: case 0xd3: skip = 8; break;    /* float64, (u)int64 */
-            case 0xcc: case 0xd0: skip = 1; break;
-            case 0xcd: case 0xd1: skip = 2; break;
-            case 0xd4: skip = 2; break;                          /* fixext 1..16 + type */
-            case 0xd5: skip = 3; break;
-            case 0xd6: skip = 5; break;
-            case 0xd7: skip = 9; break;
-            case 0xd8: skip = 17; break;
-            case 0xdc: case 0xdd: case 0xde: case 0xdf: {         /* array16/32, map16/32 */
-                unsigned w = (c == 0xdc || c == 0xde) ? 2 : 4;
-                if (n - off < w)
-                    return -EBADMSG;
-                children = be(p + off, w) * (c >= 0xde ? 2 : 1);
-                off += w;
-                break;
-            }
-            default: /* 0xc1 is never used */
+            const mp_format_t *f = &formats[c - 0xc0];
+            if (!f->valid)
                 return -EBADMSG;
-            }
-        }
-        if (lenbytes) {
-            if (n - off < lenbytes)
+            unsigned w = f->lenbytes ? f->lenbytes : f->countw;
+            if (n - off < w)
                 return -EBADMSG;
-            skip = be(p + off, lenbytes) + extra;
-            off += lenbytes;
+            uint64_t v = be(p + off, w);
+            off += w;
+            skip = f->fixed + (f->lenbytes ? v + f->extra : 0);
+            children = f->countw ? v * f->per : 0;
         }
         if (skip > n - off)
             return -EBADMSG;

@@ -82,6 +82,59 @@ print(passed, failed, skipped)
 PYEOF
 }
 
+# kill_strays BUILD_DIR: when ctest times a test out it kills the test binary
+# only; peers the test forked can go on spinning and skew every later suite.
+# After ctest, kill (by pid) every process running a test_* binary from
+# BUILD_DIR that no running ctest is an ancestor of, and say so.
+kill_strays() {
+  "$PY" - "$1" <<'PYEOF'
+import os, signal, sys
+
+build = os.path.realpath(sys.argv[1]) + os.sep
+
+def exe(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return ""
+
+def parent(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            data = f.read()
+        return int(data[data.rindex(")") + 2:].split()[1])
+    except (OSError, ValueError):
+        return 0
+
+def under_ctest(pid):
+    for _ in range(64):
+        pid = parent(pid)
+        if pid <= 1:
+            return False
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == "ctest":
+                    return True
+        except OSError:
+            return False
+    return False
+
+for entry in os.listdir("/proc"):
+    if not entry.isdigit():
+        continue
+    pid = int(entry)
+    path = exe(pid)
+    # Test binaries only: never a ringmaster someone is running from this build.
+    if (path.startswith(build) and os.path.basename(path).startswith("test_")
+            and not under_ctest(pid)):
+        print(f"test.sh: killing stray process {pid} ({path}, left behind by a test)")
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+PYEOF
+}
+
 # ---------------------------------------------------------------- deps, venv
 banner "install-deps"
 if ! ./scripts/install-deps.sh; then
@@ -129,12 +182,17 @@ for build in $BUILDS; do
       export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
     fi
 
+    tag=${build//\//_}
     banner "$build: ctest"
-    junit=$REPORTS/$build-ctest.xml
-    (cd "$build" && ctest --output-on-failure --timeout 300 --output-junit "$junit")
+    junit=$REPORTS/$tag-ctest.xml
+    # Large output limits: ctest otherwise cuts a passing test's output to 1 KiB
+    # in the report, and with it Criterion's closing Synthesis line.
+    (cd "$build" && ctest --output-on-failure --timeout 300 \
+       --test-output-size-passed 1048576 --test-output-size-failed 4194304 \
+       --output-junit "$junit")
     rc=$?
-    if [[ -s $junit ]]; then
-      read -r p f s < <(junit_counts ctest "$junit")
+    kill_strays "$build"
+    if [[ -s $junit ]] && read -r p f s < <(junit_counts ctest "$junit") && [[ -n ${s:-} ]]; then
       [[ $rc != 0 && $f == 0 ]] && f=1
       echo "$build: ctest|$p|$f|$s|rc=$rc" >>"$REPORTS/results"
     else
@@ -146,14 +204,13 @@ for build in $BUILDS; do
       echo "$build: pytest|0|1|0|not run (no venv)" >>"$REPORTS/results"
       exit 0
     fi
-    junit=$REPORTS/$build-pytest.xml
+    junit=$REPORTS/$tag-pytest.xml
     # shellcheck disable=SC2086
     RINGMASTER_BUILD=$build "$VENV/bin/python" -m pytest tests/integration \
       -p no:cacheprovider -o junit_family=xunit2 --junitxml="$junit" \
       --timeout=300 -rfEs ${RINGMASTER_PYTEST_ARGS:-}
     rc=$?
-    if [[ -s $junit ]]; then
-      read -r p f s < <(junit_counts pytest "$junit")
+    if [[ -s $junit ]] && read -r p f s < <(junit_counts pytest "$junit") && [[ -n ${s:-} ]]; then
       # exit 5 = no tests collected: that is a failure of the suite here.
       [[ $rc != 0 && $f == 0 ]] && f=1
       echo "$build: pytest|$p|$f|$s|rc=$rc" >>"$REPORTS/results"

@@ -127,8 +127,7 @@ uint32_t rm_chunk_pool_alloc(rm_chunk_pool_t *pool, uint32_t owner)
  * publish it as free. */
 static void release(rm_chunk_pool_t *pool, uint32_t idx)
 {
-    atomic_fetch_and_explicit(&pool->bitmap[idx / 64], ~(1ULL << (idx % 64)),
-                              memory_order_relaxed);
+    atomic_fetch_and_explicit(&pool->bitmap[idx / 64], ~(1ULL << (idx % 64)), memory_order_relaxed);
     /* Release: our last writes to the chunk (the poison) happen before the
      * next owner's acquire CAS. */
     atomic_store_explicit(&pool->owner[idx], RM_OWNER_FREE, memory_order_release);
@@ -184,9 +183,8 @@ uint32_t rm_chunk_pool_reclaim(rm_chunk_pool_t *pool, uint32_t owner)
         /* owner|FREEING: the owner died inside rm_chunk_pool_free. */
         if (cur != owner && cur != (owner | OWNER_FREEING))
             continue;
-        if (!atomic_compare_exchange_strong_explicit(&pool->owner[idx], &cur,
-                                                     owner | OWNER_FREEING, memory_order_acquire,
-                                                     memory_order_relaxed))
+        if (!atomic_compare_exchange_strong_explicit(&pool->owner[idx], &cur, owner | OWNER_FREEING,
+                                                     memory_order_acquire, memory_order_relaxed))
             continue;
 #ifdef RM_DEBUG_POISON
         memset(rm_chunk_pool_ptr(pool, idx), 0xA5, pool->chunk_size);

@@ -38,8 +38,7 @@ void rm_lane_shared_reset(void *mem, uint32_t capacity)
     /* Payload sizes are compile-time constants that fit; only capacity can be
      * wrong, and the region checked it. */
     (void)rm_ring_shared_init(shared->rings, capacity, sizeof(rm_req_desc_t));
-    (void)rm_ring_shared_init(done_ring_mem(shared, capacity), capacity,
-                              sizeof(rm_done_desc_t));
+    (void)rm_ring_shared_init(done_ring_mem(shared, capacity), capacity, sizeof(rm_done_desc_t));
     atomic_store_explicit(&shared->state, RM_LANE_IDLE, memory_order_relaxed);
     atomic_store_explicit(&shared->worker_pid, 0, memory_order_relaxed);
     atomic_store_explicit(&shared->req_waiters, 0, memory_order_relaxed);

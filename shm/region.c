@@ -178,9 +178,8 @@ int rm_region_attach(rm_region_t *region, int fd, uint32_t pool_hint)
     }
     layout_t l;
     layout_of(&h.conf, &l);
-    if (l.lanes_off != h.lanes_off || l.lane_stride != h.lane_stride ||
-        l.pool_off != h.pool_off || l.chunks_off != h.chunks_off || l.size != h.size ||
-        l.size != (uint64_t)st.st_size) {
+    if (l.lanes_off != h.lanes_off || l.lane_stride != h.lane_stride || l.pool_off != h.pool_off ||
+        l.chunks_off != h.chunks_off || l.size != h.size || l.size != (uint64_t)st.st_size) {
         r = -EINVAL;
         goto fail_map;
     }

@@ -102,8 +102,9 @@ int rm_ring_try_push(rm_ring_t *ring, const void *item)
         int64_t dif = (int64_t)(seq - pos);
         if (dif == 0) {
             /* On failure pos is reloaded with the current head. */
-            atomic_store_explicit(head, pos + 1, memory_order_relaxed);
-            break;
+            if (atomic_compare_exchange_weak_explicit(head, &pos, pos + 1, memory_order_relaxed,
+                                                      memory_order_relaxed))
+                break;
             stuck = 0;
         } else if (dif < 0) {
             /* The cell still holds the item from one lap ago: full. */

@@ -251,8 +251,9 @@ static void worker_gone(rm_server_t *s, rm_worker_t *w, int status)
 
     if (s->stopping)
         return;
-    if (!s->any_ready) {
-        /* Died during start-up before any worker was ready: the app cannot run. */
+    if (!s->any_ready && !WIFSIGNALED(status)) {
+        /* Exited by itself during start-up before any worker was ready: the app
+         * cannot run. (A worker killed from outside is simply replaced.) */
         if (s->exit_code == 0)
             fprintf(stderr, "ringmaster: error: worker exited during start-up (%s)\n", why);
         s->exit_code = 1;

@@ -149,8 +149,7 @@ static int config_venv(PyConfig *config, char *why, size_t why_len)
         return 0;
     int rc = venv_version(venv, theirs, sizeof(theirs));
     if (rc < 0) {
-        RM_WARN("VIRTUAL_ENV=%s has no usable pyvenv.cfg (%s); ignoring it", venv,
-                strerror(-rc));
+        RM_WARN("VIRTUAL_ENV=%s has no usable pyvenv.cfg (%s); ignoring it", venv, strerror(-rc));
         return 0;
     }
     rm_host_python_version(ours, sizeof(ours));
@@ -211,38 +210,111 @@ fail:
     return -EINVAL;
 }
 
-/* json.JSONEncoder(separators=(",", ":")).encode: what json.dumps with those
- * separators calls, without building an encoder per call. */
-static PyObject *make_json_encode(void)
+/* Embedded, sys.executable is "" or our own binary, which breaks subprocess
+ * calls of sys.executable and multiprocessing's spawn and forkserver. Point it
+ * at the interpreter whose library we run ($VIRTUAL_ENV/bin/python already
+ * qualifies); leave it alone if that interpreter is not installed. */
+static void fix_executable(void)
+{
+    char path[PATH_MAX];
+    PyObject *exe = PySys_GetObject("executable");          /* borrowed */
+    PyObject *base_prefix = PySys_GetObject("base_prefix"); /* borrowed */
+    const char *cur = exe != NULL && PyUnicode_Check(exe) ? PyUnicode_AsUTF8(exe) : NULL;
+    const char *prefix =
+        base_prefix != NULL && PyUnicode_Check(base_prefix) ? PyUnicode_AsUTF8(base_prefix) : NULL;
+
+    PyErr_Clear();
+    if (cur != NULL) {
+        const char *slash = strrchr(cur, '/');
+        if (strncmp(slash != NULL ? slash + 1 : cur, "python", 6) == 0)
+            return;
+    }
+    if (prefix == NULL || (size_t)snprintf(path, sizeof(path), "%s/bin/python%d.%d", prefix,
+                                           PY_MAJOR_VERSION, PY_MINOR_VERSION) >= sizeof(path))
+        return;
+    if (access(path, X_OK) != 0)
+        return;
+    PyObject *value = PyUnicode_DecodeFSDefault(path);
+    if (value == NULL || PySys_SetObject("executable", value) < 0 ||
+        PySys_SetObject("_base_executable", value) < 0)
+        PyErr_Clear();
+    Py_XDECREF(value);
+}
+
+/* json.encoder.c_make_encoder(...) as JSONEncoder(separators=(",", ":")) would
+ * build it, or NULL. */
+static PyObject *make_c_encoder(PyObject *json, PyObject *encoder)
+{
+    PyObject *mod = NULL, *make = NULL, *escape = NULL, *dflt = NULL, *out = NULL;
+
+    mod = PyObject_GetAttrString(json, "encoder");
+    make = mod != NULL ? PyObject_GetAttrString(mod, "c_make_encoder") : NULL;
+    escape = mod != NULL ? PyObject_GetAttrString(mod, "encode_basestring_ascii") : NULL;
+    dflt = PyObject_GetAttrString(encoder, "default");
+    if (make != NULL && make != Py_None && escape != NULL && dflt != NULL)
+        /* markers, default, encoder, indent, key_separator, item_separator,
+         * sort_keys, skipkeys, allow_nan: the same nine in 3.11 to 3.13. */
+        out = PyObject_CallFunction(make, "OOOOssOOO", Py_None, dflt, escape, Py_None, ":", ",",
+                                    Py_False, Py_False, Py_True);
+    Py_XDECREF(dflt);
+    Py_XDECREF(escape);
+    Py_XDECREF(make);
+    Py_XDECREF(mod);
+    PyErr_Clear();
+    return out;
+}
+
+/* dict and list return values become json.dumps(value, separators=(",", ":")).
+ * JSONEncoder.encode builds the C encoder of _json on every call (three
+ * quarters of its cost for a small dict), so it is built once here, without
+ * the circular-reference check that makes it stateful: a cyclic value then
+ * fails with RecursionError rather than ValueError, a 500 either way. The fast
+ * path is used only if it encodes a probe exactly as the public encoder does;
+ * otherwise (no _json, another signature) JSONEncoder(...).encode is called. */
+static int setup_json(rm_pymod_state_t *st)
 {
     PyObject *json = NULL, *cls = NULL, *kwargs = NULL, *args = NULL, *encoder = NULL;
-    PyObject *encode = NULL, *seps = NULL;
+    PyObject *probe = NULL, *want = NULL, *chunks = NULL, *got = NULL;
+    int rc = -1;
 
     json = PyImport_ImportModule("json");
-    if (json == NULL)
-        goto done;
-    cls = PyObject_GetAttrString(json, "JSONEncoder");
-    seps = Py_BuildValue("(ss)", ",", ":");
-    kwargs = PyDict_New();
+    cls = json != NULL ? PyObject_GetAttrString(json, "JSONEncoder") : NULL;
+    kwargs = Py_BuildValue("{s(ss)}", "separators", ",", ":");
     args = PyTuple_New(0);
-    if (cls == NULL || seps == NULL || kwargs == NULL || args == NULL ||
-        PyDict_SetItemString(kwargs, "separators", seps) < 0)
+    if (cls == NULL || kwargs == NULL || args == NULL)
         goto done;
     encoder = PyObject_Call(cls, args, kwargs);
-    if (encoder != NULL)
-        encode = PyObject_GetAttrString(encoder, "encode");
+    st->json_encode = encoder != NULL ? PyObject_GetAttrString(encoder, "encode") : NULL;
+    if (st->json_encode == NULL)
+        goto done;
+    rc = 0;
+
+    st->json_chunks = make_c_encoder(json, encoder);
+    probe = Py_BuildValue("{s[idOOs]s{}}", "a", 1, 2.5, Py_None, Py_True, "h\xc3\xa9 \"q\"", "b");
+    want = probe != NULL ? PyObject_CallOneArg(st->json_encode, probe) : NULL;
+    if (st->json_chunks != NULL && want != NULL) {
+        chunks = PyObject_CallFunction(st->json_chunks, "Oi", probe, 0);
+        got = chunks != NULL ? PyUnicode_Join(st->str_empty, chunks) : NULL;
+    }
+    if (got == NULL || PyUnicode_Compare(got, want) != 0)
+        Py_CLEAR(st->json_chunks);
+    PyErr_Clear();
+    RM_DEBUG("JSON responses through %s",
+             st->json_chunks != NULL ? "_json's C encoder, built once" : "json.JSONEncoder.encode");
 done:
+    Py_XDECREF(got);
+    Py_XDECREF(chunks);
+    Py_XDECREF(want);
+    Py_XDECREF(probe);
     Py_XDECREF(encoder);
     Py_XDECREF(args);
     Py_XDECREF(kwargs);
-    Py_XDECREF(seps);
     Py_XDECREF(cls);
     Py_XDECREF(json);
-    return encode;
+    return rc;
 }
 
-int rm_host_init(rm_host_t *host, rm_worker_t *w, int argc, char **argv, char *why,
-                 size_t why_len)
+int rm_host_init(rm_host_t *host, rm_worker_t *w, int argc, char **argv, char *why, size_t why_len)
 {
     PyStatus status;
     PyConfig config;
@@ -275,6 +347,7 @@ int rm_host_init(rm_host_t *host, rm_worker_t *w, int argc, char **argv, char *w
     rc = setup_sys_path(why, why_len);
     if (rc < 0)
         return rc;
+    fix_executable();
 
     host->module = PyImport_ImportModule("_ringmaster");
     if (host->module == NULL) {
@@ -284,8 +357,7 @@ int rm_host_init(rm_host_t *host, rm_worker_t *w, int argc, char **argv, char *w
     host->st = PyModule_GetState(host->module);
     host->st->worker = w;
 
-    host->st->json_encode = make_json_encode();
-    if (host->st->json_encode == NULL) {
+    if (setup_json(host->st) < 0) {
         snprintf(why, why_len, "cannot set up the json module: ");
         goto fail_exc;
     }
@@ -294,6 +366,10 @@ int rm_host_init(rm_host_t *host, rm_worker_t *w, int argc, char **argv, char *w
     if (pkg != NULL) {
         host->st->response_type = PyObject_GetAttrString(pkg, "Response");
         Py_DECREF(pkg);
+    }
+    if (host->st->response_type != NULL && !PyType_Check(host->st->response_type)) {
+        Py_CLEAR(host->st->response_type);
+        PyErr_SetString(PyExc_TypeError, "ringmaster.Response is not a class");
     }
     if (host->st->response_type == NULL) {
         const char *dir = getenv("RINGMASTER_PYTHON_DIR");
@@ -319,7 +395,7 @@ static int resolve_spec(const char *spec, char *module, size_t module_len, const
 {
     size_t len = strlen(spec);
     const char *colon = strrchr(spec, ':');
-    char file[PATH_MAX], real[PATH_MAX];
+    char path[PATH_MAX]; /* the file, then its directory */
 
     /* A spec ending in ".py" is a file even when its directory holds a ':'. */
     if (len > 3 && strcmp(spec + len - 3, ".py") == 0)
@@ -335,24 +411,34 @@ static int resolve_spec(const char *spec, char *module, size_t module_len, const
         return 0;
     }
 
-    if (mlen >= sizeof(file))
-        goto too_long;
-    memcpy(file, spec, mlen);
-    file[mlen] = '\0';
-    if (realpath(file, real) == NULL) {
-        snprintf(why, why_len, "cannot import app '%s': %s: %s", spec, file, strerror(errno));
+    /* The path as given, made absolute but not resolved: a symlinked app.py
+     * imports from the link's directory, by the link's name. */
+    char cwd[PATH_MAX];
+    int n;
+    if (spec[0] == '/') {
+        n = snprintf(path, sizeof(path), "%.*s", (int)mlen, spec);
+    } else if (getcwd(cwd, sizeof(cwd)) != NULL) {
+        n = snprintf(path, sizeof(path), "%s/%.*s", cwd, (int)mlen, spec);
+    } else {
+        snprintf(why, why_len, "cannot import app '%s': getcwd: %s", spec, strerror(errno));
         return -ENOENT;
     }
-    char *slash = strrchr(real, '/'); /* realpath gives an absolute path */
+    if (n < 0 || (size_t)n >= sizeof(path))
+        goto too_long;
+    if (access(path, R_OK) != 0) {
+        snprintf(why, why_len, "cannot import app '%s': %s: %s", spec, path, strerror(errno));
+        return -ENOENT;
+    }
+    char *slash = strrchr(path, '/'); /* the path is absolute */
     size_t stem_len = strlen(slash + 1) - 3;
     if (stem_len == 0 || stem_len >= module_len)
         goto too_long;
     memcpy(module, slash + 1, stem_len);
     module[stem_len] = '\0';
-    slash[slash == real ? 1 : 0] = '\0'; /* keep "/" for a file at the root */
+    slash[slash == path ? 1 : 0] = '\0'; /* keep "/" for a file at the root */
 
     PyObject *sys_path = PySys_GetObject("path");
-    if (sys_path == NULL || !PyList_Check(sys_path) || path_add(sys_path, real, true) < 0) {
+    if (sys_path == NULL || !PyList_Check(sys_path) || path_add(sys_path, path, true) < 0) {
         PyErr_Clear();
         snprintf(why, why_len, "cannot import app '%s': cannot update sys.path", spec);
         return -ENOENT;
@@ -389,8 +475,8 @@ int rm_host_load_app(rm_host_t *host, const char *spec, char *why, size_t why_le
     if (obj == NULL)
         goto fail_exc;
     if (!PyCallable_Check(obj)) {
-        snprintf(why, why_len, "cannot import app '%s': '%s' is not callable (type %s)", spec,
-                 attr, Py_TYPE(obj)->tp_name);
+        snprintf(why, why_len, "cannot import app '%s': '%s' is not callable (type %s)", spec, attr,
+                 Py_TYPE(obj)->tp_name);
         Py_DECREF(obj);
         return -ENOENT;
     }
@@ -421,6 +507,7 @@ void rm_host_finalize(rm_host_t *host)
     if (host->st != NULL) {
         Py_CLEAR(host->st->app);
         Py_CLEAR(host->st->json_encode);
+        Py_CLEAR(host->st->json_chunks);
         Py_CLEAR(host->st->response_type);
     }
     host->st = NULL;

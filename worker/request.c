@@ -24,19 +24,20 @@
 #include "worker.h"
 
 #include <arpa/inet.h>
+#include <assert.h>
 #include <stddef.h>
 #include <string.h>
 
 /* ---- body exporter -------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD
+    PyObject ob_base;          /* PyObject_HEAD, spelled out for clang-format */
     const unsigned char *data; /* the body slice in the region; NULL once unavailable */
     Py_ssize_t len;
-    Py_ssize_t exports;        /* Py_buffers handed out and not yet released */
-    bool held;                 /* the final completion said RM_DONE_HOLD */
+    Py_ssize_t exports; /* Py_buffers handed out and not yet released */
+    bool held;          /* the final completion said RM_DONE_HOLD */
     uint64_t req_id;
-    rm_worker_t *worker;       /* borrowed: outlives every object of the module */
+    rm_worker_t *worker; /* borrowed: outlives every object of the module */
 } BodyObject;
 
 static int body_getbuffer(PyObject *op, Py_buffer *view, int flags)
@@ -108,11 +109,11 @@ void rm_body_settle(PyObject *exporter, bool held)
 /* ---- Headers -------------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD
+    PyObject ob_base;             /* PyObject_HEAD, spelled out for clang-format */
     const rm_wire_header_t *refs; /* `count` refs: in the meta chunk, or in `owned` */
     const unsigned char *base;    /* offsets count from here: the head chunk, or `owned` */
     uint32_t count;
-    void *owned;                  /* PyMem block after a detach, else NULL */
+    void *owned; /* PyMem block after a detach, else NULL */
 } HeadersObject;
 
 static inline unsigned char ascii_lower(unsigned char c)
@@ -384,7 +385,7 @@ static PyType_Spec headers_spec = {
 /* ---- Request -------------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD
+    PyObject ob_base;     /* PyObject_HEAD, spelled out for clang-format */
     rm_pymod_state_t *st; /* borrowed: our type holds the module, which holds st */
     rm_req_view_t view;   /* valid while `attached` */
     bool attached;
@@ -408,9 +409,9 @@ static const struct {
     const char *name;
     uint32_t len;
 } method_names[RM_METHOD_COUNT] = {
-    [RM_METHOD_GET] = {"GET", 3},         [RM_METHOD_POST] = {"POST", 4},
-    [RM_METHOD_PUT] = {"PUT", 3},         [RM_METHOD_DELETE] = {"DELETE", 6},
-    [RM_METHOD_HEAD] = {"HEAD", 4},       [RM_METHOD_OPTIONS] = {"OPTIONS", 7},
+    [RM_METHOD_GET] = {"GET", 3},     [RM_METHOD_POST] = {"POST", 4},
+    [RM_METHOD_PUT] = {"PUT", 3},     [RM_METHOD_DELETE] = {"DELETE", 6},
+    [RM_METHOD_HEAD] = {"HEAD", 4},   [RM_METHOD_OPTIONS] = {"OPTIONS", 7},
     [RM_METHOD_PATCH] = {"PATCH", 5},
 };
 
@@ -432,8 +433,7 @@ static PyObject *build_path(RequestObject *self)
 
 static PyObject *build_query_string(RequestObject *self)
 {
-    return latin1(self->st, self->view.head + self->view.meta.query_off,
-                  self->view.meta.query_len);
+    return latin1(self->st, self->view.head + self->view.meta.query_off, self->view.meta.query_len);
 }
 
 static PyObject *build_target(RequestObject *self)
@@ -462,7 +462,8 @@ static PyObject *build_headers(RequestObject *self)
     return (PyObject *)h;
 }
 
-static PyObject *build_body(RequestObject *self)
+/* The body as owned bytes: joins several slices, copies one. */
+static PyObject *body_copy(RequestObject *self)
 {
     const rm_req_meta_t *m = &self->view.meta;
 
@@ -470,26 +471,6 @@ static PyObject *build_body(RequestObject *self)
         return Py_NewRef(self->st->empty_bytes);
     if (m->body_len > PY_SSIZE_T_MAX)
         return PyErr_NoMemory();
-    if (m->body_slice_count == 1) {
-        /* One slice: a zero-copy view of the region. */
-        const rm_slice_t *s = &self->view.body[0];
-        PyTypeObject *tp = self->st->body_type;
-        BodyObject *b = (BodyObject *)tp->tp_alloc(tp, 0);
-        if (b == NULL)
-            return NULL;
-        b->data = rm_chunk_pool_ptr(self->view.pool, s->chunk) + s->off;
-        b->len = s->len;
-        b->req_id = self->view.req_id;
-        b->worker = self->st->worker;
-        PyObject *view = PyMemoryView_FromObject((PyObject *)b);
-        if (view == NULL) {
-            Py_DECREF(b);
-            return NULL;
-        }
-        self->exporter = b;
-        return view;
-    }
-    /* Several slices (a chunked upload, or a body over chunk boundaries): join. */
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)m->body_len);
     if (out == NULL)
         return NULL;
@@ -500,6 +481,32 @@ static PyObject *build_body(RequestObject *self)
         dst += s->len;
     }
     return out;
+}
+
+static PyObject *build_body(RequestObject *self)
+{
+    const rm_req_meta_t *m = &self->view.meta;
+
+    /* Several slices (a chunked upload, a body over chunk boundaries): join. */
+    if (m->body_len == 0 || m->body_slice_count != 1)
+        return body_copy(self);
+    /* One slice: a zero-copy view of the region. */
+    const rm_slice_t *s = &self->view.body[0];
+    PyTypeObject *tp = self->st->body_type;
+    BodyObject *b = (BodyObject *)tp->tp_alloc(tp, 0);
+    if (b == NULL)
+        return NULL;
+    b->data = rm_chunk_pool_ptr(self->view.pool, s->chunk) + s->off;
+    b->len = s->len;
+    b->req_id = self->view.req_id;
+    b->worker = self->st->worker;
+    PyObject *view = PyMemoryView_FromObject((PyObject *)b);
+    if (view == NULL) {
+        Py_DECREF(b);
+        return NULL;
+    }
+    self->exporter = b;
+    return view;
 }
 
 static PyObject *build_client(RequestObject *self)
@@ -519,17 +526,28 @@ typedef struct {
     build_fn build;
 } lazy_attr_t;
 
-static lazy_attr_t lazy_attrs[] = {
-    {offsetof(RequestObject, method), build_method},
-    {offsetof(RequestObject, path), build_path},
-    {offsetof(RequestObject, query_string), build_query_string},
-    {offsetof(RequestObject, target), build_target},
-    {offsetof(RequestObject, http_version), build_http_version},
-    {offsetof(RequestObject, headers), build_headers},
-    {offsetof(RequestObject, body), build_body},
-    {offsetof(RequestObject, client), build_client},
+enum {
+    ATTR_METHOD,
+    ATTR_PATH,
+    ATTR_QUERY_STRING,
+    ATTR_TARGET,
+    ATTR_HTTP_VERSION,
+    ATTR_HEADERS,
+    ATTR_BODY,
+    ATTR_CLIENT,
+    LAZY_ATTR_COUNT
 };
-#define LAZY_ATTR_COUNT (sizeof(lazy_attrs) / sizeof(lazy_attrs[0]))
+
+static lazy_attr_t lazy_attrs[LAZY_ATTR_COUNT] = {
+    [ATTR_METHOD] = {offsetof(RequestObject, method), build_method},
+    [ATTR_PATH] = {offsetof(RequestObject, path), build_path},
+    [ATTR_QUERY_STRING] = {offsetof(RequestObject, query_string), build_query_string},
+    [ATTR_TARGET] = {offsetof(RequestObject, target), build_target},
+    [ATTR_HTTP_VERSION] = {offsetof(RequestObject, http_version), build_http_version},
+    [ATTR_HEADERS] = {offsetof(RequestObject, headers), build_headers},
+    [ATTR_BODY] = {offsetof(RequestObject, body), build_body},
+    [ATTR_CLIENT] = {offsetof(RequestObject, client), build_client},
+};
 
 static inline PyObject **lazy_slot(RequestObject *self, const lazy_attr_t *a)
 {
@@ -563,8 +581,8 @@ static PyObject *request_keep_alive(PyObject *op, void *Py_UNUSED(closure))
 static PyObject *request_repr(PyObject *op)
 {
     RequestObject *self = (RequestObject *)op;
-    PyObject *method = request_lazy_get(op, &lazy_attrs[0]);
-    PyObject *path = method != NULL ? request_lazy_get(op, &lazy_attrs[1]) : NULL;
+    PyObject *method = request_lazy_get(op, &lazy_attrs[ATTR_METHOD]);
+    PyObject *path = method != NULL ? request_lazy_get(op, &lazy_attrs[ATTR_PATH]) : NULL;
     PyObject *out = NULL;
 
     if (path != NULL)
@@ -591,25 +609,27 @@ static void request_dealloc(PyObject *op)
     Py_DECREF(tp);
 }
 
-#define LAZY(name, index, doc) {name, request_lazy_get, NULL, doc, &lazy_attrs[index]}
-
 static PyGetSetDef request_getset[] = {
-    LAZY("method", 0, "The request method, e.g. 'GET'."),
-    LAZY("path", 1, "The path before '?', as sent (not percent-decoded), latin-1."),
-    LAZY("query_string", 2, "The query after '?', as sent; '' when there is none."),
-    LAZY("target", 3, "The request-target as sent."),
-    LAZY("http_version", 4, "'1.1' or '1.0'."),
-    LAZY("headers", 5, "The request headers (ringmaster.Headers)."),
-    LAZY("body", 6,
-         "The body: a read-only memoryview of shared memory when it arrived in one piece,\n"
-         "bytes otherwise; b'' when empty. A view kept past the handler pins the\n"
-         "request's shared memory until released: keep bytes(request.body) instead."),
-    LAZY("client", 7, "(host, port) of the client, or None for a Unix socket."),
+    {"method", request_lazy_get, NULL, "The request method, e.g. 'GET'.", &lazy_attrs[ATTR_METHOD]},
+    {"path", request_lazy_get, NULL,
+     "The path before '?', as sent (not percent-decoded), decoded latin-1.",
+     &lazy_attrs[ATTR_PATH]},
+    {"query_string", request_lazy_get, NULL, "The query after '?', as sent; '' when none.",
+     &lazy_attrs[ATTR_QUERY_STRING]},
+    {"target", request_lazy_get, NULL, "The request-target as sent.", &lazy_attrs[ATTR_TARGET]},
+    {"http_version", request_lazy_get, NULL, "'1.1' or '1.0'.", &lazy_attrs[ATTR_HTTP_VERSION]},
+    {"headers", request_lazy_get, NULL, "The request headers (ringmaster.Headers).",
+     &lazy_attrs[ATTR_HEADERS]},
+    {"body", request_lazy_get, NULL,
+     "The body: a read-only memoryview of shared memory when it arrived in one piece,\n"
+     "bytes otherwise; b'' when empty. A view kept past the handler pins the\n"
+     "request's shared memory until released: keep bytes(request.body) instead.",
+     &lazy_attrs[ATTR_BODY]},
+    {"client", request_lazy_get, NULL, "(host, port) of the client, or None (Unix socket).",
+     &lazy_attrs[ATTR_CLIENT]},
     {"keep_alive", request_keep_alive, NULL, "Whether the connection stays open.", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
-
-#undef LAZY
 
 static PyType_Slot request_slots[] = {
     {Py_tp_getset, request_getset},
@@ -643,12 +663,18 @@ PyObject *rm_request_open(rm_pymod_state_t *st, PyObject **spare, const rm_req_v
     return (PyObject *)self;
 }
 
-/* Build what is missing and copy what points into the region. */
+/* Build what is missing and copy what points into the region. The body
+ * becomes bytes: a copy of the region view, or built as a copy directly. */
 static void request_detach(RequestObject *self, BodyObject *exporter)
 {
     char why[256];
     bool failed = false;
 
+    if (self->body == NULL || exporter != NULL) {
+        PyObject *copy = body_copy(self);
+        failed = copy == NULL;
+        Py_XSETREF(self->body, copy); /* drops our view of the region, if any */
+    }
     for (size_t i = 0; i < LAZY_ATTR_COUNT; i++) {
         PyObject **slot = lazy_slot(self, &lazy_attrs[i]);
         if (*slot == NULL && (*slot = lazy_attrs[i].build(self)) == NULL)
@@ -656,13 +682,6 @@ static void request_detach(RequestObject *self, BodyObject *exporter)
     }
     if (self->headers != NULL && headers_detach((HeadersObject *)self->headers) < 0)
         failed = true;
-    if (exporter != NULL && self->body != NULL && exporter->data != NULL) {
-        /* body is still our memoryview of the region: swap in a copy. */
-        PyObject *copy = PyBytes_FromStringAndSize((const char *)exporter->data, exporter->len);
-        if (copy == NULL)
-            failed = true;
-        Py_XSETREF(self->body, copy);
-    }
     if (failed) {
         rm_host_take_exception(why, sizeof(why));
         RM_ERROR("cannot keep a request the app still references: %s", why);
@@ -736,6 +755,8 @@ static int module_exec(PyObject *m)
     return 0;
 }
 
+#define STATE_REFS_MAX (RM_METHOD_COUNT + 32)
+
 /* Every reference the state holds, for traverse and clear. */
 static size_t state_refs(rm_pymod_state_t *st, PyObject **refs[])
 {
@@ -756,11 +777,11 @@ static size_t state_refs(rm_pymod_state_t *st, PyObject **refs[])
     refs[n++] = &st->empty_bytes;
     refs[n++] = &st->app;
     refs[n++] = &st->json_encode;
+    refs[n++] = &st->json_chunks;
     refs[n++] = &st->response_type;
+    assert(n <= STATE_REFS_MAX);
     return n;
 }
-
-#define STATE_REFS_MAX (RM_METHOD_COUNT + 16)
 
 static int module_traverse(PyObject *m, visitproc visit, void *arg)
 {

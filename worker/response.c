@@ -239,8 +239,7 @@ static int add_header(rm_reply_t *r, PyObject *name_obj, PyObject *value_obj, ch
     if (!is_token(h.name, h.name_len))
         return bad(why, why_len, "header name '%.*s' is not a token", (int)h.name_len, h.name);
     if (!value_ok(h.value, h.value_len))
-        return bad(why, why_len, "header %.*s: value holds CR, LF or NUL", (int)h.name_len,
-                   h.name);
+        return bad(why, why_len, "header %.*s: value holds CR, LF or NUL", (int)h.name_len, h.name);
 
     if (name_is(h.name, h.name_len, "content-length") ||
         name_is(h.name, h.name_len, "transfer-encoding"))
@@ -299,8 +298,8 @@ static int add_headers(rm_reply_t *r, PyObject *headers, char *why, size_t why_l
         PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
         if (!(PyTuple_Check(pair) || PyList_Check(pair)) || PySequence_Fast_GET_SIZE(pair) != 2)
             return bad(why, why_len, "Response.headers[%zd] is not a (name, value) pair", i);
-        if (add_header(r, PySequence_Fast_GET_ITEM(pair, 0), PySequence_Fast_GET_ITEM(pair, 1),
-                       why, why_len) < 0)
+        if (add_header(r, PySequence_Fast_GET_ITEM(pair, 0), PySequence_Fast_GET_ITEM(pair, 1), why,
+                       why_len) < 0)
             return -EINVAL;
     }
     return 0;
@@ -397,8 +396,23 @@ static int prepare_response(rm_reply_t *r, rm_pymod_state_t *st, PyObject *resp,
     return 0;
 }
 
-static int prepare(rm_reply_t *r, rm_pymod_state_t *st, PyObject *result, char *why,
-                   size_t why_len)
+/* json.dumps(obj, separators=(",", ":")); see setup_json in host.c. */
+static PyObject *json_text(rm_pymod_state_t *st, PyObject *obj)
+{
+    if (st->json_chunks == NULL)
+        return PyObject_CallOneArg(st->json_encode, obj);
+    PyObject *zero = PyLong_FromLong(0); /* a cached small int */
+    PyObject *args[2] = {obj, zero};
+    PyObject *chunks = zero != NULL ? PyObject_Vectorcall(st->json_chunks, args, 2, NULL) : NULL;
+    Py_XDECREF(zero);
+    if (chunks == NULL)
+        return NULL;
+    PyObject *text = PyUnicode_Join(st->str_empty, chunks);
+    Py_DECREF(chunks);
+    return text;
+}
+
+static int prepare(rm_reply_t *r, rm_pymod_state_t *st, PyObject *result, char *why, size_t why_len)
 {
     if (PyObject_TypeCheck(result, (PyTypeObject *)st->response_type))
         return prepare_response(r, st, result, why, why_len);
@@ -411,7 +425,7 @@ static int prepare(rm_reply_t *r, rm_pymod_state_t *st, PyObject *result, char *
         return body_str(r, result, why, why_len);
     }
     if (PyDict_Check(result) || PyList_Check(result)) {
-        PyObject *text = PyObject_CallOneArg(st->json_encode, result);
+        PyObject *text = json_text(st, result);
         if (text == NULL)
             return bad_exc(why, why_len, "cannot encode the returned value as JSON");
         int rc = body_str(r, text, why, why_len);
@@ -499,67 +513,70 @@ static inline void put(rm_out_t *out, const char *p, size_t n)
 
 #define PUT_LIT(out, lit) put((out), (lit), sizeof(lit) - 1)
 
+/* Reason phrases of the registered codes a server sends (RFC 9110 and friends). */
+static const char *const reasons[512] = {
+    [100] = "Continue",
+    [101] = "Switching Protocols",
+    [103] = "Early Hints",
+    [200] = "OK",
+    [201] = "Created",
+    [202] = "Accepted",
+    [203] = "Non-Authoritative Information",
+    [204] = "No Content",
+    [205] = "Reset Content",
+    [206] = "Partial Content",
+    [207] = "Multi-Status",
+    [300] = "Multiple Choices",
+    [301] = "Moved Permanently",
+    [302] = "Found",
+    [303] = "See Other",
+    [304] = "Not Modified",
+    [307] = "Temporary Redirect",
+    [308] = "Permanent Redirect",
+    [400] = "Bad Request",
+    [401] = "Unauthorized",
+    [402] = "Payment Required",
+    [403] = "Forbidden",
+    [404] = "Not Found",
+    [405] = "Method Not Allowed",
+    [406] = "Not Acceptable",
+    [407] = "Proxy Authentication Required",
+    [408] = "Request Timeout",
+    [409] = "Conflict",
+    [410] = "Gone",
+    [411] = "Length Required",
+    [412] = "Precondition Failed",
+    [413] = "Content Too Large",
+    [414] = "URI Too Long",
+    [415] = "Unsupported Media Type",
+    [416] = "Range Not Satisfiable",
+    [417] = "Expectation Failed",
+    [418] = "I'm a teapot",
+    [421] = "Misdirected Request",
+    [422] = "Unprocessable Content",
+    [423] = "Locked",
+    [424] = "Failed Dependency",
+    [425] = "Too Early",
+    [426] = "Upgrade Required",
+    [428] = "Precondition Required",
+    [429] = "Too Many Requests",
+    [431] = "Request Header Fields Too Large",
+    [451] = "Unavailable For Legal Reasons",
+    [500] = "Internal Server Error",
+    [501] = "Not Implemented",
+    [502] = "Bad Gateway",
+    [503] = "Service Unavailable",
+    [504] = "Gateway Timeout",
+    [505] = "HTTP Version Not Supported",
+    [507] = "Insufficient Storage",
+    [508] = "Loop Detected",
+    [511] = "Network Authentication Required",
+};
+
 static const char *reason_phrase(int status)
 {
-    switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 103: return "Early Hints";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 203: return "Non-Authoritative Information";
-    case 204: return "No Content";
-    case 205: return "Reset Content";
-    case 206: return "Partial Content";
-    case 207: return "Multi-Status";
-    case 300: return "Multiple Choices";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 303: return "See Other";
-    case 304: return "Not Modified";
-    case 307: return "Temporary Redirect";
-    case 308: return "Permanent Redirect";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 402: return "Payment Required";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 406: return "Not Acceptable";
-    case 407: return "Proxy Authentication Required";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 410: return "Gone";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 416: return "Range Not Satisfiable";
-    case 417: return "Expectation Failed";
-    case 418: return "I'm a teapot";
-    case 421: return "Misdirected Request";
-    case 422: return "Unprocessable Content";
-    case 423: return "Locked";
-    case 424: return "Failed Dependency";
-    case 425: return "Too Early";
-    case 426: return "Upgrade Required";
-    case 428: return "Precondition Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 451: return "Unavailable For Legal Reasons";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
-    case 507: return "Insufficient Storage";
-    case 508: return "Loop Detected";
-    case 511: return "Network Authentication Required";
-    default: return "Unknown";
-    }
+    const char *r = status >= 0 && status < 512 ? reasons[status] : NULL;
+    return r != NULL ? r : "Unknown";
 }
 
 /* Decimal digits of v into buf (at least 20 bytes); returns their count. */

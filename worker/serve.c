@@ -31,11 +31,14 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-#define POP_SPIN 200      /* empty polls before sleeping: ~1 us of spinning */
-#define POP_SLEEP_MS 500  /* bound on noticing a stop that raced the sleep */
-#define BACKOFF_SPINS 64  /* rounds of pure spinning before sleeping */
+#define POP_SPIN 200 /* empty polls before sleeping: a few microseconds of spinning */
+/* Bound on noticing our own stop: rm_lane_wake_all ends a futex wait early only
+ * once the supervisor set RM_LANE_STOPPING, so a stop from a signal or the
+ * control socket waits out the current sleep. Idle cost: 10 wakeups/s/thread. */
+#define POP_SLEEP_MS 100
+#define BACKOFF_SPINS 64 /* rounds of pure spinning before sleeping */
 #define BACKOFF_MAX_NS 1000000L
-#define LOG_PATH_MAX 200  /* bytes of a path quoted in a log line */
+#define LOG_PATH_MAX 200 /* bytes of a path quoted in a log line */
 
 /* The signal handler's only state: where to write. Set by rm_worker_init. */
 static int signal_wake_fd = -1;
@@ -110,7 +113,7 @@ static bool should_stop(rm_worker_t *w)
     if (rm_worker_stopping(w))
         return true;
     if (atomic_load_explicit(&w->lane.shared->state, memory_order_relaxed) == RM_LANE_STOPPING) {
-        RM_INFO("lane %u is stopping", w->conf->lane);
+        RM_INFO("the supervisor marked lane %u as stopping", w->conf->lane);
         rm_worker_request_stop(w);
         return true;
     }
@@ -133,12 +136,10 @@ static int backoff(rm_worker_t *w, unsigned *round, bool release_gil)
     unsigned shift = r - BACKOFF_SPINS < 10 ? r - BACKOFF_SPINS : 10;
     long ns = 1000L << shift;
     struct timespec ts = {.tv_sec = 0, .tv_nsec = ns < BACKOFF_MAX_NS ? ns : BACKOFF_MAX_NS};
-    if (release_gil) {
-        Py_BEGIN_ALLOW_THREADS nanosleep(&ts, NULL);
-        Py_END_ALLOW_THREADS
-    } else {
-        nanosleep(&ts, NULL);
-    }
+    PyThreadState *ts_saved = release_gil ? PyEval_SaveThread() : NULL;
+    nanosleep(&ts, NULL);
+    if (ts_saved != NULL)
+        PyEval_RestoreThread(ts_saved);
     return 0;
 }
 
@@ -229,53 +230,61 @@ static int view_open(const rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_r
     return 0;
 }
 
-/* Serve one request; the GIL is held. Returns true when a final completion
- * went out (the caller rings the doorbell once the GIL is released). */
-static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
+/* Run the app on a valid request and write what it returned, or a 500. The
+ * GIL is held. Sets *exporter when a view of the body outlived the handler. */
+static int run_app(rm_serve_thread_t *t, const rm_req_view_t *view, rm_out_t *out,
+                   PyObject **exporter)
 {
-    rm_worker_t *w = t->w;
-    rm_pymod_state_t *st = w->host.st;
-    PyObject *req = NULL, *result = NULL, *exporter = NULL;
-    rm_req_view_t view;
-    rm_out_t out;
+    rm_pymod_state_t *st = t->w->host.st;
+    const rm_req_meta_t *m = &view->meta;
+    const char *method = (const char *)view->head + m->method_off;
+    const char *path = (const char *)view->head + m->path_off;
+    int path_len = m->path_len < LOG_PATH_MAX ? (int)m->path_len : LOG_PATH_MAX;
+    PyObject *result = NULL;
     char why[768];
-    bool held = false;
     int rc;
 
-    rm_out_init(&out, t, desc->req_id);
-    if (view_open(t, desc, &view) < 0) {
-        RM_ERROR("request %" PRIu64 ": malformed meta block (chunk %u, %u bytes); answering 500",
-                 desc->req_id, desc->meta_chunk, desc->meta_len);
-        rc = rm_response_write_error(&out, 500, 0, 1); /* flags 0: close the connection */
-        goto push;
-    }
-    const rm_req_meta_t *m = &view.meta;
-    int method_len = (int)m->method_len;
-    int path_len = m->path_len < LOG_PATH_MAX ? (int)m->path_len : LOG_PATH_MAX;
-    const char *method = (const char *)view.head + m->method_off;
-    const char *path = (const char *)view.head + m->path_off;
-
-    req = rm_request_open(st, &t->spare, &view);
+    PyObject *req = rm_request_open(st, &t->spare, view);
     if (req != NULL)
         result = PyObject_CallOneArg(st->app, req);
     if (result == NULL) {
         rm_host_take_exception(why, sizeof(why));
-        RM_ERROR("%.*s %.*s: the app raised %s; answered 500", method_len, method, path_len, path,
-                 why);
-        rc = rm_response_write_error(&out, 500, m->flags, m->http_minor);
+        RM_ERROR("%.*s %.*s: the app raised %s; answered 500", (int)m->method_len, method, path_len,
+                 path, why);
+        rc = rm_response_write_error(out, 500, m->flags, m->http_minor);
     } else {
-        rc = rm_response_write(&out, st, result, m->flags, m->http_minor, why, sizeof(why));
+        rc = rm_response_write(out, st, result, m->flags, m->http_minor, why, sizeof(why));
         Py_DECREF(result);
         if (rc == -EINVAL) {
-            RM_ERROR("%.*s %.*s: %s; answered 500", method_len, method, path_len, path, why);
-            rc = rm_response_write_error(&out, 500, m->flags, m->http_minor);
+            RM_ERROR("%.*s %.*s: %s; answered 500", (int)m->method_len, method, path_len, path,
+                     why);
+            rc = rm_response_write_error(out, 500, m->flags, m->http_minor);
         }
     }
     /* After the result is gone, so a returned body view does not count as kept. */
     if (req != NULL)
-        exporter = rm_request_close(req, &t->spare);
+        *exporter = rm_request_close(req, &t->spare);
+    return rc;
+}
 
-push:
+/* Serve one request; the GIL is held. Returns true when a final completion
+ * went out (the caller rings the doorbell once the GIL is released). */
+static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
+{
+    PyObject *exporter = NULL;
+    rm_req_view_t view;
+    rm_out_t out;
+    bool held = false;
+    int rc;
+
+    rm_out_init(&out, t, desc->req_id);
+    if (view_open(t, desc, &view) == 0) {
+        rc = run_app(t, &view, &out, &exporter);
+    } else {
+        RM_ERROR("request %" PRIu64 ": malformed meta block (chunk %u, %u bytes); answered 500",
+                 desc->req_id, desc->meta_chunk, desc->meta_len);
+        rc = rm_response_write_error(&out, 500, 0, 1); /* flags 0: close the connection */
+    }
     if (rc == 0) {
         rm_done_desc_t d = {
             .req_id = out.req_id,
@@ -284,7 +293,7 @@ push:
             .len = out.used,
             .flags = RM_DONE_LAST | out.flags,
         };
-        rc = push(w, &d, true, exporter, &held);
+        rc = push(t->w, &d, true, exporter, &held);
         if (rc == 0)
             out.chunk = RM_CHUNK_NONE; /* the supervisor's now */
     }

@@ -1,7 +1,8 @@
 /*
  * worker.h - the pieces of ringmaster-worker and where they meet.
  *
- *   main.c      argv -> const rm_worker_conf_t, attach, hello, run, exit status
+ *   conf.c      argv -> const rm_worker_conf_t (conf.h; no Python)
+ *   main.c      attach, hello, import, ready, serve, exit status
  *   host.c      CPython init and finalize, importing the app, exception text
  *   request.c   the _ringmaster module: Request, Headers and the body exporter
  *   response.c  an app's return value -> HTTP/1.1 bytes in chunks; Date cache
@@ -22,6 +23,8 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include "conf.h"
+
 #include "ringmaster/chunk_pool.h"
 #include "ringmaster/lane.h"
 #include "ringmaster/log.h"
@@ -39,32 +42,6 @@
 #define RM_WORKER_EXIT_INTERNAL 1
 #define RM_WORKER_EXIT_USAGE 2
 #define RM_WORKER_EXIT_APP 3
-
-#define RM_WORKER_MAX_THREADS 256
-
-/* ---- configuration (main.c) ---------------------------------------------- */
-
-typedef enum rm_worker_mode {
-    RM_WORKER_MODE_GIL = 0, /* T threads, one interpreter, the classic GIL */
-} rm_worker_mode_t;
-
-typedef struct rm_worker_conf {
-    int region_fd;            /* memfd of the region; rm_region_attach takes it */
-    int control_fd;           /* connected AF_UNIX stream to the supervisor */
-    int doorbell_fd;          /* eventfd that wakes the supervisor */
-    uint32_t lane;            /* the lane served; pool owner RM_OWNER_LANE(lane) */
-    const char *app_spec;     /* borrowed from argv: module[:attr] or file.py[:attr] */
-    unsigned threads;         /* serving threads, 1..RM_WORKER_MAX_THREADS */
-    rm_worker_mode_t mode;
-    rm_log_level_t log_level;
-    rm_log_format_t log_format;
-} rm_worker_conf_t;
-
-/* Parse the worker's argv into `conf` (pure: no I/O, nothing allocated).
- * Returns 0, 1 when --help or --version was asked (`why` then holds the text to
- * print on stdout), or -EINVAL with one readable line in `why`. */
-int rm_worker_conf_parse(rm_worker_conf_t *conf, int argc, char *const argv[], char *why,
-                         size_t why_len);
 
 /* ---- the Python side (host.c, request.c) --------------------------------- */
 
@@ -95,15 +72,16 @@ typedef struct rm_pymod_state {
     /* Set by rm_host_init / rm_host_load_app; NULL before. */
     PyObject *app;            /* the app callable */
     PyObject *json_encode;    /* json.JSONEncoder(separators=(",", ":")).encode */
+    PyObject *json_chunks;    /* the same as _json's C encoder: (obj, 0) -> str pieces, or NULL */
     PyObject *response_type;  /* ringmaster.Response */
     struct rm_worker *worker; /* borrowed: outlives every object of this module */
 } rm_pymod_state_t;
 
 typedef struct rm_host {
-    PyObject *module;        /* owned: _ringmaster, keeps `st` alive */
-    rm_pymod_state_t *st;    /* borrowed from module */
-    PyThreadState *main_ts;  /* the main thread's state while it waits without the GIL */
-    bool initialized;        /* Py_InitializeFromConfig succeeded */
+    PyObject *module;       /* owned: _ringmaster, keeps `st` alive */
+    rm_pymod_state_t *st;   /* borrowed from module */
+    PyThreadState *main_ts; /* the main thread's state while it waits without the GIL */
+    bool initialized;       /* Py_InitializeFromConfig succeeded */
 } rm_host_t;
 
 /* The version of the libpython we run on, e.g. "3.11.2" (safe before init). */
@@ -142,11 +120,11 @@ PyObject *rm_pymod_init(void);
  * and valid until the request's last completion is pushed. */
 typedef struct rm_req_view {
     uint64_t req_id;
-    rm_req_meta_t meta;               /* copy of the checked meta block */
-    const rm_wire_header_t *headers;  /* meta.header_count refs in the meta chunk */
-    const rm_slice_t *body;           /* meta.body_slice_count slices in the meta chunk */
-    const unsigned char *head;        /* first byte of meta.head_chunk */
-    const rm_chunk_pool_t *pool;      /* resolves body slices */
+    rm_req_meta_t meta;              /* copy of the checked meta block */
+    const rm_wire_header_t *headers; /* meta.header_count refs in the meta chunk */
+    const rm_slice_t *body;          /* meta.body_slice_count slices in the meta chunk */
+    const unsigned char *head;       /* first byte of meta.head_chunk */
+    const rm_chunk_pool_t *pool;     /* resolves body slices */
 } rm_req_view_t;
 
 /* Bind `view` to a Request (reusing *spare when set, which is then taken).
@@ -177,10 +155,10 @@ typedef struct rm_date_cache {
 } rm_date_cache_t;
 
 typedef struct rm_serve_thread {
-    struct rm_worker *w;    /* borrowed */
-    rm_chunk_pool_t pool;   /* own copy of the pool handle: its search hint is per thread */
+    struct rm_worker *w;  /* borrowed */
+    rm_chunk_pool_t pool; /* own copy of the pool handle: its search hint is per thread */
     rm_date_cache_t date;
-    PyObject *spare;        /* a finished Request kept for the next one, or NULL */
+    PyObject *spare; /* a finished Request kept for the next one, or NULL */
     pthread_t tid;
     unsigned index;
     bool started;
@@ -190,9 +168,9 @@ typedef struct rm_worker {
     const rm_worker_conf_t *conf; /* borrowed, outlives the worker */
     rm_region_t region;
     rm_lane_t lane;
-    uint32_t owner;               /* RM_OWNER_LANE(conf->lane) */
-    atomic_bool stop;             /* set once, never cleared */
-    int wake_fd;                  /* eventfd: wakes the control thread (signals, stop) */
+    uint32_t owner;   /* RM_OWNER_LANE(conf->lane) */
+    atomic_bool stop; /* set once, never cleared */
+    int wake_fd;      /* eventfd: wakes the control thread (signals, stop) */
     rm_host_t host;
 } rm_worker_t;
 

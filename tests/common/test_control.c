@@ -66,7 +66,10 @@ static rm_ctl_msg_t round_trip(const rm_ctl_msg_t *in)
 
 Test(control, hello_round_trip)
 {
-    rm_ctl_msg_t in = {.type = RM_CTL_HELLO, .version = RM_CTL_VERSION, .pid = 31337, .lane = 12,
+    rm_ctl_msg_t in = {.type = RM_CTL_HELLO,
+                       .version = RM_CTL_VERSION,
+                       .pid = 31337,
+                       .lane = 12,
                        .gil_enabled = true};
     strcpy(in.python, "3.13.0");
     strcpy(in.mode, "subinterpreters");
@@ -224,7 +227,7 @@ Test(control, values_of_the_wrong_type_are_ebadmsg)
     struct {
         const char *key;
         int kind; /* 0: string, 1: negative int, 2: too big for 32 bits, 3: map */
-    } cases[] = {{"pid", 0}, {"lane", 1}, {"v", 2}, {"pid", 2}, {"served", 1},
+    } cases[] = {{"pid", 0}, {"lane", 1},   {"v", 2},    {"pid", 2}, {"served", 1},
                  {"gil", 0}, {"python", 1}, {"mode", 3}, {"msg", 1}, {"lane", 2}};
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         body_t b;
@@ -357,8 +360,8 @@ Test(control, random_and_mutated_frames_do_not_crash)
                 buf[4 + (size_t)rand_r(&seed) % (len - 4)] = (char)rand_r(&seed);
         }
         ssize_t r = rm_ctl_decode(buf, len, &out);
-        cr_assert(r == -EBADMSG || r == 0 || (r > 4 && (size_t)r <= len), "iteration %d: %zd",
-                  iter, r);
+        cr_assert(r == -EBADMSG || r == 0 || (r > 4 && (size_t)r <= len), "iteration %d: %zd", iter,
+                  r);
         if (r > 0) {
             cr_assert_eq(out.python[sizeof(out.python) - 1], '\0');
             cr_assert_eq(out.mode[sizeof(out.mode) - 1], '\0');

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,6 +42,18 @@ static void make_pool(rm_chunk_pool_t *pool, uint32_t count)
     unsigned char *mem = map_shared(meta + (size_t)count * CHUNK);
     rm_chunk_pool_shared_init(mem, count);
     rm_chunk_pool_bind(pool, mem, mem + meta, count, CHUNK, 0);
+}
+
+/* fork() for a peer process that must not outlive the test: if the test
+ * process dies (a timeout, a failed assertion), the peer is killed too. */
+static pid_t fork_peer(void)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+    if (pid == 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
+        _exit(99);
+    return pid;
 }
 
 Test(chunk_pool, shared_size_covers_bitmap_and_owners)
@@ -123,8 +136,7 @@ Test(chunk_pool, out_of_range_is_einval)
     make_pool(&pool, 8);
     cr_assert_eq(rm_chunk_pool_free(&pool, 8, RM_OWNER_SUPERVISOR), -EINVAL);
     cr_assert_eq(rm_chunk_pool_free(&pool, RM_CHUNK_NONE, RM_OWNER_SUPERVISOR), -EINVAL);
-    cr_assert_eq(rm_chunk_pool_transfer(&pool, 8, RM_OWNER_SUPERVISOR, RM_OWNER_LANE(0)),
-                 -EINVAL);
+    cr_assert_eq(rm_chunk_pool_transfer(&pool, 8, RM_OWNER_SUPERVISOR, RM_OWNER_LANE(0)), -EINVAL);
     cr_assert_eq(rm_chunk_pool_owner(&pool, 8), RM_OWNER_FREE);
     cr_assert_eq(rm_chunk_pool_owner(&pool, RM_CHUNK_NONE), RM_OWNER_FREE);
 }
@@ -143,8 +155,8 @@ Test(chunk_pool, transfer_moves_ownership)
     make_pool(&pool, 8);
     uint32_t idx = rm_chunk_pool_alloc(&pool, RM_OWNER_LANE(4));
 
-    cr_assert_eq(rm_chunk_pool_transfer(&pool, idx, RM_OWNER_LANE(5), RM_OWNER_SUPERVISOR),
-                 -EPERM, "only the owner may hand a chunk on");
+    cr_assert_eq(rm_chunk_pool_transfer(&pool, idx, RM_OWNER_LANE(5), RM_OWNER_SUPERVISOR), -EPERM,
+                 "only the owner may hand a chunk on");
     cr_assert_eq(rm_chunk_pool_owner(&pool, idx), RM_OWNER_LANE(4));
     cr_assert_eq(rm_chunk_pool_transfer(&pool, idx, RM_OWNER_LANE(4), RM_OWNER_FREE), -EINVAL,
                  "transfer to nobody would leak the bit");
@@ -186,8 +198,7 @@ Test(chunk_pool, reclaim_frees_what_a_killed_worker_held, .timeout = 20)
         mine[i] = rm_chunk_pool_alloc(&pool, RM_OWNER_SUPERVISOR);
     uint32_t before = rm_chunk_pool_in_use(&pool);
 
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
+    pid_t pid = fork_peer();
     if (pid == 0) {
         /* A worker with its own handle, as after rm_region_attach. */
         rm_chunk_pool_t w;
@@ -231,11 +242,17 @@ Test(chunk_pool, reclaim_frees_what_a_killed_worker_held, .timeout = 20)
 /* Allocate, stamp, yield, verify, free, over and over. A chunk handed to two
  * allocators at once shows up as a stamp that changed under its holder.
  * Returns the number of violations. */
-static unsigned churn(rm_chunk_pool_t *pool, uint32_t id, unsigned rounds)
+static unsigned churn(rm_chunk_pool_t *pool, uint32_t id, unsigned rounds, _Atomic uint32_t *ready,
+                      uint32_t peers)
 {
+    /* Start together: the interesting part is the overlap. */
+    atomic_fetch_add(ready, 1);
+    while (atomic_load(ready) < peers)
+        sched_yield();
+
     uint32_t owner = RM_OWNER_LANE(id);
     uint32_t held[HOLD];
-    unsigned bad = 0;
+    unsigned bad = 0, misses = 0;
     for (int i = 0; i < HOLD; i++)
         held[i] = RM_CHUNK_NONE;
 
@@ -254,7 +271,9 @@ static unsigned churn(rm_chunk_pool_t *pool, uint32_t id, unsigned rounds)
         }
         idx = rm_chunk_pool_alloc(pool, owner);
         if (idx == RM_CHUNK_NONE) {
-            sched_yield();
+            /* Exhausted: stay on the CPU a little, so that peers keep racing. */
+            if (++misses % 64 == 0)
+                sched_yield();
             continue;
         }
         uint32_t *p = (uint32_t *)rm_chunk_pool_ptr(pool, idx);
@@ -262,8 +281,6 @@ static unsigned churn(rm_chunk_pool_t *pool, uint32_t id, unsigned rounds)
         p[1] = idx;
         p[CHUNK / 4 - 1] = id;
         held[slot] = idx;
-        if (r % 64 == 0)
-            sched_yield();
     }
     for (int i = 0; i < HOLD; i++)
         if (held[i] != RM_CHUNK_NONE && rm_chunk_pool_free(pool, held[i], owner) != 0)
@@ -277,18 +294,18 @@ Test(chunk_pool, concurrent_processes_never_share_a_chunk, .timeout = 60)
         cr_skip("ThreadSanitizer does not follow forked peers; see the threads variant");
     /* Fewer chunks than 4 x HOLD: allocators run into exhaustion too. */
     const uint32_t count = 20, procs = 4;
-    const unsigned rounds = 100000;
+    const unsigned rounds = 200000;
     rm_chunk_pool_t pool;
     make_pool(&pool, count);
+    _Atomic uint32_t *ready = map_shared(sizeof(*ready));
 
     pid_t pids[4];
     for (uint32_t i = 0; i < procs; i++) {
-        pid_t pid = fork();
-        cr_assert_geq(pid, 0);
+        pid_t pid = fork_peer();
         if (pid == 0) {
             rm_chunk_pool_t mine;
             rm_chunk_pool_bind(&mine, pool.shared, pool.chunks, count, CHUNK, i);
-            _exit(churn(&mine, i, rounds) ? 1 : 0);
+            _exit(churn(&mine, i, rounds, ready, procs) ? 1 : 0);
         }
         pids[i] = pid;
     }
@@ -307,12 +324,13 @@ typedef struct churn_arg {
     rm_chunk_pool_t pool; /* each thread its own handle (own hint) */
     uint32_t id;
     unsigned bad;
+    _Atomic uint32_t *ready;
 } churn_arg_t;
 
 static void *churn_thread(void *arg)
 {
     churn_arg_t *a = arg;
-    a->bad = churn(&a->pool, a->id, UNDER_TSAN ? 20000 : 100000);
+    a->bad = churn(&a->pool, a->id, UNDER_TSAN ? 20000 : 200000, a->ready, 3);
     return NULL;
 }
 
@@ -323,8 +341,9 @@ Test(chunk_pool, concurrent_threads_never_share_a_chunk, .timeout = 60)
     make_pool(&pool, count);
     pthread_t t[3];
     churn_arg_t args[3];
+    _Atomic uint32_t ready = 0;
     for (uint32_t i = 0; i < 3; i++) {
-        args[i] = (churn_arg_t){.id = i};
+        args[i] = (churn_arg_t){.id = i, .ready = &ready};
         rm_chunk_pool_bind(&args[i].pool, pool.shared, pool.chunks, count, CHUNK, i);
         cr_assert_eq(pthread_create(&t[i], NULL, churn_thread, &args[i]), 0);
     }

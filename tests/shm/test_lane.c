@@ -13,10 +13,12 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -61,6 +63,18 @@ static void wait_child_ok(pid_t pid, const char *what)
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status), "%s: child died, status %#x", what, status);
     cr_assert_eq(WEXITSTATUS(status), 0, "%s: child failed with %d", what, WEXITSTATUS(status));
+}
+
+/* fork() for a peer process that must not outlive the test: if the test
+ * process dies (a timeout, a failed assertion), the peer is killed too. */
+static pid_t fork_peer(void)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+    if (pid == 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
+        _exit(99);
+    return pid;
 }
 
 Test(lane, size_and_reset)
@@ -164,8 +178,7 @@ Test(lane, sleeping_consumer_in_another_process_is_woken, .timeout = 20)
     make_lane(&lane, 0);
     _Atomic int64_t *woke_after = map_shared(sizeof(*woke_after));
 
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
+    pid_t pid = fork_peer();
     if (pid == 0) {
         rm_req_desc_t out;
         int64_t t0 = now_ms();
@@ -201,8 +214,7 @@ Test(lane, ping_pong_across_processes_loses_no_wakeup, .timeout = 60)
     make_lane(&ping, 0);
     make_lane(&pong, 1);
 
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
+    pid_t pid = fork_peer();
     if (pid == 0) {
         rm_req_desc_t d;
         for (uint64_t i = 0; i < rounds; i++) {
@@ -363,16 +375,18 @@ Test(doorbell, supervisor_loop_loses_no_wakeup, .timeout = 60)
     int efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     cr_assert_geq(efd, 0);
 
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
+    pid_t pid = fork_peer();
     if (pid == 0) {
         for (uint64_t i = 0; i < total; i++) {
             rm_done_desc_t d = {.req_id = i, .chunk = UINT32_MAX};
             while (rm_lane_push_done(&lane, &d) == -EAGAIN)
                 sched_yield();
-            /* Ring per item or per small batch, as a worker would. */
+            /* Ring per item or per small batch, as a worker would, and pause
+             * now and then so that the supervisor really goes to sleep. */
             if (i % 3 == 0 && rm_doorbell_ring(bell, efd) < 0)
                 _exit(1);
+            if (i % 50 == 0)
+                usleep(20);
         }
         _exit(rm_doorbell_ring(bell, efd) < 0 ? 1 : 0);
     }

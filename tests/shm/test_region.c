@@ -6,8 +6,10 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -24,6 +26,18 @@ static void create_small(rm_region_t *r)
 static bool fd_open(int fd)
 {
     return fcntl(fd, F_GETFD) >= 0;
+}
+
+/* fork() for a peer process that must not outlive the test: if the test
+ * process dies (a timeout, a failed assertion), the peer is killed too. */
+static pid_t fork_peer(void)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+    if (pid == 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
+        _exit(99);
+    return pid;
 }
 
 Test(region, create_writes_header_and_geometry)
@@ -95,18 +109,12 @@ Test(region, conf_check_rejects_bad_values_with_a_reason)
         rm_region_conf_t conf;
         const char *word; /* the reason must name what is wrong */
     } bad[] = {
-        {{0, 16, 4096, 10}, "lane count"},
-        {{1025, 16, 4096, 10}, "lane count"},
-        {{1, 0, 4096, 10}, "capacity"},
-        {{1, 1, 4096, 10}, "capacity"},
-        {{1, 24, 4096, 10}, "capacity"},
-        {{1, 131072, 4096, 10}, "capacity"},
-        {{1, 16, 0, 10}, "chunk size"},
-        {{1, 16, 1000, 10}, "chunk size"},
-        {{1, 16, 4096 + 512, 10}, "chunk size"},
-        {{1, 16, 2 << 20, 10}, "chunk size"},
-        {{1, 16, 4096, 0}, "chunk count"},
-        {{1, 16, 4096, (1u << 22) + 1}, "chunk count"},
+        {{0, 16, 4096, 10}, "lane count"},       {{1025, 16, 4096, 10}, "lane count"},
+        {{1, 0, 4096, 10}, "capacity"},          {{1, 1, 4096, 10}, "capacity"},
+        {{1, 24, 4096, 10}, "capacity"},         {{1, 131072, 4096, 10}, "capacity"},
+        {{1, 16, 0, 10}, "chunk size"},          {{1, 16, 1000, 10}, "chunk size"},
+        {{1, 16, 4096 + 512, 10}, "chunk size"}, {{1, 16, 2 << 20, 10}, "chunk size"},
+        {{1, 16, 4096, 0}, "chunk count"},       {{1, 16, 4096, (1u << 22) + 1}, "chunk count"},
         {{1, 16, 1 << 20, 1 << 17}, "64 GiB"}, /* 128 GiB of chunks */
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -114,8 +122,8 @@ Test(region, conf_check_rejects_bad_values_with_a_reason)
         cr_expect_eq(rm_region_conf_check(&bad[i].conf, &why), -EINVAL, "case %zu accepted", i);
         cr_expect_not_null(why, "case %zu: no reason", i);
         if (why)
-            cr_expect_not_null(strstr(why, bad[i].word), "case %zu: reason '%s' lacks '%s'", i,
-                               why, bad[i].word);
+            cr_expect_not_null(strstr(why, bad[i].word), "case %zu: reason '%s' lacks '%s'", i, why,
+                               bad[i].word);
         rm_region_t r;
         cr_expect_eq(rm_region_create(&r, &bad[i].conf), -EINVAL);
         cr_expect_eq(r.fd, -1, "failed create leaves no fd");
@@ -180,7 +188,8 @@ static int child_attach_and_use(const rm_region_t *parent)
 
     rm_lane_t lane;
     rm_region_lane(&r, 1, &lane);
-    rm_done_desc_t done = {.req_id = 77, .chunk = chunk, .off = 0, .len = 14, .flags = RM_DONE_LAST};
+    rm_done_desc_t done = {
+        .req_id = 77, .chunk = chunk, .off = 0, .len = 14, .flags = RM_DONE_LAST};
     if (rm_lane_push_done(&lane, &done) != 0)
         return 15;
     rm_req_desc_t req;
@@ -199,8 +208,7 @@ Test(region, attach_in_a_child_shares_lanes_and_chunks, .timeout = 20)
     rm_req_desc_t req = {.req_id = 1234, .meta_chunk = 5, .meta_len = 96};
     cr_assert_eq(rm_lane_push_request(&lane, &req), 0);
 
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0);
+    pid_t pid = fork_peer();
     if (pid == 0)
         _exit(child_attach_and_use(&r));
     int status;
@@ -220,8 +228,8 @@ Test(region, attach_in_a_child_shares_lanes_and_chunks, .timeout = 20)
 
 /* A memfd holding a copy of a real region's header (and its size), which a
  * test then spoils. `seal` adds the seals a real region has. */
-static int fake_region(const rm_region_t *real, void (*spoil)(rm_region_header_t *),
-                       off_t size, bool seal)
+static int fake_region(const rm_region_t *real, void (*spoil)(rm_region_header_t *), off_t size,
+                       bool seal)
 {
     int fd = memfd_create("fake", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     cr_assert_geq(fd, 0);

@@ -5,15 +5,18 @@
  * under contention: across forked processes (the real deployment) and across
  * threads (which ThreadSanitizer can check; it cannot follow fork).
  */
+#include "ringmaster/futex.h"
 #include "ringmaster/ring.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -54,6 +57,18 @@ static unsigned long env_count(const char *name, unsigned long dflt)
     return *end == '\0' && v > 0 ? v : dflt;
 }
 
+/* fork() for a peer process that must not outlive the test: if the test
+ * process dies (a timeout, a failed assertion), the peer is killed too. */
+static pid_t fork_peer(void)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+    if (pid == 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
+        _exit(99);
+    return pid;
+}
+
 Test(ring, shared_size)
 {
     cr_assert_eq(rm_ring_shared_size(2), 3 * RM_CACHELINE + 2 * RM_CACHELINE);
@@ -65,8 +80,7 @@ Test(ring, init_rejects_bad_geometry)
     void *mem = map_shared(rm_ring_shared_size(8));
     uint32_t bad_caps[] = {0, 1, 3, 6, 12, 1000};
     for (size_t i = 0; i < sizeof(bad_caps) / sizeof(bad_caps[0]); i++)
-        cr_expect_eq(rm_ring_shared_init(mem, bad_caps[i], 8), -EINVAL, "capacity %u",
-                     bad_caps[i]);
+        cr_expect_eq(rm_ring_shared_init(mem, bad_caps[i], 8), -EINVAL, "capacity %u", bad_caps[i]);
     cr_expect_eq(rm_ring_shared_init(mem, 8, RM_RING_MAX_PAYLOAD + 1), -EINVAL);
     cr_expect_eq(rm_ring_shared_init(mem, 8, RM_RING_MAX_PAYLOAD), 0);
     cr_expect_eq(rm_ring_shared_init(mem, 2, 8), 0);
@@ -224,6 +238,8 @@ typedef struct item {
  * item (p, s) was consumed; it must end at exactly one everywhere. */
 typedef struct stress {
     _Atomic uint64_t consumed;
+    _Atomic uint32_t ready; /* start barrier for the race tests */
+    _Atomic uint32_t producers_done;
     _Atomic uint32_t errors;
     uint32_t producers, consumers;
     uint64_t per_producer;
@@ -231,42 +247,56 @@ typedef struct stress {
     _Atomic uint8_t *seen;
 } stress_t;
 
+/* Wait a little without leaving the CPU, then yield: peers that stay on their
+ * cores collide far more often than peers that yield at once. */
+static void backoff(unsigned *n)
+{
+    if (++*n % 64)
+        rm_cpu_relax();
+    else
+        sched_yield();
+}
+
 static void produce(stress_t *st, uint32_t id)
 {
     item_t it = {.producer = id};
+    unsigned n = 0;
     for (uint64_t s = 0; s < st->per_producer; s++) {
         it.seq = s;
         int r;
         while ((r = rm_ring_try_push(&st->ring, &it)) == -EAGAIN)
-            sched_yield();
+            backoff(&n);
         if (r != 0) {
             atomic_fetch_add(&st->errors, 1);
-            return;
+            break;
         }
     }
+    atomic_fetch_add(&st->producers_done, 1);
 }
 
 static void consume(stress_t *st)
 {
-    uint64_t total = (uint64_t)st->producers * st->per_producer;
     /* Per producer, the next sequence must be above the last one this
      * consumer saw: positions are claimed in order on both sides. */
     int64_t last[16];
     for (int i = 0; i < 16; i++)
         last[i] = -1;
     item_t it;
+    unsigned n = 0;
     for (;;) {
+        /* Read before popping: once every producer is done, an empty ring
+         * stays empty, so a lost item ends the test instead of hanging it. */
+        bool done = atomic_load(&st->producers_done) == st->producers;
         int r = rm_ring_try_pop(&st->ring, &it);
         if (r == -EAGAIN) {
-            if (atomic_load(&st->consumed) >= total)
+            if (done)
                 return;
-            sched_yield();
+            backoff(&n);
             continue;
         }
         if (r != 0 || it.producer >= st->producers || it.seq >= st->per_producer ||
             (int64_t)it.seq <= last[it.producer]) {
             atomic_fetch_add(&st->errors, 1);
-            atomic_fetch_add(&st->consumed, total); /* let everyone stop */
             return;
         }
         last[it.producer] = (int64_t)it.seq;
@@ -280,18 +310,18 @@ static void check_exactly_once(const stress_t *st)
 {
     cr_assert_eq(atomic_load(&st->errors), 0, "a consumer saw an out-of-order or bad item");
     uint64_t total = (uint64_t)st->producers * st->per_producer;
-    cr_assert_eq(atomic_load(&st->consumed), total);
+    cr_assert_eq(atomic_load(&st->consumed), total, "consumed %lu of %lu items",
+                 (unsigned long)atomic_load(&st->consumed), (unsigned long)total);
     for (uint64_t i = 0; i < total; i++) {
         uint8_t n = atomic_load_explicit(&st->seen[i], memory_order_relaxed);
         cr_assert_eq(n, 1, "item (producer %lu, seq %lu) consumed %u times",
-                     (unsigned long)(i / st->per_producer),
-                     (unsigned long)(i % st->per_producer), n);
+                     (unsigned long)(i / st->per_producer), (unsigned long)(i % st->per_producer),
+                     n);
     }
     cr_assert_eq(rm_ring_count(&st->ring), 0);
 }
 
-static stress_t *stress_new(uint32_t producers, uint32_t consumers, uint64_t per,
-                            uint32_t capacity)
+static stress_t *stress_new(uint32_t producers, uint32_t consumers, uint64_t per, uint32_t capacity)
 {
     stress_t *st = map_shared(sizeof(*st));
     st->producers = producers;
@@ -304,70 +334,164 @@ static stress_t *stress_new(uint32_t producers, uint32_t consumers, uint64_t per
     return st;
 }
 
-Test(ring, mpmc_across_processes_exactly_once, .timeout = 90)
+static void stress_free(stress_t *st, uint32_t capacity)
 {
-    if (UNDER_TSAN)
-        cr_skip("ThreadSanitizer does not follow forked peers; see ring.mpmc_threads");
-    const uint32_t producers = 3, consumers = 3;
-    uint64_t per = env_count("RM_TEST_RING_ITEMS", 700000);
-    stress_t *st = stress_new(producers, consumers, per, 256);
+    munmap(st->ring.shared, rm_ring_shared_size(capacity));
+    munmap((void *)st->seen, st->producers * st->per_producer);
+    munmap(st, sizeof(*st));
+}
 
-    pid_t pids[6];
-    for (uint32_t i = 0; i < producers + consumers; i++) {
-        pid_t pid = fork();
-        cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+typedef void peer_fn(stress_t *st, uint32_t id);
+
+typedef struct thread_arg {
+    stress_t *st;
+    uint32_t id;
+    peer_fn *fn;
+} thread_arg_t;
+
+static void *thread_main(void *arg)
+{
+    thread_arg_t *a = arg;
+    a->fn(a->st, a->id);
+    return NULL;
+}
+
+/* Run fn(st, 0..n-1) as n forked processes or n threads, and wait for all. */
+static void run_peers(stress_t *st, uint32_t n, peer_fn *fn, bool threads)
+{
+    if (threads) {
+        pthread_t t[8];
+        thread_arg_t args[8];
+        cr_assert_leq(n, 8);
+        for (uint32_t i = 0; i < n; i++) {
+            args[i] = (thread_arg_t){st, i, fn};
+            cr_assert_eq(pthread_create(&t[i], NULL, thread_main, &args[i]), 0);
+        }
+        for (uint32_t i = 0; i < n; i++)
+            pthread_join(t[i], NULL);
+        return;
+    }
+    pid_t pids[8];
+    cr_assert_leq(n, 8);
+    for (uint32_t i = 0; i < n; i++) {
+        pid_t pid = fork_peer();
         if (pid == 0) {
-            if (i < producers)
-                produce(st, i);
-            else
-                consume(st);
+            fn(st, i);
             _exit(0);
         }
         pids[i] = pid;
     }
-    for (uint32_t i = 0; i < producers + consumers; i++) {
+    for (uint32_t i = 0; i < n; i++) {
         int status;
         cr_assert_eq(waitpid(pids[i], &status, 0), pids[i]);
         cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "peer %u died: status %#x", i,
                   status);
     }
+}
+
+/* Peers 0..producers-1 produce, the rest consume. */
+static void mpmc_peer(stress_t *st, uint32_t id)
+{
+    if (id < st->producers)
+        produce(st, id);
+    else
+        consume(st);
+}
+
+static void mpmc(bool threads, uint32_t producers, uint32_t consumers, uint64_t per,
+                 uint32_t capacity)
+{
+    stress_t *st = stress_new(producers, consumers, per, capacity);
+    run_peers(st, producers + consumers, mpmc_peer, threads);
     check_exactly_once(st);
+    stress_free(st, capacity);
 }
 
-typedef struct thread_arg {
-    stress_t *st;
-    uint32_t id;
-} thread_arg_t;
-
-static void *producer_thread(void *arg)
+Test(ring, mpmc_across_processes_exactly_once, .timeout = 90)
 {
-    thread_arg_t *a = arg;
-    produce(a->st, a->id);
-    return NULL;
-}
-
-static void *consumer_thread(void *arg)
-{
-    thread_arg_t *a = arg;
-    consume(a->st);
-    return NULL;
+    if (UNDER_TSAN)
+        cr_skip("ThreadSanitizer does not follow forked peers; see ring.mpmc_threads");
+    mpmc(false, 3, 3, env_count("RM_TEST_RING_ITEMS", 700000), 256);
 }
 
 Test(ring, mpmc_threads_exactly_once, .timeout = 90)
 {
-    const uint32_t producers = 2, consumers = 2;
-    uint64_t per = env_count("RM_TEST_RING_THREAD_ITEMS", UNDER_TSAN ? 50000 : 300000);
     /* A small ring keeps it full and empty often: both edges get exercised. */
-    stress_t *st = stress_new(producers, consumers, per, 64);
+    mpmc(true, 2, 2, env_count("RM_TEST_RING_THREAD_ITEMS", UNDER_TSAN ? 50000 : 300000), 64);
+}
 
-    pthread_t t[4];
-    thread_arg_t args[4];
-    for (uint32_t i = 0; i < producers + consumers; i++) {
-        args[i] = (thread_arg_t){st, i};
-        void *(*fn)(void *) = i < producers ? producer_thread : consumer_thread;
-        cr_assert_eq(pthread_create(&t[i], NULL, fn, &args[i]), 0);
+/*
+ * The races themselves: peers released together onto a ring that never fills
+ * (pushers) or never runs dry until the end (poppers), so nearly every
+ * operation contends for the same index. A claim that is not atomic loses or
+ * duplicates items here within a few rounds.
+ */
+#define RACE_CAP 65536u
+#define RACE_ITEMS 30000u
+#define RACE_ROUNDS 10
+
+static void barrier(stress_t *st, uint32_t peers)
+{
+    atomic_fetch_add(&st->ready, 1);
+    while (atomic_load(&st->ready) < peers)
+        rm_cpu_relax();
+}
+
+static void push_racer(stress_t *st, uint32_t id)
+{
+    barrier(st, st->producers);
+    produce(st, id);
+}
+
+static void pop_racer(stress_t *st, uint32_t id)
+{
+    (void)id;
+    barrier(st, st->consumers);
+    consume(st);
+}
+
+static void push_race(bool threads)
+{
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        stress_t *st = stress_new(2, 1, RACE_ITEMS, RACE_CAP);
+        run_peers(st, 2, push_racer, threads);
+        consume(st); /* one consumer: sees each producer's items in order */
+        check_exactly_once(st);
+        stress_free(st, RACE_CAP);
     }
-    for (uint32_t i = 0; i < producers + consumers; i++)
-        pthread_join(t[i], NULL);
-    check_exactly_once(st);
+}
+
+static void pop_race(bool threads)
+{
+    for (int round = 0; round < RACE_ROUNDS; round++) {
+        stress_t *st = stress_new(1, 2, 2 * RACE_ITEMS, RACE_CAP);
+        produce(st, 0);
+        run_peers(st, 2, pop_racer, threads);
+        check_exactly_once(st);
+        stress_free(st, RACE_CAP);
+    }
+}
+
+Test(ring, push_race_across_processes, .timeout = 60)
+{
+    if (UNDER_TSAN)
+        cr_skip("ThreadSanitizer does not follow forked peers; see ring.push_race_threads");
+    push_race(false);
+}
+
+Test(ring, pop_race_across_processes, .timeout = 60)
+{
+    if (UNDER_TSAN)
+        cr_skip("ThreadSanitizer does not follow forked peers; see ring.pop_race_threads");
+    pop_race(false);
+}
+
+Test(ring, push_race_threads, .timeout = 60)
+{
+    push_race(true);
+}
+
+Test(ring, pop_race_threads, .timeout = 60)
+{
+    pop_race(true);
 }
