@@ -141,7 +141,7 @@ static size_t format_json(char *line, const char *role, rm_log_level_t level, co
     size_t n = strftime(stamp, sizeof(stamp), "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(stamp + n, sizeof(stamp) - n, ".%03ldZ", ts.tv_nsec / 1000000);
 
-    const size_t tail = 3; /* "}\n: room kept for the closing bytes */
+    const size_t tail = 3; /* room kept for the closing "}\n */
     size_t pos = (size_t)snprintf(line, LINE_CAP, "{\"ts\":\"%s\",\"level\":\"%s\",\"role\":\"",
                                   stamp, level_names[level]);
     json_escape(line, &pos, LINE_CAP - tail - 64, role);

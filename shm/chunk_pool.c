@@ -96,7 +96,8 @@ uint32_t rm_chunk_pool_alloc(rm_chunk_pool_t *pool, uint32_t owner)
         return RM_CHUNK_NONE;
 
     for (uint32_t i = 0; i < words; i++) {
-        uint32_t w = pool->hint + i < words ? pool->hint + i : pool->hint + i - words;
+        /* The handle is caller memory: never trust hint to be < words. */
+        uint32_t w = (uint32_t)(((uint64_t)pool->hint + i) % words);
         uint64_t busy = atomic_load_explicit(&pool->bitmap[w], memory_order_relaxed);
         while (busy != ~0ULL) {
             unsigned bit = (unsigned)__builtin_ctzll(~busy);

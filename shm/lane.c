@@ -91,9 +91,9 @@ int rm_lane_pop_request(rm_lane_t *lane, rm_req_desc_t *desc, unsigned spin, int
                 break;
             rm_cpu_relax();
         }
-        /* Bell before state: rm_lane_wake_all stores STOPPING before it bumps
-         * the bell, so either we see STOPPING here or the bell has moved past
-         * `bell` and the wait below returns at once. */
+        /* Bell before state: the supervisor stores STOPPING before
+         * rm_lane_wake_all bumps the bell, so either we see STOPPING here or
+         * the bell has moved past `bell` and the wait below returns at once. */
         uint32_t bell = atomic_load_explicit(&shared->req_bell, memory_order_acquire);
         if (atomic_load_explicit(&shared->state, memory_order_acquire) == RM_LANE_STOPPING)
             return -EINTR;

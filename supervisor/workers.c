@@ -107,7 +107,7 @@ int rm_worker_spawn(rm_server_t *s, uint32_t lane)
     atomic_store_explicit(&w->lane.shared->worker_pid, pid, memory_order_relaxed);
     atomic_store_explicit(&w->lane.shared->state, RM_LANE_ACTIVE, memory_order_release);
     arm_ctl(s, w);
-    RM_INFO("worker %u spawned (pid %d)", lane, (int)pid);
+    RM_DEBUG("worker %u spawned (pid %d)", lane, (int)pid);
     return 0;
 }
 
@@ -225,7 +225,9 @@ static void worker_gone(rm_server_t *s, rm_worker_t *w, int status)
     char why[96];
     describe_exit(status, why, sizeof(why));
     bool expected = w->state == RM_WORKER_STOPPING && !w->cut_off;
-    if (expected)
+    if (s->exit_code != 0)
+        RM_DEBUG("worker %u (pid %d) exited: %s", lane, (int)w->pid, why);
+    else if (expected)
         RM_INFO("worker %u (pid %d) exited: %s", lane, (int)w->pid, why);
     else
         RM_WARN("worker %u (pid %d) died: %s", lane, (int)w->pid, why);

@@ -55,7 +55,11 @@ static void describe(PyObject *exc, char *buf, size_t len)
     one_line(buf);
 }
 
-void rm_host_take_exception(char *buf, size_t len)
+/* Start-up failures are reported by the supervisor as one line; the traceback
+ * (one per worker otherwise) only with --log-level debug. */
+#define STARTUP_TRACEBACK (rm_log_conf.level >= RM_LOG_DEBUG)
+
+void rm_host_take_exception(char *buf, size_t len, bool show_traceback)
 {
 #if PY_VERSION_HEX >= 0x030C0000
     PyObject *exc = PyErr_GetRaisedException();
@@ -75,13 +79,15 @@ void rm_host_take_exception(char *buf, size_t len)
     describe(exc, buf, len);
     /* Not PyErr_Print: it would run sys.excepthook, keep the traceback (and the
      * request it references) alive in sys.last_*, and exit on SystemExit. */
+    if (show_traceback) {
 #if PY_VERSION_HEX >= 0x030C0000
-    PyErr_DisplayException(exc);
+        PyErr_DisplayException(exc);
 #else
-    PyObject *trace = PyException_GetTraceback(exc);
-    PyErr_Display((PyObject *)Py_TYPE(exc), exc, trace);
-    Py_XDECREF(trace);
+        PyObject *trace = PyException_GetTraceback(exc);
+        PyErr_Display((PyObject *)Py_TYPE(exc), exc, trace);
+        Py_XDECREF(trace);
 #endif
+    }
     PyErr_Clear();
     Py_DECREF(exc);
 }
@@ -206,7 +212,7 @@ static int setup_sys_path(char *why, size_t why_len)
 
 fail:
     snprintf(why, why_len, "cannot set sys.path: ");
-    rm_host_take_exception(why + strlen(why), why_len - strlen(why));
+    rm_host_take_exception(why + strlen(why), why_len - strlen(why), STARTUP_TRACEBACK);
     return -EINVAL;
 }
 
@@ -380,7 +386,7 @@ int rm_host_init(rm_host_t *host, rm_worker_t *w, int argc, char **argv, char *w
     return 0;
 
 fail_exc:
-    rm_host_take_exception(why + strlen(why), why_len - strlen(why));
+    rm_host_take_exception(why + strlen(why), why_len - strlen(why), STARTUP_TRACEBACK);
     return -EINVAL;
 fail_config:
     PyConfig_Clear(&config);
@@ -485,7 +491,7 @@ int rm_host_load_app(rm_host_t *host, const char *spec, char *why, size_t why_le
 
 fail_exc:
     snprintf(why, why_len, "cannot import app '%s': ", spec);
-    rm_host_take_exception(why + strlen(why), why_len - strlen(why));
+    rm_host_take_exception(why + strlen(why), why_len - strlen(why), STARTUP_TRACEBACK);
     return -ENOENT;
 }
 

@@ -3,8 +3,8 @@
  *
  * Spawned (fork+exec) by the supervisor, one per core; the command line is in
  * conf.h, the exit statuses in worker.h. Every start-up failure after the
- * arguments is reported twice: one line on stderr (our log) and a "fatal"
- * control frame, so the supervisor can tell the operator why.
+ * arguments goes to the supervisor as a "fatal" control frame; it tells the
+ * operator once, in one line (our own log line only at debug level).
  */
 #include "worker.h"
 
@@ -101,7 +101,8 @@ static int run(rm_worker_t *w, const rm_worker_conf_t *conf, int argc, char **ar
     goto out;
 
 fatal:
-    RM_ERROR("%s", why);
+    /* The supervisor prints the reason once for all workers. */
+    RM_DEBUG("%s", why);
     send_fatal(conf, why);
 out:
     rm_host_finalize(&w->host);

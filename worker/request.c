@@ -683,7 +683,7 @@ static void request_detach(RequestObject *self, BodyObject *exporter)
     if (self->headers != NULL && headers_detach((HeadersObject *)self->headers) < 0)
         failed = true;
     if (failed) {
-        rm_host_take_exception(why, sizeof(why));
+        rm_host_take_exception(why, sizeof(why), true);
         RM_ERROR("cannot keep a request the app still references: %s", why);
     }
 }
@@ -702,7 +702,7 @@ PyObject *rm_request_close(PyObject *op, PyObject **spare)
         HeadersObject *h = (HeadersObject *)self->headers;
         if (h != NULL && Py_REFCNT(h) > 1 && headers_detach(h) < 0) {
             char why[256];
-            rm_host_take_exception(why, sizeof(why));
+            rm_host_take_exception(why, sizeof(why), true);
             RM_ERROR("cannot keep request headers the app still references: %s", why);
         }
         self->attached = false;

@@ -137,7 +137,7 @@ static int bad_exc(char *why, size_t why_len, const char *what)
     int n = snprintf(why, why_len, "%s: ", what);
     if (n < 0 || (size_t)n >= why_len)
         n = 0;
-    rm_host_take_exception(why + n, why_len - (size_t)n);
+    rm_host_take_exception(why + n, why_len - (size_t)n, true);
     return -EINVAL;
 }
 

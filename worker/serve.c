@@ -248,7 +248,7 @@ static int run_app(rm_serve_thread_t *t, const rm_req_view_t *view, rm_out_t *ou
     if (req != NULL)
         result = PyObject_CallOneArg(st->app, req);
     if (result == NULL) {
-        rm_host_take_exception(why, sizeof(why));
+        rm_host_take_exception(why, sizeof(why), true);
         RM_ERROR("%.*s %.*s: the app raised %s; answered 500", (int)m->method_len, method, path_len,
                  path, why);
         rc = rm_response_write_error(out, 500, m->flags, m->http_minor);

@@ -106,10 +106,10 @@ void rm_host_release_main(rm_host_t *host);
  * after a failed or skipped rm_host_init. */
 void rm_host_finalize(rm_host_t *host);
 
-/* Take the pending Python exception: print its traceback on stderr (without
- * sys.excepthook and without exiting on SystemExit), write "Type: message"
- * (one line) into buf and clear it. The caller holds the GIL. */
-void rm_host_take_exception(char *buf, size_t len);
+/* Take the pending Python exception: if show_traceback, print its traceback
+ * on stderr (without sys.excepthook and without exiting on SystemExit); write
+ * "Type: message" (one line) into buf and clear it. The caller holds the GIL. */
+void rm_host_take_exception(char *buf, size_t len, bool show_traceback);
 
 /* The inittab entry of _ringmaster (multi-phase init). */
 PyObject *rm_pymod_init(void);

@@ -1,0 +1,164 @@
+/*
+ * test_log.c - the log line formats, level filtering and parsing.
+ *
+ * Each test points stderr at a pipe, logs, and reads back exactly what one
+ * call wrote.
+ */
+#include "ringmaster/log.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+static int pipe_rd = -1;
+
+/* Send stderr into a pipe; the test process is Criterion's own fork. */
+static void capture(void)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(dup2(p[1], STDERR_FILENO), STDERR_FILENO);
+    close(p[1]);
+    pipe_rd = p[0];
+    rm_log_reset();
+}
+
+/* What the last call wrote: one write(2), so one read gets all of it. */
+static const char *captured(void)
+{
+    static char buf[8192];
+    ssize_t n = read(pipe_rd, buf, sizeof(buf) - 1);
+    cr_assert_gt(n, 0, "nothing was logged");
+    buf[n] = '\0';
+    return buf;
+}
+
+Test(log, defaults_and_reset)
+{
+    rm_log_reset();
+    cr_assert_eq(rm_log_conf.level, RM_LOG_INFO);
+    cr_assert_eq(rm_log_conf.format, RM_LOG_PLAIN);
+    cr_assert_str_eq(rm_log_conf.role, "ringmaster");
+    rm_log_conf = (rm_log_conf_t){RM_LOG_DEBUG, RM_LOG_JSON, "worker 3"};
+    rm_log_reset();
+    cr_assert_eq(rm_log_conf.level, RM_LOG_INFO);
+    cr_assert_eq(rm_log_conf.format, RM_LOG_PLAIN);
+    cr_assert_str_eq(rm_log_conf.role, "ringmaster");
+}
+
+Test(log, plain_line)
+{
+    capture();
+    rm_log_conf.role = "supervisor";
+    RM_INFO("listening on %s:%d", "127.0.0.1", 8000);
+    char want[128];
+    snprintf(want, sizeof(want), "ringmaster[supervisor %d]: info: listening on 127.0.0.1:8000\n",
+             (int)getpid());
+    cr_assert_str_eq(captured(), want);
+
+    RM_ERROR("boom");
+    snprintf(want, sizeof(want), "ringmaster[supervisor %d]: error: boom\n", (int)getpid());
+    cr_assert_str_eq(captured(), want);
+}
+
+static int evaluated;
+static int side_effect(void)
+{
+    return ++evaluated;
+}
+
+Test(log, level_is_checked_before_arguments_are_evaluated)
+{
+    capture();
+    rm_log_conf.level = RM_LOG_WARN;
+    RM_INFO("%d", side_effect());
+    RM_DEBUG("%d", side_effect());
+    cr_assert_eq(evaluated, 0, "filtered-out arguments were evaluated");
+    RM_WARN("%d", side_effect());
+    cr_assert_eq(evaluated, 1);
+    cr_assert_not_null(strstr(captured(), ": warn: 1\n"));
+}
+
+Test(log, json_line_with_escapes)
+{
+    capture();
+    rm_log_conf.format = RM_LOG_JSON;
+    rm_log_conf.role = "worker \"0\"";
+    /* quote, backslash, newline, tab, a control byte, UTF-8, invalid UTF-8 */
+    RM_WARN("a\"b\\c\nd\te\x01 caf\xc3\xa9 \xff!");
+    const char *line = captured();
+
+    cr_assert_eq(strncmp(line, "{\"ts\":\"", 7), 0, "%s", line);
+    /* 2026-11-25T17:00:00.123Z: check the shape of the timestamp */
+    const char *ts = line + 7;
+    cr_assert_eq(ts[4], '-');
+    cr_assert_eq(ts[10], 'T');
+    cr_assert_eq(ts[19], '.');
+    cr_assert_eq(ts[23], 'Z');
+    cr_assert_eq(ts[24], '"');
+
+    char want[256];
+    snprintf(want, sizeof(want),
+             "\",\"level\":\"warn\",\"role\":\"worker \\\"0\\\"\",\"pid\":%d,"
+             "\"msg\":\"a\\\"b\\\\c\\nd\\te\\u0001 caf\xc3\xa9 \\ufffd!\"}\n",
+             (int)getpid());
+    cr_assert_str_eq(ts + 24, want);
+}
+
+Test(log, long_messages_are_cut_to_one_line)
+{
+    capture();
+    static char big[10000];
+    memset(big, 'x', sizeof(big) - 1);
+    RM_INFO("%s", big);
+    const char *line = captured();
+    size_t n = strlen(line);
+    cr_assert_leq(n, 4096);
+    cr_assert_eq(line[n - 1], '\n');
+    cr_assert_eq(strchr(line, '\n'), line + n - 1, "exactly one line");
+
+    /* JSON: the cut never splits an escape, and the object is closed. */
+    rm_log_conf.format = RM_LOG_JSON;
+    memset(big, '"', sizeof(big) - 1);
+    RM_INFO("%s", big);
+    line = captured();
+    n = strlen(line);
+    cr_assert_leq(n, 4096);
+    cr_assert_eq(strcmp(line + n - 3, "\"}\n"), 0, "%s", line + n - 10);
+    cr_assert_eq(strstr(line, "\\\"\"}"), line + n - 5, "last escape complete");
+}
+
+Test(log, errno_is_preserved)
+{
+    capture();
+    errno = EACCES;
+    RM_ERROR("open failed: %s", strerror(errno));
+    cr_assert_eq(errno, EACCES);
+    captured();
+}
+
+Test(log, parse_level_and_format)
+{
+    rm_log_level_t level;
+    rm_log_format_t format;
+    const char *names[] = {"error", "warn", "info", "debug"};
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(rm_log_parse_level(names[i], &level), 0);
+        cr_assert_eq(level, (rm_log_level_t)i);
+    }
+    cr_assert_eq(rm_log_parse_level("DEBUG", &level), 0, "case does not matter");
+    cr_assert_eq(level, RM_LOG_DEBUG);
+    level = RM_LOG_WARN;
+    cr_assert_eq(rm_log_parse_level("verbose", &level), -EINVAL);
+    cr_assert_eq(rm_log_parse_level("", &level), -EINVAL);
+    cr_assert_eq(rm_log_parse_level(NULL, &level), -EINVAL);
+    cr_assert_eq(level, RM_LOG_WARN, "a refused value leaves the output alone");
+
+    cr_assert_eq(rm_log_parse_format("json", &format), 0);
+    cr_assert_eq(format, RM_LOG_JSON);
+    cr_assert_eq(rm_log_parse_format("plain", &format), 0);
+    cr_assert_eq(format, RM_LOG_PLAIN);
+    cr_assert_eq(rm_log_parse_format("yaml", &format), -EINVAL);
+}
