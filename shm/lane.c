@@ -2,7 +2,7 @@
  * lane.c - a worker's request and completion rings, and how its threads sleep.
  *
  * Sleeping is a Dekker handshake over two words on the lane's second cache
- * line. A consumer reads the bell, registers in req_waiters, issues a full
+ * line. A consumer reads the bell, registers in req_sleepers, issues a full
  * fence and tries the ring once more before it sleeps on the bell; a producer
  * publishes, issues a full fence, and rings (bumps the bell, FUTEX_WAKE) only
  * if it sees a waiter. Either the consumer's last try sees the item, or the
@@ -41,7 +41,7 @@ void rm_lane_shared_reset(void *mem, uint32_t capacity)
     (void)rm_ring_shared_init(done_ring_mem(shared, capacity), capacity, sizeof(rm_done_desc_t));
     atomic_store_explicit(&shared->state, RM_LANE_IDLE, memory_order_relaxed);
     atomic_store_explicit(&shared->worker_pid, 0, memory_order_relaxed);
-    atomic_store_explicit(&shared->req_waiters, 0, memory_order_relaxed);
+    atomic_store_explicit(&shared->req_sleepers, 0, memory_order_relaxed);
     /* The bell keeps counting: a sleeper left over from the previous worker
      * must never see its old value come back. */
     atomic_fetch_add_explicit(&shared->req_bell, 1, memory_order_relaxed);
@@ -55,6 +55,9 @@ void rm_lane_bind(rm_lane_t *lane, void *mem, uint32_t capacity, uint32_t index)
     rm_ring_bind(&lane->req, shared->rings, capacity, sizeof(rm_req_desc_t));
     rm_ring_bind(&lane->done, done_ring_mem(shared, capacity), capacity, sizeof(rm_done_desc_t));
     lane->index = index;
+    /* Differ from the current count, so a consumer already asleep is rung. */
+    lane->woken_sleeps =
+        RM_LANE_SLEEPS(atomic_load_explicit(&shared->req_sleepers, memory_order_relaxed)) - 1;
 }
 
 int rm_lane_push_request(rm_lane_t *lane, const rm_req_desc_t *desc)
@@ -63,9 +66,14 @@ int rm_lane_push_request(rm_lane_t *lane, const rm_req_desc_t *desc)
     if (r < 0)
         return r;
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&lane->shared->req_waiters, memory_order_relaxed) > 0) {
+    uint64_t word = atomic_load_explicit(&lane->shared->req_sleepers, memory_order_relaxed);
+    /* Ring only for a sleeper that went to sleep after our last ring: the ones
+     * we woke are already on their way and will see this item too. All of them
+     * are woken, so several worker threads share a burst. */
+    if (RM_LANE_WAITERS(word) > 0 && RM_LANE_SLEEPS(word) != lane->woken_sleeps) {
+        lane->woken_sleeps = RM_LANE_SLEEPS(word);
         atomic_fetch_add_explicit(&lane->shared->req_bell, 1, memory_order_release);
-        (void)rm_futex_wake(&lane->shared->req_bell, 1);
+        (void)rm_futex_wake(&lane->shared->req_bell, (int)RM_LANE_WAITERS(word));
     }
     return 0;
 }
@@ -109,15 +117,15 @@ int rm_lane_pop_request(rm_lane_t *lane, rm_req_desc_t *desc, unsigned spin, int
             wait_ms = (int)((left + 999999) / 1000000);
         }
 
-        atomic_fetch_add_explicit(&shared->req_waiters, 1, memory_order_seq_cst);
+        atomic_fetch_add_explicit(&shared->req_sleepers, (1ull << 32) | 1u, memory_order_seq_cst);
         atomic_thread_fence(memory_order_seq_cst);
         int r = rm_ring_try_pop(&lane->req, desc);
         if (r != -EAGAIN) {
-            atomic_fetch_sub_explicit(&shared->req_waiters, 1, memory_order_relaxed);
+            atomic_fetch_sub_explicit(&shared->req_sleepers, 1, memory_order_relaxed);
             return r;
         }
         int w = rm_futex_wait(&shared->req_bell, bell, wait_ms);
-        atomic_fetch_sub_explicit(&shared->req_waiters, 1, memory_order_relaxed);
+        atomic_fetch_sub_explicit(&shared->req_sleepers, 1, memory_order_relaxed);
         if (w < 0 && w != -ETIMEDOUT)
             return w; /* -EINTR: a signal */
         /* Woken, timed out or the bell moved: try again; the deadline check

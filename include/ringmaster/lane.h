@@ -6,9 +6,10 @@
  * ring, which the supervisor drains.
  *
  * Waking: a consumer that finds its ring empty spins briefly, then announces
- * itself in `req_waiters` and sleeps on the `req_bell` futex. A producer pays a
+ * itself in `req_sleepers` and sleeps on the `req_bell` futex. A producer pays a
  * syscall only when a consumer said it sleeps (checked after publishing, with a
- * full fence on both sides, so no wakeup is lost). The supervisor sleeps in
+ * full fence on both sides, so no wakeup is lost), and only once per sleep: a
+ * burst of pushes to a sleeping worker costs one futex_wake, not one each. The supervisor sleeps in
  * io_uring, so completions ring the region's rm_doorbell instead (doorbell.h).
  */
 #ifndef RINGMASTER_LANE_H
@@ -35,7 +36,7 @@ typedef struct rm_req_desc {
  * meta, head and body chunks yet. Exactly one {req_id, chunk RM_CHUNK_NONE,
  * flags RM_DONE_RELEASE} follows when the last view is gone, or never, if the
  * worker exits first (its exit releases every hold). */
-#define RM_DONE_HOLD 0x4u /* worker still reads this request's chunks; RM_DONE_RELEASE follows */
+#define RM_DONE_HOLD 0x4u    /* worker still reads this request's chunks; RM_DONE_RELEASE follows */
 #define RM_DONE_RELEASE 0x8u /* the held request's chunks may be reused */
 
 /* Completion descriptor, worker -> supervisor. Every field is checked by the
@@ -61,15 +62,20 @@ enum rm_lane_state {
 };
 
 typedef struct rm_lane_shared {
-    alignas(RM_CACHELINE) _Atomic uint32_t state; /* enum rm_lane_state */
-    _Atomic uint32_t generation;                  /* bumped on every reset */
-    _Atomic int32_t worker_pid;                   /* set by the supervisor */
-    alignas(RM_CACHELINE) _Atomic uint32_t req_bell;    /* futex word consumers sleep on */
-    _Atomic uint32_t req_waiters;                       /* consumers asleep or about to be */
-    alignas(RM_CACHELINE) unsigned char rings[];        /* request ring, then completion ring */
+    alignas(RM_CACHELINE) _Atomic uint32_t state;    /* enum rm_lane_state */
+    _Atomic uint32_t generation;                     /* bumped on every reset */
+    _Atomic int32_t worker_pid;                      /* set by the supervisor */
+    alignas(RM_CACHELINE) _Atomic uint32_t req_bell; /* futex word consumers sleep on */
+    uint32_t reserved;
+    /* Low 32 bits: consumers asleep or about to be. High 32 bits: how many
+     * times a consumer has gone to sleep. One word, so a producer reads both
+     * at once and rings only for a sleeper it has not woken yet. */
+    _Atomic uint64_t req_sleepers;
+    alignas(RM_CACHELINE) unsigned char rings[]; /* request ring, then completion ring */
 } rm_lane_shared_t;
 
 static_assert(offsetof(rm_lane_shared_t, req_bell) == RM_CACHELINE, "bell on its own line");
+static_assert(offsetof(rm_lane_shared_t, req_sleepers) == RM_CACHELINE + 8, "sleepers by the bell");
 static_assert(offsetof(rm_lane_shared_t, rings) == 2 * RM_CACHELINE, "rings after two lines");
 
 typedef struct rm_lane {
@@ -77,7 +83,11 @@ typedef struct rm_lane {
     rm_ring_t req;            /* supervisor -> worker */
     rm_ring_t done;           /* worker -> supervisor */
     uint32_t index;
+    uint32_t woken_sleeps; /* producer side: req_sleepers' count at the last ring */
 } rm_lane_t;
+
+#define RM_LANE_WAITERS(word) ((uint32_t)(word))
+#define RM_LANE_SLEEPS(word) ((uint32_t)((word) >> 32))
 
 /* Bytes one lane with rings of `capacity` cells needs (a multiple of RM_CACHELINE). */
 size_t rm_lane_shared_size(uint32_t capacity);

@@ -152,7 +152,8 @@ Test(lane, pop_times_out_when_nothing_comes, .timeout = 10)
     int64_t took = now_ms() - t0;
     cr_assert_geq(took, 150, "returned after %ld ms, before the timeout", (long)took);
     cr_assert_lt(took, 1500, "returned after %ld ms", (long)took);
-    cr_assert_eq(atomic_load(&lane.shared->req_waiters), 0, "a waiter must deregister");
+    cr_assert_eq(RM_LANE_WAITERS(atomic_load(&lane.shared->req_sleepers)), 0,
+                 "a waiter must deregister");
 }
 
 Test(lane, producer_rings_only_when_a_consumer_waits)
@@ -164,9 +165,18 @@ Test(lane, producer_rings_only_when_a_consumer_waits)
     cr_assert_eq(rm_lane_push_request(&lane, &d), 0);
     cr_assert_eq(atomic_load(&lane.shared->req_bell), bell, "no waiter, no ring");
 
-    atomic_store(&lane.shared->req_waiters, 1); /* as a consumer about to sleep */
+    atomic_store(&lane.shared->req_sleepers, (1ull << 32) | 1u); /* as a consumer about to sleep */
     cr_assert_eq(rm_lane_push_request(&lane, &d), 0);
     cr_assert_eq(atomic_load(&lane.shared->req_bell), bell + 1, "a waiter gets a ring");
+
+    /* The same sleeper is already woken: a burst costs one ring, not one each. */
+    cr_assert_eq(rm_lane_push_request(&lane, &d), 0);
+    cr_assert_eq(atomic_load(&lane.shared->req_bell), bell + 1, "the same sleeper rung twice");
+
+    /* A consumer that goes to sleep again is rung again. */
+    atomic_fetch_add(&lane.shared->req_sleepers, 1ull << 32);
+    cr_assert_eq(rm_lane_push_request(&lane, &d), 0);
+    cr_assert_eq(atomic_load(&lane.shared->req_bell), bell + 2, "a new sleep must be rung");
 }
 
 /* A consumer in another process goes to sleep on the futex; the producer
@@ -188,7 +198,7 @@ Test(lane, sleeping_consumer_in_another_process_is_woken, .timeout = 20)
     }
 
     int64_t t0 = now_ms();
-    while (atomic_load(&lane.shared->req_waiters) == 0) {
+    while (RM_LANE_WAITERS(atomic_load(&lane.shared->req_sleepers)) == 0) {
         cr_assert_lt(now_ms() - t0, 5000, "the consumer never went to sleep");
         usleep(1000);
     }
@@ -199,7 +209,7 @@ Test(lane, sleeping_consumer_in_another_process_is_woken, .timeout = 20)
     cr_assert_eq(atomic_load(&lane.shared->req_bell), bell + 1, "the push must ring");
     wait_child_ok(pid, "sleeping consumer");
     cr_assert_lt(atomic_load(woke_after), 5000, "woken by the timeout, not the bell");
-    cr_assert_eq(atomic_load(&lane.shared->req_waiters), 0);
+    cr_assert_eq(RM_LANE_WAITERS(atomic_load(&lane.shared->req_sleepers)), 0);
 }
 
 /* Two processes bounce a counter through two lanes, each side sleeping with
