@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -68,8 +69,12 @@ rm_conn_t *rm_conn_alloc(rm_server_t *s, int fd)
     c->out_head = c->out_tail = RM_CHUNK_NONE;
     c->asm_chunk = RM_CHUNK_NONE;
     c->meta_chunk = RM_CHUNK_NONE;
+    c->body_pack = RM_CHUNK_NONE;
+    c->body_pack_len = 0;
     c->queue_next = UINT32_MAX;
     c->req_nchunks = 0;
+    c->req_cap = RM_REQ_INLINE_CHUNKS;
+    c->req_chunks = c->req_inline;
     c->req_id = 0;
     rm_http_limits_t limits = {s->cfg->max_head, s->cfg->max_target, s->cfg->max_body};
     rm_http_parser_init(&c->parser, &limits);
@@ -90,14 +95,21 @@ static void drop_list(rm_server_t *s, uint32_t *head, uint32_t *tail)
 
 void rm_conn_drop_request(rm_server_t *s, rm_conn_t *c)
 {
-    for (uint16_t i = 0; i < c->req_nchunks; i++)
+    for (uint32_t i = 0; i < c->req_nchunks; i++)
         rm_chunk_unref(s, c->req_chunks[i]);
     c->req_nchunks = 0;
+    if (c->req_chunks != c->req_inline) {
+        free(c->req_chunks);
+        c->req_chunks = c->req_inline;
+        c->req_cap = RM_REQ_INLINE_CHUNKS;
+    }
     if (c->meta_chunk != RM_CHUNK_NONE) {
         rm_chunk_unref(s, c->meta_chunk);
         c->meta_chunk = RM_CHUNK_NONE;
     }
     c->slice_count = 0;
+    c->body_pack = RM_CHUNK_NONE;
+    c->body_pack_len = 0;
     c->req_id = 0;
     c->parsing = false;
     c->head_continue = false;
@@ -200,15 +212,33 @@ static void send_continue(rm_server_t *s, rm_conn_t *c)
     c->head_continue = true;
 }
 
+/* Append `chunk` to the request's references (the caller accounts for the
+ * reference itself). False only when memory for the list runs out. */
+static bool req_append(rm_conn_t *c, uint32_t chunk)
+{
+    if (c->req_nchunks == c->req_cap) {
+        uint32_t cap = c->req_cap * 2;
+        uint32_t *grown = c->req_chunks == c->req_inline ? NULL : c->req_chunks;
+        grown = realloc(grown, cap * sizeof(uint32_t));
+        if (!grown)
+            return false;
+        if (c->req_chunks == c->req_inline)
+            memcpy(grown, c->req_inline, sizeof(c->req_inline));
+        c->req_chunks = grown;
+        c->req_cap = cap;
+    }
+    c->req_chunks[c->req_nchunks++] = chunk;
+    return true;
+}
+
 /* Record that the current request holds a reference on `chunk`. */
 static bool req_hold(rm_server_t *s, rm_conn_t *c, uint32_t chunk)
 {
-    for (uint16_t i = c->req_nchunks; i > 0; i--)
+    for (uint32_t i = c->req_nchunks; i > 0; i--)
         if (c->req_chunks[i - 1] == chunk)
             return true;
-    if (c->req_nchunks == RM_REQ_MAX_CHUNKS)
+    if (!req_append(c, chunk))
         return false;
-    c->req_chunks[c->req_nchunks++] = chunk;
     rm_chunk_ref(s, chunk);
     return true;
 }
@@ -222,25 +252,61 @@ static bool ensure_meta(rm_server_t *s, rm_conn_t *c)
     return c->meta_chunk != RM_CHUNK_NONE;
 }
 
+/* Copy a small body piece into the request's packing chunk; returns the
+ * chunk and offset it now lives at, or false when no chunk is to be had. */
+static bool pack_piece(rm_server_t *s, rm_conn_t *c, const char *at, uint32_t len, uint32_t *chunk,
+                       uint32_t *off)
+{
+    rm_chunk_pool_t *pool = &s->region.pool;
+    if (c->body_pack == RM_CHUNK_NONE || c->body_pack_len + len > pool->chunk_size) {
+        uint32_t ch = rm_chunk_alloc(s); /* its one reference is the request's */
+        if (ch == RM_CHUNK_NONE)
+            return false;
+        if (!req_append(c, ch)) {
+            rm_chunk_unref(s, ch);
+            return false;
+        }
+        c->body_pack = ch;
+        c->body_pack_len = 0;
+    }
+    *chunk = c->body_pack;
+    *off = c->body_pack_len;
+    memcpy(rm_chunk_pool_ptr(pool, c->body_pack) + c->body_pack_len, at, len);
+    c->body_pack_len += len;
+    return true;
+}
+
+/* A piece of decoded body. A large piece is referenced where the kernel put
+ * it; a small one (a short read, a chunked-coding fragment) is copied into a
+ * packing chunk, so that a body arriving in many small reads holds a few full
+ * chunks rather than one mostly empty chunk per read. */
 static int on_body_piece(void *ctx, const char *at, size_t len)
 {
     rm_server_t *s = ctx;
     rm_conn_t *c = s->feed_conn;
     rm_chunk_pool_t *pool = &s->region.pool;
+    uint32_t chunk, off;
     if (!ensure_meta(s, c))
         return -1;
     size_t cap = (pool->chunk_size - SLICE_SCRATCH_OFF) / sizeof(rm_slice_t);
-    if (c->slice_count >= cap || !req_hold(s, c, c->feed_chunk))
+    if (c->slice_count >= cap)
         return -1;
-    unsigned char *base = rm_chunk_pool_ptr(pool, c->feed_chunk);
+    if (len < pool->chunk_size / 2) {
+        if (!pack_piece(s, c, at, (uint32_t)len, &chunk, &off))
+            return -1;
+    } else {
+        if (!req_hold(s, c, c->feed_chunk))
+            return -1;
+        chunk = c->feed_chunk;
+        off = (uint32_t)((const unsigned char *)at - rm_chunk_pool_ptr(pool, chunk));
+    }
     rm_slice_t *slices = (rm_slice_t *)(rm_chunk_pool_ptr(pool, c->meta_chunk) + SLICE_SCRATCH_OFF);
-    uint32_t off = (uint32_t)((const unsigned char *)at - base);
     rm_slice_t *last = c->slice_count ? &slices[c->slice_count - 1] : NULL;
-    if (last && last->chunk == c->feed_chunk && last->off + last->len == off) {
+    if (last && last->chunk == chunk && last->off + last->len == off) {
         last->len += (uint32_t)len; /* contiguous with the previous piece */
         return 0;
     }
-    slices[c->slice_count++] = (rm_slice_t){c->feed_chunk, off, (uint32_t)len};
+    slices[c->slice_count++] = (rm_slice_t){chunk, off, (uint32_t)len};
     return 0;
 }
 

@@ -96,7 +96,7 @@ void rm_dispatch_pending(rm_server_t *s)
 
 static void held_add(rm_server_t *s, rm_worker_t *w, rm_conn_t *c)
 {
-    uint16_t n = c->req_nchunks + (c->meta_chunk != RM_CHUNK_NONE);
+    uint32_t n = c->req_nchunks + (c->meta_chunk != RM_CHUNK_NONE);
     rm_held_t *h = malloc(sizeof(*h) + n * sizeof(uint32_t));
     if (!h) {
         /* Without memory to remember them, leaking the chunks is the safe
@@ -105,7 +105,7 @@ static void held_add(rm_server_t *s, rm_worker_t *w, rm_conn_t *c)
     } else {
         h->req_id = c->req_id;
         h->nchunks = 0;
-        for (uint16_t i = 0; i < c->req_nchunks; i++)
+        for (uint32_t i = 0; i < c->req_nchunks; i++)
             h->chunks[h->nchunks++] = c->req_chunks[i];
         if (c->meta_chunk != RM_CHUNK_NONE)
             h->chunks[h->nchunks++] = c->meta_chunk;
@@ -119,7 +119,7 @@ static void held_add(rm_server_t *s, rm_worker_t *w, rm_conn_t *c)
 
 static void held_free(rm_server_t *s, rm_held_t *h)
 {
-    for (uint16_t i = 0; i < h->nchunks; i++)
+    for (uint32_t i = 0; i < h->nchunks; i++)
         rm_chunk_unref(s, h->chunks[i]);
     free(h);
 }

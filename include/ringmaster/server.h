@@ -28,9 +28,9 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-/* Chunks a request may reference in its head and body pieces; the largest
- * body it can carry is about this many chunks. */
-#define RM_REQ_MAX_CHUNKS 80
+/* Chunk references a request keeps inline; more spill to the heap (bodies of
+ * more than a few chunks, bounded by --max-body-size). */
+#define RM_REQ_INLINE_CHUNKS 8
 
 enum rm_conn_state {
     RM_CONN_FREE = 0,
@@ -71,9 +71,13 @@ typedef struct rm_conn {
     uint32_t meta_len;
     uint32_t slice_count;   /* body slices written into the meta chunk */
     uint32_t feed_chunk;    /* chunk of the buffer being fed to the parser */
+    uint32_t body_pack;     /* chunk small body pieces are copied into, or none */
+    uint32_t body_pack_len; /* bytes used in body_pack */
     uint64_t enqueued_ns;
-    uint16_t req_nchunks;
-    uint32_t req_chunks[RM_REQ_MAX_CHUNKS]; /* references this request holds */
+    uint32_t req_nchunks;
+    uint32_t req_cap;
+    uint32_t *req_chunks;   /* references this request holds: req_inline or heap */
+    uint32_t req_inline[RM_REQ_INLINE_CHUNKS];
     uint32_t queue_next;    /* next connection waiting for a lane, or UINT32_MAX */
 
     struct sockaddr_storage peer;
@@ -84,7 +88,7 @@ typedef struct rm_conn {
 typedef struct rm_held {
     struct rm_held *next;
     uint64_t req_id;
-    uint16_t nchunks;
+    uint32_t nchunks;
     uint32_t chunks[];
 } rm_held_t;
 

@@ -212,6 +212,57 @@ def test_post_echo_chunked_request_body(server):
            f"200 and the {len(whole)} de-chunked bytes back")
 
 
+def _read_response(sock):
+    """Read one HTTP/1.1 response with a Content-Length from a raw socket."""
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        part = sock.recv(65536)
+        if not part:
+            break
+        buf += part
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(rest) < length:
+        part = sock.recv(65536)
+        if not part:
+            break
+        rest += part
+    return head, rest
+
+
+def test_post_body_dribbled_in_small_writes(server):
+    """A 1 MiB body sent as ~1000 separate small TCP writes (a slow link) must
+    arrive whole: small reads are packed, not held one chunk each."""
+    body = os.urandom(1024 * 1024)
+    head = (f"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: {len(body)}\r\n"
+            f"Content-Type: application/octet-stream\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(head)
+        for i in range(0, len(body), 1024):
+            sock.sendall(body[i:i + 1024])
+            if i % (64 * 1024) == 0:
+                time.sleep(0.002)  # let the server read what is there: many short reads
+        resp_head, resp_body = _read_response(sock)
+    what = "1 MiB POST /echo in 1 KiB writes"
+    expect(resp_head.startswith(b"HTTP/1.1 200"), what, resp_head.decode("latin-1"), "200")
+    expect(resp_body == body, what, show(resp_body), "the same 1 MiB back, byte for byte")
+
+
+def test_body_over_max_body_size_gets_413(start_server):
+    server = start_server(BASIC, args=("--max-body-size", "1000"))
+    body = b"x" * 1001
+    r = request(server, "POST", "/echo", body=body)
+    expect(r.status == 413, sent("POST", "/echo", body), r, "413 (--max-body-size 1000)")
+    r = request(server, "POST", "/echo", body=b"y" * 1000)
+    expect(r.status == 200 and r.body == b"y" * 1000, sent("POST", "/echo", b"y" * 1000), r,
+           "200 and the body: 1000 bytes is allowed")
+
+
 def test_json_dict(server):
     r = request(server, "GET", "/json")
     ctype = r.header("content-type") or ""
