@@ -12,7 +12,7 @@ import json
 import sys
 from html import escape
 
-PANEL_W, BAR_H, GAP, LABEL_W, TOP = 360, 22, 8, 110, 46
+PANEL_W, BAR_H, GAP, LABEL_W, TOP = 400, 22, 8, 110, 46
 COLORS = {"ringmaster": "#c0392b", "nginx": "#7f8c8d"}
 
 
@@ -48,7 +48,7 @@ def main():
              f'height="{height}" font-family="sans-serif">',
              '<rect width="100%" height="100%" fill="white"/>']
     parts += panel(0, "requests/s (higher is better)", rows, "rps", "", "{:,.0f}")
-    parts += panel(PANEL_W + 20, "server CPU µs per request (lower is better)", rows,
+    parts += panel(PANEL_W + 20, "CPU µs per request (lower is better)", rows,
                    "cpu_us_per_req", " µs", "{:.1f}")
     m = doc.get("machine", {})
     st = doc.get("settings", {})
