@@ -4,7 +4,9 @@
 #   1. scripts/install-deps.sh (no network work when everything is present)
 #   2. .venv-test from /usr/bin/python3 with tests/requirements.txt (pinned)
 #   3. for each build dir, "build" (normal) then "build-asan"
-#      (-DRINGMASTER_SANITIZE=ON): configure + build, ctest, pytest tests/integration
+#      (-DRINGMASTER_SANITIZE=ON): configure + build, ctest, pytest tests/integration;
+#      then "build-tsan" (-DRINGMASTER_TSAN=ON): the shared-memory suites under
+#      ThreadSanitizer (ctest only: TSan cannot follow an embedded interpreter)
 #
 # Every step runs even when an earlier one failed; the script then prints a
 # summary and exits non-zero if anything failed. Its last line is
@@ -15,14 +17,14 @@
 # case, and so does a test runner that produced no report at all.
 #
 # Knobs (environment):
-#   RINGMASTER_TEST_BUILDS   build dirs to run, default "build build-asan"
+#   RINGMASTER_TEST_BUILDS   build dirs to run, default "build build-asan build-tsan"
 #   RINGMASTER_PYTEST_ARGS   extra pytest arguments, e.g. "-k keepalive -x"
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=/usr/bin/python3
 VENV=$ROOT/.venv-test
-BUILDS=${RINGMASTER_TEST_BUILDS:-build build-asan}
+BUILDS=${RINGMASTER_TEST_BUILDS:-build build-asan build-tsan}
 
 REPORTS=$(mktemp -d "${TMPDIR:-/tmp}/ringmaster-test.XXXXXX")
 trap 'rm -rf "$REPORTS"' EXIT
@@ -166,8 +168,9 @@ fi
 # ---------------------------------------------------------------- per build
 for build in $BUILDS; do
   case $build in
-    *asan*) extra=(-DRINGMASTER_SANITIZE=ON) ;;
-    *) extra=(-DRINGMASTER_SANITIZE=OFF) ;;
+    *asan*) extra=(-DRINGMASTER_SANITIZE=ON -DRINGMASTER_TSAN=OFF) ;;
+    *tsan*) extra=(-DRINGMASTER_SANITIZE=OFF -DRINGMASTER_TSAN=ON) ;;
+    *) extra=(-DRINGMASTER_SANITIZE=OFF -DRINGMASTER_TSAN=OFF) ;;
   esac
 
   banner "$build: configure + build ${extra[*]}"
@@ -199,6 +202,7 @@ for build in $BUILDS; do
       echo "$build: ctest|0|1|0|rc=$rc, no report" >>"$REPORTS/results"
     fi
 
+    [[ $build == *tsan* ]] && exit 0
     banner "$build: pytest tests/integration"
     if [[ $venv_ok != 1 ]]; then
       echo "$build: pytest|0|1|0|not run (no venv)" >>"$REPORTS/results"

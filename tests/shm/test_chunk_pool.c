@@ -4,6 +4,9 @@
 #include "ringmaster/chunk_pool.h"
 
 #include <criterion/criterion.h>
+
+#include "peers.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -28,13 +31,6 @@
 
 #define CHUNK 256 /* the pool does not care; small keeps the tests light */
 
-static void *map_shared(size_t size)
-{
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    cr_assert_neq(p, MAP_FAILED, "mmap %zu bytes: %s", size, strerror(errno));
-    return p;
-}
-
 /* A pool of `count` chunks in shared memory (bookkeeping, then the chunks). */
 static void make_pool(rm_chunk_pool_t *pool, uint32_t count)
 {
@@ -42,18 +38,6 @@ static void make_pool(rm_chunk_pool_t *pool, uint32_t count)
     unsigned char *mem = map_shared(meta + (size_t)count * CHUNK);
     rm_chunk_pool_shared_init(mem, count);
     rm_chunk_pool_bind(pool, mem, mem + meta, count, CHUNK, 0);
-}
-
-/* fork() for a peer process that must not outlive the test: if the test
- * process dies (a timeout, a failed assertion), the peer is killed too. */
-static pid_t fork_peer(void)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
-        _exit(99);
-    return pid;
 }
 
 Test(chunk_pool, shared_size_covers_bitmap_and_owners)

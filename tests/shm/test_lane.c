@@ -9,6 +9,9 @@
 #include "ringmaster/lane.h"
 
 #include <criterion/criterion.h>
+
+#include "peers.h"
+
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -36,13 +39,6 @@
 
 #define CAP 64
 
-static void *map_shared(size_t size)
-{
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    cr_assert_neq(p, MAP_FAILED, "mmap %zu bytes: %s", size, strerror(errno));
-    return p;
-}
-
 static void make_lane(rm_lane_t *lane, uint32_t index)
 {
     void *mem = map_shared(rm_lane_shared_size(CAP));
@@ -63,18 +59,6 @@ static void wait_child_ok(pid_t pid, const char *what)
     cr_assert_eq(waitpid(pid, &status, 0), pid);
     cr_assert(WIFEXITED(status), "%s: child died, status %#x", what, status);
     cr_assert_eq(WEXITSTATUS(status), 0, "%s: child failed with %d", what, WEXITSTATUS(status));
-}
-
-/* fork() for a peer process that must not outlive the test: if the test
- * process dies (a timeout, a failed assertion), the peer is killed too. */
-static pid_t fork_peer(void)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
-        _exit(99);
-    return pid;
 }
 
 Test(lane, size_and_reset)

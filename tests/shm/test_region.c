@@ -4,6 +4,9 @@
 #include "ringmaster/region.h"
 
 #include <criterion/criterion.h>
+
+#include "peers.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -26,18 +29,6 @@ static void create_small(rm_region_t *r)
 static bool fd_open(int fd)
 {
     return fcntl(fd, F_GETFD) >= 0;
-}
-
-/* fork() for a peer process that must not outlive the test: if the test
- * process dies (a timeout, a failed assertion), the peer is killed too. */
-static pid_t fork_peer(void)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
-        _exit(99);
-    return pid;
 }
 
 Test(region, create_writes_header_and_geometry)

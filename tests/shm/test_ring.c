@@ -9,6 +9,9 @@
 #include "ringmaster/ring.h"
 
 #include <criterion/criterion.h>
+
+#include "peers.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -31,13 +34,6 @@
 #define UNDER_TSAN 0
 #endif
 
-static void *map_shared(size_t size)
-{
-    void *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    cr_assert_neq(p, MAP_FAILED, "mmap %zu bytes: %s", size, strerror(errno));
-    return p;
-}
-
 /* A ring of `capacity` cells carrying uint64_t items, in fresh shared memory. */
 static void *make_ring(rm_ring_t *ring, uint32_t capacity, uint32_t payload)
 {
@@ -55,18 +51,6 @@ static unsigned long env_count(const char *name, unsigned long dflt)
     char *end;
     unsigned long v = strtoul(s, &end, 10);
     return *end == '\0' && v > 0 ? v : dflt;
-}
-
-/* fork() for a peer process that must not outlive the test: if the test
- * process dies (a timeout, a failed assertion), the peer is killed too. */
-static pid_t fork_peer(void)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
-    if (pid == 0 && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent))
-        _exit(99);
-    return pid;
 }
 
 Test(ring, shared_size)
