@@ -25,6 +25,13 @@ enum {
     OPT_MAX_BODY,
     OPT_MAX_CONNECTIONS,
     OPT_GRACEFUL_TIMEOUT,
+    OPT_HEADER_TIMEOUT,
+    OPT_BODY_TIMEOUT,
+    OPT_KEEPALIVE_TIMEOUT,
+    OPT_WRITE_TIMEOUT,
+    OPT_QUEUE_TIMEOUT,
+    OPT_MAX_QUEUED,
+    OPT_WORKER_QUEUE,
     OPT_CHUNK_SIZE,
     OPT_CHUNKS,
     OPT_VERSION,
@@ -40,6 +47,13 @@ static const struct option options[] = {
     {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"graceful-timeout", required_argument, NULL, OPT_GRACEFUL_TIMEOUT},
+    {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
+    {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
+    {"keepalive-timeout", required_argument, NULL, OPT_KEEPALIVE_TIMEOUT},
+    {"write-timeout", required_argument, NULL, OPT_WRITE_TIMEOUT},
+    {"queue-timeout", required_argument, NULL, OPT_QUEUE_TIMEOUT},
+    {"max-queued", required_argument, NULL, OPT_MAX_QUEUED},
+    {"worker-queue", required_argument, NULL, OPT_WORKER_QUEUE},
     {"chunk-size", required_argument, NULL, OPT_CHUNK_SIZE},
     {"chunks", required_argument, NULL, OPT_CHUNKS},
     {"help", no_argument, NULL, 'h'},
@@ -62,6 +76,14 @@ void rm_config_usage(void *fp)
           "      --max-body-size BYTES  largest request body, 413 beyond (default 1048576)\n"
           "      --max-connections N    open client connections at most (default 10000)\n"
           "      --graceful-timeout S   seconds SIGTERM waits for in-flight requests (default 30)\n"
+          "      --header-timeout S     seconds to receive a request head (default 10; 408)\n"
+          "      --body-timeout S       seconds between reads of a request body (default 30; 408)\n"
+          "      --keepalive-timeout S  seconds an idle connection is kept (default 5)\n"
+          "      --write-timeout S      seconds a client may read nothing of its response\n"
+          "                             (default 30)\n"
+          "      --queue-timeout S      seconds a request may wait for a worker (default 30; 503)\n"
+          "      --max-queued N         requests waiting for a worker at most (default 4096; 503)\n"
+          "      --worker-queue N       requests handed to one worker at a time (default 1024)\n"
           "      --chunk-size BYTES     region chunk size, multiple of 4096 (default 16384)\n"
           "      --chunks N             region chunks (default 4096)\n"
           "      --log-level LEVEL      error|warn|info|debug (RINGMASTER_LOG_LEVEL; default info)\n"
@@ -100,6 +122,20 @@ static bool parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *ou
     errno = 0;
     unsigned long long v = strtoull(text, &end, 10);
     if (errno || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* Seconds, possibly fractional ("0.5"), from 1 ms to a day. */
+static bool parse_seconds(const char *text, double *out)
+{
+    if (!text || !*text || *text == '-')
+        return false;
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || *end || !(v >= 0.001 && v <= 86400.0))
         return false;
     *out = v;
     return true;
@@ -194,6 +230,13 @@ static void set_defaults(rm_config_t *cfg)
     cfg->max_target = 8192;
     cfg->max_body = 1024 * 1024;
     cfg->graceful_timeout_ms = 30000;
+    cfg->header_timeout_ms = 10000;
+    cfg->body_timeout_ms = 30000;
+    cfg->keepalive_timeout_ms = 5000;
+    cfg->write_timeout_ms = 30000;
+    cfg->queue_timeout_ms = 30000;
+    cfg->max_queued = 4096;
+    cfg->worker_queue = 1024;
     cfg->startup_timeout_ms = 60000;
     cfg->backlog = 4096;
     default_worker_binary(cfg);
@@ -278,6 +321,45 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
                             optarg);
             cfg->graceful_timeout_ms = (uint32_t)n * 1000;
             break;
+        case OPT_HEADER_TIMEOUT:
+        case OPT_BODY_TIMEOUT:
+        case OPT_KEEPALIVE_TIMEOUT:
+        case OPT_WRITE_TIMEOUT:
+        case OPT_QUEUE_TIMEOUT: {
+            static const char *const names[] = {
+                [OPT_HEADER_TIMEOUT - OPT_HEADER_TIMEOUT] = "--header-timeout",
+                [OPT_BODY_TIMEOUT - OPT_HEADER_TIMEOUT] = "--body-timeout",
+                [OPT_KEEPALIVE_TIMEOUT - OPT_HEADER_TIMEOUT] = "--keepalive-timeout",
+                [OPT_WRITE_TIMEOUT - OPT_HEADER_TIMEOUT] = "--write-timeout",
+                [OPT_QUEUE_TIMEOUT - OPT_HEADER_TIMEOUT] = "--queue-timeout",
+            };
+            double secs;
+            if (!parse_seconds(optarg, &secs))
+                return fail(err, err_len, "%s: expected seconds (0.001 to 86400), got '%s'",
+                            names[opt - OPT_HEADER_TIMEOUT], optarg);
+            uint32_t ms = (uint32_t)(secs * 1000.0 + 0.5);
+            if (opt == OPT_HEADER_TIMEOUT)
+                cfg->header_timeout_ms = ms;
+            else if (opt == OPT_BODY_TIMEOUT)
+                cfg->body_timeout_ms = ms;
+            else if (opt == OPT_KEEPALIVE_TIMEOUT)
+                cfg->keepalive_timeout_ms = ms;
+            else if (opt == OPT_WRITE_TIMEOUT)
+                cfg->write_timeout_ms = ms;
+            else
+                cfg->queue_timeout_ms = ms;
+            break;
+        }
+        case OPT_WORKER_QUEUE:
+            if (!parse_u64(optarg, 1, 65536, &n))
+                return fail(err, err_len, "--worker-queue: expected 1..65536, got '%s'", optarg);
+            cfg->worker_queue = (uint32_t)n;
+            break;
+        case OPT_MAX_QUEUED:
+            if (!parse_u64(optarg, 1, 1u << 22, &n))
+                return fail(err, err_len, "--max-queued: expected 1..4194304, got '%s'", optarg);
+            cfg->max_queued = (uint32_t)n;
+            break;
         case OPT_CHUNK_SIZE:
             if (!parse_u64(optarg, 4096, 1u << 20, &n) || n % 4096)
                 return fail(err, err_len,
@@ -310,7 +392,10 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
     if (!*cfg->app)
         return fail(err, err_len, "APP is empty");
 
-    /* Derived geometry: at least enough recv buffers and chunks for the lanes. */
+    /* Derived geometry: a lane holds what one worker may be handed, a head fits
+     * in a chunk, and at most a quarter of the chunks wait in the kernel for reads. */
+    while (cfg->lane_capacity < cfg->worker_queue)
+        cfg->lane_capacity *= 2;
     if (cfg->max_head > cfg->chunk_size)
         cfg->max_head = cfg->chunk_size;
     if (cfg->max_target > cfg->max_head)

@@ -72,6 +72,8 @@ rm_conn_t *rm_conn_alloc(rm_server_t *s, int fd)
     c->body_pack = RM_CHUNK_NONE;
     c->body_pack_len = 0;
     c->queue_next = UINT32_MAX;
+    c->timer_kind = RM_TIMER_NONE;
+    c->timer_prev = c->timer_next = UINT32_MAX;
     c->req_nchunks = 0;
     c->req_cap = RM_REQ_INLINE_CHUNKS;
     c->req_chunks = c->req_inline;
@@ -118,6 +120,7 @@ void rm_conn_drop_request(rm_server_t *s, rm_conn_t *c)
 
 void rm_conn_release(rm_server_t *s, rm_conn_t *c)
 {
+    rm_deadline_clear(s, c);
     rm_conn_drop_request(s, c);
     drop_list(s, &c->in_head, &c->in_tail);
     drop_list(s, &c->out_head, &c->out_tail);
@@ -345,11 +348,22 @@ static bool write_head_meta(rm_server_t *s, rm_conn_t *c, uint32_t head_chunk, u
     m->target_off = head_off + h->target_off;
     m->target_len = h->target_len;
     const char *t = (const char *)rm_chunk_pool_ptr(&s->region.pool, head_chunk) + m->target_off;
-    const char *q = memchr(t, '?', h->target_len);
-    m->path_off = m->target_off;
-    m->path_len = q ? (uint32_t)(q - t) : h->target_len;
-    m->query_off = q ? m->path_off + m->path_len + 1 : m->target_off + m->target_len;
-    m->query_len = q ? h->target_len - m->path_len - 1 : 0;
+    const char *end = t + h->target_len;
+    /* Absolute form (RFC 9112 3.2.2), as sent to proxies and allowed to
+     * servers: the path starts after "scheme://authority"; an empty one is
+     * left empty for the interfaces to read as "/". */
+    const char *path = t;
+    const char *sep = h->target_len && t[0] != '/' ? memmem(t, h->target_len, "://", 3) : NULL;
+    if (sep) {
+        path = sep + 3;
+        while (path < end && *path != '/' && *path != '?')
+            path++;
+    }
+    const char *q = memchr(path, '?', (size_t)(end - path));
+    m->path_off = m->target_off + (uint32_t)(path - t);
+    m->path_len = (uint32_t)((q ? q : end) - path);
+    m->query_off = q ? (uint32_t)(m->target_off + (q + 1 - t)) : m->target_off + m->target_len;
+    m->query_len = q ? (uint32_t)(end - q - 1) : 0;
     m->http_major = h->http_major;
     m->http_minor = h->http_minor;
     m->header_count = h->field_count;
@@ -406,12 +420,30 @@ static void input_consume(rm_server_t *s, rm_conn_t *c, uint32_t n)
     }
 }
 
+void rm_conn_abort_request(rm_server_t *s, rm_conn_t *c, int status)
+{
+    if (c->state == RM_CONN_DISPATCHED)
+        return; /* a worker has it: it answers */
+    c->state = RM_CONN_READING;
+    rm_conn_drop_request(s, c);
+    drop_list(s, &c->in_head, &c->in_tail);
+    if (c->asm_chunk != RM_CHUNK_NONE) {
+        rm_chunk_unref(s, c->asm_chunk);
+        c->asm_chunk = RM_CHUNK_NONE;
+        c->asm_len = 0;
+    }
+    if (c->closing || c->response_begun) {
+        c->close_after = false;
+        rm_server_close_conn(s, c);
+        return;
+    }
+    rm_conn_respond_error(s, c, status, true);
+}
+
 static void parse_error(rm_server_t *s, rm_conn_t *c, int status)
 {
     RM_DEBUG("connection %u: bad request, answering %d", (unsigned)(c - s->conns), status);
-    rm_conn_drop_request(s, c);
-    drop_list(s, &c->in_head, &c->in_tail);
-    rm_conn_respond_error(s, c, status, true);
+    rm_conn_abort_request(s, c, status);
 }
 
 /* Feed the front of the input queue to the parser until a request is complete

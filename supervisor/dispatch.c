@@ -25,7 +25,7 @@ static rm_worker_t *pick_worker(rm_server_t *s)
     for (uint32_t k = 0; k < s->worker_count; k++) {
         uint32_t i = (s->rr_next + k) % s->worker_count;
         rm_worker_t *w = &s->workers[i];
-        if (w->state != RM_WORKER_READY || w->outstanding >= s->cfg->lane_capacity)
+        if (w->state != RM_WORKER_READY || w->outstanding >= s->cfg->worker_queue)
             continue;
         if (!best || w->outstanding < best->outstanding)
             best = w;
@@ -45,6 +45,17 @@ static void queue_conn(rm_server_t *s, rm_conn_t *c)
     else
         s->conns[s->queue_tail].queue_next = idx;
     s->queue_tail = idx;
+    s->queued++;
+}
+
+void rm_dispatch_unqueue_head(rm_server_t *s)
+{
+    rm_conn_t *c = &s->conns[s->queue_head];
+    s->queue_head = c->queue_next;
+    if (s->queue_head == UINT32_MAX)
+        s->queue_tail = UINT32_MAX;
+    c->queue_next = UINT32_MAX;
+    s->queued--;
 }
 
 /* Push the connection's complete request; false when no lane can take it. */
@@ -58,7 +69,9 @@ static bool try_push(rm_server_t *s, rm_conn_t *c)
     rm_req_desc_t d = {.req_id = req_id,
                        .meta_chunk = c->meta_chunk,
                        .meta_len = c->meta_len,
-                       .enqueued_ns = c->enqueued_ns};
+                       .enqueued_ns = c->enqueued_ns,
+                       .deadline_ns = c->enqueued_ns +
+                                      (uint64_t)s->cfg->queue_timeout_ms * 1000000ull};
     int rc = rm_lane_push_request(&w->lane, &d);
     if (rc) {
         if (rc == -EBADMSG) {
@@ -77,20 +90,31 @@ static bool try_push(rm_server_t *s, rm_conn_t *c)
 void rm_dispatch_request(rm_server_t *s, rm_conn_t *c)
 {
     c->enqueued_ns = rm_now_ns();
-    if (s->queue_head != UINT32_MAX || !try_push(s, c))
-        queue_conn(s, c);
+    if (s->queue_head == UINT32_MAX && try_push(s, c))
+        return;
+    if (s->queued >= s->cfg->max_queued) {
+        /* Shed load here rather than let the queue, and every client's wait, grow. */
+        rm_conn_abort_request(s, c, 503);
+        return;
+    }
+    queue_conn(s, c);
 }
 
 void rm_dispatch_pending(rm_server_t *s)
 {
     while (s->queue_head != UINT32_MAX) {
         rm_conn_t *c = &s->conns[s->queue_head];
+        if (c->closing) {
+            /* The client left while its request waited: nothing to run. */
+            rm_dispatch_unqueue_head(s);
+            c->state = RM_CONN_READING;
+            rm_conn_drop_request(s, c);
+            rm_server_close_conn(s, c);
+            continue;
+        }
         if (!try_push(s, c))
             return;
-        s->queue_head = c->queue_next;
-        if (s->queue_head == UINT32_MAX)
-            s->queue_tail = UINT32_MAX;
-        c->queue_next = UINT32_MAX;
+        rm_dispatch_unqueue_head(s);
     }
 }
 
@@ -176,6 +200,8 @@ static void request_finished(rm_server_t *s, rm_worker_t *w, rm_conn_t *c, uint3
         rm_server_flush_output(s, c); /* closes once the output is sent */
     else
         rm_conn_process(s, c);        /* the next pipelined request, if any */
+    if (c->state != RM_CONN_FREE)
+        rm_deadline_update(s, c, false);
 }
 
 static void take_completion(rm_server_t *s, rm_worker_t *w, const rm_done_desc_t *d)

@@ -158,12 +158,14 @@ static int on_headers_complete(llhttp_t *l)
         if (end > last)
             last = end;
     }
+    unsigned hosts = 0;
     for (uint16_t i = 0; i < h->field_count; i++) {
         const rm_http_field_t *f = &h->fields[i];
         if (!field_ok(p, f)) {
             p->status = 400;
             return -1;
         }
+        hosts += field_is(p, f, "host");
         if (field_is(p, f, "expect")) {
             if (!value_is(p, f, "100-continue")) {
                 p->status = 417;
@@ -171,6 +173,12 @@ static int on_headers_complete(llhttp_t *l)
             }
             h->flags |= RM_HTTP_EXPECT_CONTINUE;
         }
+    }
+    /* RFC 9112 3.2: an HTTP/1.1 request without Host, or any request with
+     * more than one, gets 400 (ambiguity here is how caches get poisoned). */
+    if (hosts > 1 || (hosts == 0 && h->http_minor >= 1)) {
+        p->status = 400;
+        return -1;
     }
     /* llhttp has validated the line ends; the head ends after the second LF
      * following the last byte we recorded (end of the last line, blank line). */

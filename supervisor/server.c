@@ -253,6 +253,7 @@ static void on_accept(rm_server_t *s, struct io_uring_cqe *cqe)
             if (getpeername(fd, (struct sockaddr *)&c->peer, &len) < 0)
                 memset(&c->peer, 0, sizeof(c->peer));
             rm_server_arm_recv(s, c);
+            rm_deadline_update(s, c, false);
         }
     }
     if (!s->accept_armed && !s->stopping && s->listen_fd >= 0)
@@ -337,9 +338,13 @@ static void handle_cqe(rm_server_t *s, struct io_uring_cqe *cqe)
         break;
     case RM_OP_RECV:
         on_recv(s, c, cqe);
+        if (c->state != RM_CONN_FREE && c->gen == gen)
+            rm_deadline_update(s, c, cqe->res > 0);
         break;
     case RM_OP_SEND:
         on_send(s, c, cqe->res);
+        if (c->state != RM_CONN_FREE && c->gen == gen)
+            rm_deadline_update(s, c, cqe->res > 0);
         break;
     case RM_OP_SIGNAL:
         on_signal(s, cqe->res);
@@ -552,6 +557,7 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
         fprintf(stderr, "ringmaster: error: signalfd/eventfd: %s\n", strerror(errno));
         return -errno;
     }
+    rm_deadline_init(s);
     if ((rc = open_listener(s)) || (rc = setup_ring(s)))
         return rc;
     return 0;
@@ -628,6 +634,7 @@ int rm_server_run(const rm_config_t *cfg)
         rm_dispatch_pending(s);
         if (s->bufs_missing)
             buf_refill_missing(s);
+        rm_deadline_expire(s, now);
         if (!s->stopping)
             rm_workers_respawn_due(s, now);
         else if (stop_step(s, now))

@@ -428,6 +428,9 @@ static PyObject *build_method(RequestObject *self)
 
 static PyObject *build_path(RequestObject *self)
 {
+    /* An absolute-form target without a path ("http://host") means "/". */
+    if (self->view.meta.path_len == 0)
+        return Py_NewRef(self->st->str_slash);
     return latin1(self->st, self->view.head + self->view.meta.path_off, self->view.meta.path_len);
 }
 

@@ -673,6 +673,11 @@ int rm_response_write_error(rm_out_t *out, int status, uint32_t req_flags, uint8
     r.body = body;
     r.body_len = (size_t)snprintf(body, sizeof(body), "%s\n", reason_phrase(status));
     default_ctype(&r, CT_TEXT);
+    if (status == 503) {
+        /* Overload is temporary: tell clients when to come back. */
+        r.hdrs[0] = (rm_hdr_t){"Retry-After", "1", 11, 1};
+        r.nhdrs = 1;
+    }
     int rc = write_reply(out, &r, req_flags, http_minor);
     reply_clear(&r);
     return rc;

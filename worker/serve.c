@@ -267,6 +267,13 @@ static int run_app(rm_serve_thread_t *t, const rm_req_view_t *view, rm_out_t *ou
     return rc;
 }
 
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* Serve one request; the GIL is held. Returns true when a final completion
  * went out (the caller rings the doorbell once the GIL is released). */
 static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
@@ -279,7 +286,15 @@ static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
 
     rm_out_init(&out, t, desc->req_id);
     if (view_open(t, desc, &view) == 0) {
-        rc = run_app(t, &view, &out, &exporter);
+        if (desc->deadline_ns != 0 && now_ns() > desc->deadline_ns) {
+            /* It waited in the lane past --queue-timeout: the client has
+             * likely given up, so do not spend the app's time on it. */
+            RM_WARN("request %" PRIu64 " waited past its deadline; answered 503 without running",
+                    desc->req_id);
+            rc = rm_response_write_error(&out, 503, view.meta.flags, view.meta.http_minor);
+        } else {
+            rc = run_app(t, &view, &out, &exporter);
+        }
     } else {
         RM_ERROR("request %" PRIu64 ": malformed meta block (chunk %u, %u bytes); answered 500",
                  desc->req_id, desc->meta_chunk, desc->meta_len);

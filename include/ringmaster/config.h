@@ -32,6 +32,13 @@ typedef struct rm_config {
     uint32_t max_target;        /* request-target, bytes */
     uint64_t max_body;          /* request body, bytes */
     uint32_t graceful_timeout_ms;
+    uint32_t header_timeout_ms;  /* first byte of a head to its end (408 beyond) */
+    uint32_t body_timeout_ms;    /* between two reads of a request body (408 beyond) */
+    uint32_t keepalive_timeout_ms; /* idle connection between requests */
+    uint32_t write_timeout_ms;   /* output queued and the client reads nothing */
+    uint32_t queue_timeout_ms;   /* a request waiting for a worker longer gets 503 */
+    uint32_t max_queued;         /* requests waiting for a lane, in total (503 beyond) */
+    uint32_t worker_queue;       /* requests on one worker's lane at most (<= lane_capacity) */
     uint32_t startup_timeout_ms; /* a worker that is not ready by then failed */
     int backlog;
 } rm_config_t;

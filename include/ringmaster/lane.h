@@ -24,8 +24,8 @@ typedef struct rm_req_desc {
     uint64_t req_id;      /* opaque to the worker; echoed in every completion */
     uint32_t meta_chunk;  /* chunk holding the rm_req_meta_t (wire.h) */
     uint32_t meta_len;    /* bytes of meta in that chunk */
-    uint64_t enqueued_ns; /* CLOCK_MONOTONIC when queued, for deadlines */
-    uint64_t reserved;
+    uint64_t enqueued_ns; /* CLOCK_MONOTONIC when queued */
+    uint64_t deadline_ns; /* CLOCK_MONOTONIC after which it is answered 503 unrun; 0: none */
 } rm_req_desc_t;
 
 /* Completion flags. */

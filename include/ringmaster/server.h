@@ -40,6 +40,16 @@ enum rm_conn_state {
     RM_CONN_CLOSING,    /* waiting for in-flight I/O before the fd is closed */
 };
 
+/* What a connection is waiting for, and so which timeout applies to it. */
+enum rm_timer_kind {
+    RM_TIMER_NONE = 0,
+    RM_TIMER_HEADER,    /* a request head: absolute from its first byte (slowloris) */
+    RM_TIMER_BODY,      /* the next read of a request body: restarts on progress */
+    RM_TIMER_KEEPALIVE, /* the next request on an idle connection */
+    RM_TIMER_WRITE,     /* the client to read queued output: restarts on progress */
+    RM_TIMER_KINDS,
+};
+
 typedef struct rm_conn {
     int fd;
     uint32_t gen;   /* bumped whenever the slot is reused; part of user_data */
@@ -79,6 +89,12 @@ typedef struct rm_conn {
     uint32_t *req_chunks;   /* references this request holds: req_inline or heap */
     uint32_t req_inline[RM_REQ_INLINE_CHUNKS];
     uint32_t queue_next;    /* next connection waiting for a lane, or UINT32_MAX */
+
+    /* Timeout: one list per kind, each ordered by deadline because every
+     * kind has one duration and a connection is (re)appended at the tail. */
+    uint8_t timer_kind;     /* enum rm_timer_kind */
+    uint64_t deadline_ns;
+    uint32_t timer_prev, timer_next; /* connection indices, UINT32_MAX at the ends */
 
     struct sockaddr_storage peer;
 } rm_conn_t;
@@ -156,6 +172,9 @@ typedef struct rm_server {
     uint32_t *conn_free;   /* stack of free slots */
     uint32_t conn_free_top;
     uint32_t queue_head, queue_tail; /* connections waiting for a lane */
+    uint32_t queued;                 /* how many */
+    uint32_t timer_head[RM_TIMER_KINDS], timer_tail[RM_TIMER_KINDS];
+    uint64_t timer_ns[RM_TIMER_KINDS]; /* duration of each kind */
     uint64_t next_req_seq;
 
     rm_worker_t *workers;
@@ -208,12 +227,27 @@ void rm_conn_input(rm_server_t *s, rm_conn_t *c, uint32_t chunk, uint32_t len);
 void rm_conn_process(rm_server_t *s, rm_conn_t *c);
 void rm_conn_drop_request(rm_server_t *s, rm_conn_t *c);
 void rm_conn_respond_error(rm_server_t *s, rm_conn_t *c, int status, bool close);
+/* Give up on the request being read or waiting for a lane: drop it and its
+ * unread input, answer `status` and close (or just close if a response had
+ * begun). No effect on a request a worker has. */
+void rm_conn_abort_request(rm_server_t *s, rm_conn_t *c, int status);
 void rm_conn_queue_output(rm_server_t *s, rm_conn_t *c, uint32_t chunk, uint32_t off,
                           uint32_t len);
+
+/* deadline.c: per-connection timeouts. */
+void rm_deadline_init(rm_server_t *s);
+/* Put `c` on the timer its state calls for. `progress`: bytes moved, which
+ * restarts the body and write timers (never the header timer). */
+void rm_deadline_update(rm_server_t *s, rm_conn_t *c, bool progress);
+void rm_deadline_clear(rm_server_t *s, rm_conn_t *c);
+/* Act on every deadline that passed: 408, close, or 503 for a request that
+ * waited too long for a worker. */
+void rm_deadline_expire(rm_server_t *s, uint64_t now);
 
 /* dispatch.c: lanes. */
 void rm_dispatch_request(rm_server_t *s, rm_conn_t *c);
 void rm_dispatch_pending(rm_server_t *s);
+void rm_dispatch_unqueue_head(rm_server_t *s);
 bool rm_dispatch_drain(rm_server_t *s); /* true if any completion was taken */
 void rm_dispatch_lane_lost(rm_server_t *s, uint32_t lane);
 void rm_held_release_all(rm_server_t *s, rm_worker_t *w);

@@ -64,20 +64,20 @@ Test(http_parse, simple_get)
 
 Test(http_parse, content_length_body_and_pipelined_rest)
 {
-    const char *req = "POST /e HTTP/1.1\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n";
+    const char *req = "POST /e HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: h\r\n\r\n";
     size_t used;
     int status = 0;
     cr_assert_eq(parse_all(req, &used, &status), RM_HTTP_COMPLETE);
-    cr_expect_eq(used, strlen(req) - strlen("GET / HTTP/1.1\r\n\r\n"));
+    cr_expect_eq(used, strlen(req) - strlen("GET / HTTP/1.1\r\nHost: h\r\n\r\n"));
     cr_expect_eq(body.len, 5);
     cr_expect(memcmp(body.data, "hello", 5) == 0);
     cr_expect_eq(head.content_length, 5);
-    cr_expect_eq(head.head_len, strlen("POST /e HTTP/1.1\r\nContent-Length: 5\r\n\r\n"));
+    cr_expect_eq(head.head_len, strlen("POST /e HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n"));
 }
 
 Test(http_parse, chunked_body_decoded_across_buffers)
 {
-    const char *part1 = "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel";
+    const char *part1 = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel";
     const char *part2 = "lo\r\n6\r\n world\r\n0\r\n\r\n";
     size_t used;
     int status = 0;
@@ -122,7 +122,7 @@ Test(http_parse, http10_is_not_keep_alive_unless_asked)
     cr_assert_eq(parse_all("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &used, &status),
                  RM_HTTP_COMPLETE);
     cr_expect(head.flags & RM_HTTP_KEEP_ALIVE);
-    cr_assert_eq(parse_all("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", &used, &status),
+    cr_assert_eq(parse_all("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", &used, &status),
                  RM_HTTP_COMPLETE);
     cr_expect(!(head.flags & RM_HTTP_KEEP_ALIVE));
 }
@@ -131,7 +131,7 @@ Test(http_parse, head_method_flag)
 {
     size_t used;
     int status = 0;
-    cr_assert_eq(parse_all("HEAD / HTTP/1.1\r\n\r\n", &used, &status), RM_HTTP_COMPLETE);
+    cr_assert_eq(parse_all("HEAD / HTTP/1.1\r\nHost: h\r\n\r\n", &used, &status), RM_HTTP_COMPLETE);
     cr_expect(head.flags & RM_HTTP_HEAD);
 }
 
@@ -146,14 +146,17 @@ Test(http_parse, malformed_requests_get_the_right_status)
         {"GARBAGE\r\n\r\n", 400},
         {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
          400},
-        {"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
-        {"GET / HTTP/1.1\r\nBad Header: x\r\n\r\n", 400},
-        {"GET / HTTP/1.1\r\nX: a\rb\r\n\r\n", 400},
-        {"GET / HTTP/1.1\r\nX: a\r\n  folded\r\n\r\n", 400},
-        {"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd", 400},
+        {"GET / HTTP/1.1\r\nHost: h\r\nBad Header: x\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: a\rb\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX: a\r\n  folded\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 400},
         {"GET / HTTP/3.0\r\n\r\n", 505},
-        {"POST / HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413},
-        {"GET / HTTP/1.1\r\nExpect: something-else\r\n\r\n", 417},
+        {"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999\r\n\r\n", 413},
+        {"GET / HTTP/1.1\r\nHost: h\r\nExpect: something-else\r\n\r\n", 417},
+        {"GET / HTTP/1.1\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+        {"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", 400},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t used;
@@ -173,18 +176,18 @@ Test(http_parse, limits)
     /* Target over max_target. */
     strcpy(req, "GET /");
     memset(req + 5, 'a', 5000);
-    strcpy(req + 5005, " HTTP/1.1\r\n\r\n");
+    strcpy(req + 5005, " HTTP/1.1\r\nHost: h\r\n\r\n");
     cr_assert_eq(parse_all(req, &used, &status), RM_HTTP_ERROR);
     cr_expect_eq(status, 414);
     /* Head over max_head. */
-    strcpy(req, "GET / HTTP/1.1\r\nX: ");
+    strcpy(req, "GET / HTTP/1.1\r\nHost: h\r\nX: ");
     size_t n = strlen(req);
     memset(req + n, 'b', 9000);
     strcpy(req + n + 9000, "\r\n\r\n");
     cr_assert_eq(parse_all(req, &used, &status), RM_HTTP_ERROR);
     cr_expect_eq(status, 431);
     /* Too many header fields. */
-    char *p = req + sprintf(req, "GET / HTTP/1.1\r\n");
+    char *p = req + sprintf(req, "GET / HTTP/1.1\r\nHost: h\r\n");
     for (int i = 0; i < RM_HTTP_MAX_HEADERS + 1; i++)
         p += sprintf(p, "H%d: v\r\n", i);
     strcpy(p, "\r\n");
@@ -196,7 +199,7 @@ Test(http_parse, expect_continue_flag)
 {
     size_t used;
     int status = 0;
-    cr_assert_eq(parse_all("POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+    cr_assert_eq(parse_all("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
                            &used, &status),
                  RM_HTTP_NEED_MORE);
     cr_expect(head.flags & RM_HTTP_EXPECT_CONTINUE);

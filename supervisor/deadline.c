@@ -1,0 +1,135 @@
+/*
+ * deadline.c - timeouts for client connections.
+ *
+ * Each kind of wait has one duration, so appending a connection at the tail of
+ * its kind's list keeps every list ordered by deadline: setting, refreshing
+ * and clearing a timer are O(1), and expiry only looks at list heads. Checked
+ * once per loop iteration; the loop wakes at least every 500 ms, which is the
+ * resolution of every timeout here.
+ *
+ *   header     from the first byte of a request head to its end; not
+ *              restarted by progress, so dribbling bytes does not help
+ *   body       between two reads of a request body
+ *   keepalive  an idle connection between requests (and a new one's first)
+ *   write      queued output that the client does not read
+ */
+#include "ringmaster/log.h"
+#include "ringmaster/server.h"
+
+#define NIL UINT32_MAX
+
+void rm_deadline_init(rm_server_t *s)
+{
+    const rm_config_t *cfg = s->cfg;
+    for (int k = 0; k < RM_TIMER_KINDS; k++)
+        s->timer_head[k] = s->timer_tail[k] = NIL;
+    s->timer_ns[RM_TIMER_NONE] = 0;
+    s->timer_ns[RM_TIMER_HEADER] = (uint64_t)cfg->header_timeout_ms * 1000000ull;
+    s->timer_ns[RM_TIMER_BODY] = (uint64_t)cfg->body_timeout_ms * 1000000ull;
+    s->timer_ns[RM_TIMER_KEEPALIVE] = (uint64_t)cfg->keepalive_timeout_ms * 1000000ull;
+    s->timer_ns[RM_TIMER_WRITE] = (uint64_t)cfg->write_timeout_ms * 1000000ull;
+}
+
+void rm_deadline_clear(rm_server_t *s, rm_conn_t *c)
+{
+    uint8_t k = c->timer_kind;
+    if (k == RM_TIMER_NONE)
+        return;
+    uint32_t idx = (uint32_t)(c - s->conns);
+    if (c->timer_prev == NIL)
+        s->timer_head[k] = c->timer_next;
+    else
+        s->conns[c->timer_prev].timer_next = c->timer_next;
+    if (c->timer_next == NIL)
+        s->timer_tail[k] = c->timer_prev;
+    else
+        s->conns[c->timer_next].timer_prev = c->timer_prev;
+    (void)idx;
+    c->timer_kind = RM_TIMER_NONE;
+    c->timer_prev = c->timer_next = NIL;
+}
+
+static void timer_set(rm_server_t *s, rm_conn_t *c, uint8_t kind, uint64_t now)
+{
+    rm_deadline_clear(s, c);
+    uint32_t idx = (uint32_t)(c - s->conns);
+    c->timer_kind = kind;
+    c->deadline_ns = now + s->timer_ns[kind];
+    c->timer_next = NIL;
+    c->timer_prev = s->timer_tail[kind];
+    if (c->timer_prev == NIL)
+        s->timer_head[kind] = idx;
+    else
+        s->conns[c->timer_prev].timer_next = idx;
+    s->timer_tail[kind] = idx;
+}
+
+static uint8_t kind_for(const rm_conn_t *c)
+{
+    if (c->state == RM_CONN_FREE || c->closing)
+        return RM_TIMER_NONE;
+    if (c->out_head != RM_CHUNK_NONE || c->send_busy)
+        return RM_TIMER_WRITE;
+    if (c->state == RM_CONN_DISPATCHED || c->state == RM_CONN_QUEUED)
+        return RM_TIMER_NONE; /* the app's time, bounded elsewhere */
+    if (c->parsing)
+        return rm_http_head_done(&c->parser) ? RM_TIMER_BODY : RM_TIMER_HEADER;
+    if (c->in_head != RM_CHUNK_NONE)
+        return RM_TIMER_HEADER; /* bytes of a next request wait to be parsed */
+    return RM_TIMER_KEEPALIVE;
+}
+
+void rm_deadline_update(rm_server_t *s, rm_conn_t *c, bool progress)
+{
+    uint8_t kind = kind_for(c);
+    if (kind == RM_TIMER_NONE) {
+        rm_deadline_clear(s, c);
+        return;
+    }
+    if (kind != c->timer_kind || (progress && (kind == RM_TIMER_BODY || kind == RM_TIMER_WRITE)))
+        timer_set(s, c, kind, rm_now_ns());
+}
+
+static void expire_one(rm_server_t *s, rm_conn_t *c, uint8_t kind)
+{
+    rm_deadline_clear(s, c);
+    switch (kind) {
+    case RM_TIMER_HEADER:
+    case RM_TIMER_BODY:
+        RM_DEBUG("connection %u: request %s timed out", (unsigned)(c - s->conns),
+                 kind == RM_TIMER_HEADER ? "head" : "body");
+        rm_conn_abort_request(s, c, 408);
+        break;
+    case RM_TIMER_KEEPALIVE:
+    case RM_TIMER_WRITE:
+    default:
+        c->close_after = false;
+        rm_server_close_conn(s, c);
+        break;
+    }
+}
+
+void rm_deadline_expire(rm_server_t *s, uint64_t now)
+{
+    for (uint8_t k = 1; k < RM_TIMER_KINDS; k++) {
+        while (s->timer_head[k] != NIL) {
+            rm_conn_t *c = &s->conns[s->timer_head[k]];
+            if (c->deadline_ns > now)
+                break;
+            expire_one(s, c, k);
+            if (s->timer_head[k] != NIL && &s->conns[s->timer_head[k]] == c)
+                rm_deadline_clear(s, c); /* never loop on one connection */
+        }
+    }
+    /* Requests waiting for a lane, oldest first. */
+    uint64_t limit = (uint64_t)s->cfg->queue_timeout_ms * 1000000ull;
+    while (s->queue_head != NIL) {
+        rm_conn_t *c = &s->conns[s->queue_head];
+        if (c->enqueued_ns + limit > now)
+            break;
+        rm_dispatch_unqueue_head(s);
+        RM_DEBUG("connection %u: no worker took the request in time; 503",
+                 (unsigned)(c - s->conns));
+        rm_conn_abort_request(s, c, 503);
+    }
+}
