@@ -374,6 +374,7 @@ static bool write_head_meta(rm_server_t *s, rm_conn_t *c, uint32_t head_chunk, u
     if (h->flags & RM_HTTP_CHUNKED)
         m->flags |= RM_REQ_CHUNKED;
     fill_addr(&c->peer, m->client_addr, &m->client_port, &m->client_family);
+    fill_addr(&c->local, m->server_addr, &m->server_port, &m->server_family);
     rm_wire_header_t *wh = rm_wire_headers(m);
     for (uint16_t i = 0; i < h->field_count; i++) {
         const rm_http_field_t *f = &h->fields[i];

@@ -81,6 +81,7 @@ static bool try_push(rm_server_t *s, rm_conn_t *c)
         return false;
     }
     c->req_id = req_id;
+    c->resp_sent = 0;
     c->lane = w->lane.index;
     c->state = RM_CONN_DISPATCHED;
     w->outstanding++;

@@ -13,7 +13,9 @@
  */
 #include "ringmaster/log.h"
 #include "ringmaster/server.h"
+#include "ringmaster/wire.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netdb.h>
 #include <netinet/tcp.h>
@@ -73,6 +75,9 @@ void rm_server_close_conn(rm_server_t *s, rm_conn_t *c)
         c->closing = true;
         /* No more reads; what is in flight to us is still delivered. */
         shutdown(c->fd, SHUT_RD);
+        if (c->state == RM_CONN_DISPATCHED && c->meta_chunk != RM_CHUNK_NONE)
+            /* A worker streaming to this client can stop now. */
+            rm_wire_set_gone((rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk));
     }
     if (c->recv_armed) {
         if (!c->cancel_sent) {
@@ -123,6 +128,11 @@ static void on_send(rm_server_t *s, rm_conn_t *c, int res)
     }
     s->chunk_off[ch] += (uint32_t)res;
     s->chunk_len[ch] -= (uint32_t)res;
+    c->resp_sent += (uint64_t)res;
+    if (c->state == RM_CONN_DISPATCHED && c->meta_chunk != RM_CHUNK_NONE)
+        /* Opens the window of a worker streaming this response. */
+        rm_wire_set_sent((rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk),
+                         c->resp_sent);
     if (s->chunk_len[ch] == 0) {
         c->out_head = s->chunk_next[ch];
         if (c->out_head == RM_CHUNK_NONE)
@@ -252,6 +262,11 @@ static void on_accept(rm_server_t *s, struct io_uring_cqe *cqe)
             socklen_t len = sizeof(c->peer);
             if (getpeername(fd, (struct sockaddr *)&c->peer, &len) < 0)
                 memset(&c->peer, 0, sizeof(c->peer));
+            len = sizeof(c->local);
+            if (!s->listen_wildcard)
+                c->local = s->listen_addr; /* saves a syscall per connection */
+            else if (getsockname(fd, (struct sockaddr *)&c->local, &len) < 0)
+                memset(&c->local, 0, sizeof(c->local));
             rm_server_arm_recv(s, c);
             rm_deadline_update(s, c, false);
         }
@@ -433,6 +448,14 @@ static int open_listener(rm_server_t *s)
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
     char host[NI_MAXHOST], serv[NI_MAXSERV];
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
+        s->listen_addr = ss;
+        s->listen_wildcard =
+            (ss.ss_family == AF_INET &&
+             ((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+            (ss.ss_family == AF_INET6 &&
+             IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr));
+    }
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
         getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), serv, sizeof(serv),
                     NI_NUMERICHOST | NI_NUMERICSERV) == 0)

@@ -96,7 +96,9 @@ typedef struct rm_conn {
     uint64_t deadline_ns;
     uint32_t timer_prev, timer_next; /* connection indices, UINT32_MAX at the ends */
 
+    uint64_t resp_sent;     /* bytes of the current request's response sent */
     struct sockaddr_storage peer;
+    struct sockaddr_storage local; /* our address on this connection */
 } rm_conn_t;
 
 /* A request whose response is finished but whose chunks the worker still reads
@@ -142,6 +144,8 @@ typedef struct rm_server {
     bool ring_ready;
     int listen_fd;
     bool accept_armed;
+    bool listen_wildcard;             /* bound to 0.0.0.0 or ::: ask each socket */
+    struct sockaddr_storage listen_addr;
     int signal_fd;
     int doorbell_fd;       /* eventfd workers write when we sleep */
     uint64_t doorbell_value;

@@ -17,6 +17,7 @@
 #define RINGMASTER_WIRE_H
 
 #include <assert.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -65,9 +66,16 @@ typedef struct rm_req_meta {
     uint16_t server_port;
     uint16_t reserved;
     uint8_t server_addr[16];
+    /* Live fields, written by the supervisor while the request is served and
+     * read by the worker from the chunk itself (never from a copy), through
+     * rm_wire_sent() and rm_wire_client_gone(). */
+    uint64_t sent;     /* response bytes the client has taken so far */
+    uint32_t gone;     /* nonzero once the client has disconnected */
+    uint32_t reserved2;
 } rm_req_meta_t;
 
-static_assert(sizeof(rm_req_meta_t) == 96, "meta layout");
+static_assert(sizeof(rm_req_meta_t) == 112, "meta layout");
+static_assert(offsetof(rm_req_meta_t, sent) == 96, "meta layout: live fields last");
 static_assert(offsetof(rm_req_meta_t, body_len) == 48, "meta layout: body_len aligned");
 static_assert(offsetof(rm_req_meta_t, server_addr) == 80, "meta layout: addresses last");
 static_assert(sizeof(rm_wire_header_t) == 16, "header ref layout");
@@ -81,6 +89,29 @@ static inline rm_wire_header_t *rm_wire_headers(rm_req_meta_t *meta)
 static inline rm_slice_t *rm_wire_body(rm_req_meta_t *meta)
 {
     return (rm_slice_t *)(rm_wire_headers(meta) + meta->header_count);
+}
+
+/* Response bytes of this request the client has read: a worker streaming a
+ * body keeps what it has pushed within a window of this (backpressure). */
+static inline uint64_t rm_wire_sent(const rm_req_meta_t *live)
+{
+    return __atomic_load_n(&live->sent, __ATOMIC_ACQUIRE);
+}
+
+static inline bool rm_wire_client_gone(const rm_req_meta_t *live)
+{
+    return __atomic_load_n(&live->gone, __ATOMIC_ACQUIRE) != 0;
+}
+
+/* Supervisor side. */
+static inline void rm_wire_set_sent(rm_req_meta_t *live, uint64_t sent)
+{
+    __atomic_store_n(&live->sent, sent, __ATOMIC_RELEASE);
+}
+
+static inline void rm_wire_set_gone(rm_req_meta_t *live)
+{
+    __atomic_store_n(&live->gone, 1, __ATOMIC_RELEASE);
 }
 
 /* Bytes a meta block with these counts needs. */
