@@ -25,6 +25,7 @@ enum {
     OPT_MAX_BODY,
     OPT_MAX_CONNECTIONS,
     OPT_GRACEFUL_TIMEOUT,
+    OPT_REQUEST_TIMEOUT,
     OPT_HEADER_TIMEOUT,
     OPT_BODY_TIMEOUT,
     OPT_KEEPALIVE_TIMEOUT,
@@ -47,6 +48,7 @@ static const struct option options[] = {
     {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"graceful-timeout", required_argument, NULL, OPT_GRACEFUL_TIMEOUT},
+    {"timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
     {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
     {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
     {"keepalive-timeout", required_argument, NULL, OPT_KEEPALIVE_TIMEOUT},
@@ -76,6 +78,9 @@ void rm_config_usage(void *fp)
           "      --max-body-size BYTES  largest request body, 413 beyond (default 1048576)\n"
           "      --max-connections N    open client connections at most (default 10000)\n"
           "      --graceful-timeout S   seconds SIGTERM waits for in-flight requests (default 30)\n"
+          "  -t, --timeout S            seconds a worker may spend on a request without\n"
+          "                             producing output before it is killed (504); 0: never\n"
+          "                             (RINGMASTER_TIMEOUT; default 30)\n"
           "      --header-timeout S     seconds to receive a request head (default 10; 408)\n"
           "      --body-timeout S       seconds between reads of a request body (default 30; 408)\n"
           "      --keepalive-timeout S  seconds an idle connection is kept (default 5)\n"
@@ -139,6 +144,21 @@ static bool parse_seconds(const char *text, double *out)
         return false;
     *out = v;
     return true;
+}
+
+/* --timeout: seconds, or 0 to never kill a worker for a slow request. */
+static int parse_request_timeout(rm_config_t *cfg, const char *text, const char *source,
+                                 char *err, size_t err_len)
+{
+    double secs;
+    if (strcmp(text, "0") == 0) {
+        cfg->request_timeout_ms = 0;
+        return 0;
+    }
+    if (!parse_seconds(text, &secs))
+        return fail(err, err_len, "%s: expected seconds (0 for none), got '%s'", source, text);
+    cfg->request_timeout_ms = (uint32_t)(secs * 1000.0 + 0.5);
+    return 0;
 }
 
 static int parse_bind(rm_config_t *cfg, const char *text, const char *source, char *err,
@@ -230,6 +250,7 @@ static void set_defaults(rm_config_t *cfg)
     cfg->max_target = 8192;
     cfg->max_body = 1024 * 1024;
     cfg->graceful_timeout_ms = 30000;
+    cfg->request_timeout_ms = 30000;
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 30000;
     cfg->keepalive_timeout_ms = 5000;
@@ -259,6 +280,9 @@ static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
     if ((v = getenv("RINGMASTER_THREADS")) && *v &&
         (rc = parse_threads(cfg, v, "RINGMASTER_THREADS", err, err_len)))
         return rc;
+    if ((v = getenv("RINGMASTER_TIMEOUT")) && *v &&
+        (rc = parse_request_timeout(cfg, v, "RINGMASTER_TIMEOUT", err, err_len)))
+        return rc;
     if ((v = getenv("RINGMASTER_WORKER_BINARY")) && *v)
         snprintf(cfg->worker_binary, sizeof(cfg->worker_binary), "%s", v);
     if ((v = getenv("RINGMASTER_LOG_LEVEL")) && *v && rm_log_parse_level(v, &cfg->log_level))
@@ -278,7 +302,7 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
 
     optind = 1;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, "+:b:w:h", options, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+:b:w:t:h", options, NULL)) != -1) {
         switch (opt) {
         case 'b':
             if ((rc = parse_bind(cfg, optarg, "--bind", err, err_len)))
@@ -320,6 +344,11 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
                 return fail(err, err_len, "--graceful-timeout: expected seconds, got '%s'",
                             optarg);
             cfg->graceful_timeout_ms = (uint32_t)n * 1000;
+            break;
+        case 't':
+        case OPT_REQUEST_TIMEOUT:
+            if ((rc = parse_request_timeout(cfg, optarg, "--timeout", err, err_len)))
+                return rc;
             break;
         case OPT_HEADER_TIMEOUT:
         case OPT_BODY_TIMEOUT:

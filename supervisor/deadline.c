@@ -12,6 +12,10 @@
  *   body       between two reads of a request body
  *   keepalive  an idle connection between requests (and a new one's first)
  *   write      queued output that the client does not read
+ *   request    a worker's next completion for a request it was handed
+ *              (--timeout): restarted by each completion, so a streaming
+ *              response lives as long as it makes progress; on expiry the
+ *              worker is killed and the client gets 504
  */
 #include "ringmaster/log.h"
 #include "ringmaster/server.h"
@@ -28,6 +32,7 @@ void rm_deadline_init(rm_server_t *s)
     s->timer_ns[RM_TIMER_BODY] = (uint64_t)cfg->body_timeout_ms * 1000000ull;
     s->timer_ns[RM_TIMER_KEEPALIVE] = (uint64_t)cfg->keepalive_timeout_ms * 1000000ull;
     s->timer_ns[RM_TIMER_WRITE] = (uint64_t)cfg->write_timeout_ms * 1000000ull;
+    s->timer_ns[RM_TIMER_REQUEST] = (uint64_t)cfg->request_timeout_ms * 1000000ull;
 }
 
 void rm_deadline_clear(rm_server_t *s, rm_conn_t *c)
@@ -64,14 +69,16 @@ static void timer_set(rm_server_t *s, rm_conn_t *c, uint8_t kind, uint64_t now)
     s->timer_tail[kind] = idx;
 }
 
-static uint8_t kind_for(const rm_conn_t *c)
+static uint8_t kind_for(const rm_server_t *s, const rm_conn_t *c)
 {
-    if (c->state == RM_CONN_FREE || c->closing)
+    if (c->state == RM_CONN_FREE)
         return RM_TIMER_NONE;
+    if (c->state == RM_CONN_DISPATCHED) /* the app's time, even for a client gone */
+        return s->timer_ns[RM_TIMER_REQUEST] ? RM_TIMER_REQUEST : RM_TIMER_NONE;
+    if (c->closing || c->state == RM_CONN_QUEUED)
+        return RM_TIMER_NONE; /* the queue has its own deadline */
     if (c->out_head != RM_CHUNK_NONE || c->send_busy)
         return RM_TIMER_WRITE;
-    if (c->state == RM_CONN_DISPATCHED || c->state == RM_CONN_QUEUED)
-        return RM_TIMER_NONE; /* the app's time, bounded elsewhere */
     if (c->parsing)
         return rm_http_head_done(&c->parser) ? RM_TIMER_BODY : RM_TIMER_HEADER;
     if (c->in_head != RM_CHUNK_NONE)
@@ -81,12 +88,13 @@ static uint8_t kind_for(const rm_conn_t *c)
 
 void rm_deadline_update(rm_server_t *s, rm_conn_t *c, bool progress)
 {
-    uint8_t kind = kind_for(c);
+    uint8_t kind = kind_for(s, c);
     if (kind == RM_TIMER_NONE) {
         rm_deadline_clear(s, c);
         return;
     }
-    if (kind != c->timer_kind || (progress && (kind == RM_TIMER_BODY || kind == RM_TIMER_WRITE)))
+    if (kind != c->timer_kind ||
+        (progress && (kind == RM_TIMER_BODY || kind == RM_TIMER_WRITE || kind == RM_TIMER_REQUEST)))
         timer_set(s, c, kind, rm_now_ns());
 }
 
@@ -99,6 +107,9 @@ static void expire_one(rm_server_t *s, rm_conn_t *c, uint8_t kind)
         RM_DEBUG("connection %u: request %s timed out", (unsigned)(c - s->conns),
                  kind == RM_TIMER_HEADER ? "head" : "body");
         rm_conn_abort_request(s, c, 408);
+        break;
+    case RM_TIMER_REQUEST:
+        rm_dispatch_timed_out(s, c);
         break;
     case RM_TIMER_KEEPALIVE:
     case RM_TIMER_WRITE:

@@ -91,14 +91,21 @@ static bool try_push(rm_server_t *s, rm_conn_t *c)
 void rm_dispatch_request(rm_server_t *s, rm_conn_t *c)
 {
     c->enqueued_ns = rm_now_ns();
-    if (s->queue_head == UINT32_MAX && try_push(s, c))
-        return;
-    if (s->queued >= s->cfg->max_queued) {
-        /* Shed load here rather than let the queue, and every client's wait, grow. */
-        rm_conn_abort_request(s, c, 503);
-        return;
+    rm_dispatch_requeue(s, c);
+}
+
+/* Dispatch again a request that keeps its enqueue time (its deadline). */
+void rm_dispatch_requeue(rm_server_t *s, rm_conn_t *c)
+{
+    if (!(s->queue_head == UINT32_MAX && try_push(s, c))) {
+        if (s->queued >= s->cfg->max_queued) {
+            /* Shed load here rather than let the queue, and every wait, grow. */
+            rm_conn_abort_request(s, c, 503);
+            return;
+        }
+        queue_conn(s, c);
     }
-    queue_conn(s, c);
+    rm_deadline_update(s, c, false);
 }
 
 void rm_dispatch_pending(rm_server_t *s)
@@ -116,6 +123,7 @@ void rm_dispatch_pending(rm_server_t *s)
         if (!try_push(s, c))
             return;
         rm_dispatch_unqueue_head(s);
+        rm_deadline_update(s, c, false);
     }
 }
 
@@ -237,6 +245,8 @@ static void take_completion(rm_server_t *s, rm_worker_t *w, const rm_done_desc_t
     }
     if (d->flags & RM_DONE_LAST)
         request_finished(s, w, c, d->flags);
+    else
+        rm_deadline_update(s, c, true); /* the worker is alive and producing */
 }
 
 bool rm_dispatch_drain(rm_server_t *s)
@@ -261,23 +271,66 @@ bool rm_dispatch_drain(rm_server_t *s)
     return any;
 }
 
-/* Lane `lane`'s worker is gone. Whatever it had started is answered 502 (or
- * the connection is closed if part of a response already went out). */
+void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c)
+{
+    if (c->state != RM_CONN_DISPATCHED)
+        return;
+    rm_worker_t *w = &s->workers[c->lane];
+    c->timed_out = true;
+    if (w->pid <= 0 || w->state == RM_WORKER_NONE)
+        return;
+    RM_WARN("worker %u (pid %d) killed: a request got no answer within --timeout (%u ms)",
+            w->lane.index, (int)w->pid, s->cfg->request_timeout_ms);
+    w->state = RM_WORKER_STOPPING; /* hand it nothing more while it dies */
+    kill(w->pid, SIGKILL);
+}
+
+/* Lane `lane`'s worker is gone (the caller has taken its finished
+ * completions). Requests still in its request ring never started: they go to
+ * another worker. Whatever it had started is answered 504 if it was killed
+ * for --timeout, else 502, or the connection is closed if part of a response
+ * already went out. */
 void rm_dispatch_lane_lost(rm_server_t *s, uint32_t lane)
 {
     rm_worker_t *w = &s->workers[lane];
+    w->state = RM_WORKER_STOPPING; /* no new requests for this lane */
+    w->outstanding = 0;
+
+    /* Nobody else pops this ring now: what is left in it was never started. */
+    rm_req_desc_t d;
+    uint32_t requeued = 0;
+    while (rm_ring_try_pop(&w->lane.req, &d) == 0) {
+        uint32_t idx = (uint32_t)(d.req_id & REQ_CONN_MASK);
+        rm_conn_t *c = idx < s->conn_cap ? &s->conns[idx] : NULL;
+        if (!c || c->state != RM_CONN_DISPATCHED || c->req_id != d.req_id || c->lane != lane)
+            continue;
+        if (c->closing) {
+            rm_conn_drop_request(s, c);
+            c->state = RM_CONN_READING;
+            rm_server_close_conn(s, c);
+            continue;
+        }
+        c->state = RM_CONN_READING;
+        c->req_id = 0;
+        rm_dispatch_requeue(s, c);
+        requeued++;
+    }
+    if (requeued)
+        RM_INFO("%u request(s) queued on lane %u moved to other workers", requeued, lane);
+
     for (uint32_t i = 0; i < s->conn_cap; i++) {
         rm_conn_t *c = &s->conns[i];
         if (c->state != RM_CONN_DISPATCHED || c->lane != lane)
             continue;
         bool begun = c->response_begun;
+        int status = c->timed_out ? 504 : 502;
         rm_conn_drop_request(s, c);
         c->state = RM_CONN_READING;
+        c->timed_out = false;
         if (c->closing || begun)
             rm_server_close_conn(s, c);
         else
-            rm_conn_respond_error(s, c, 502, true);
+            rm_conn_respond_error(s, c, status, true);
     }
-    w->outstanding = 0;
     rm_held_release_all(s, w);
 }

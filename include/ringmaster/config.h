@@ -32,6 +32,7 @@ typedef struct rm_config {
     uint32_t max_target;        /* request-target, bytes */
     uint64_t max_body;          /* request body, bytes */
     uint32_t graceful_timeout_ms;
+    uint32_t request_timeout_ms; /* --timeout: a worker silent this long on a request is killed; 0: never */
     uint32_t header_timeout_ms;  /* first byte of a head to its end (408 beyond) */
     uint32_t body_timeout_ms;    /* between two reads of a request body (408 beyond) */
     uint32_t keepalive_timeout_ms; /* idle connection between requests */

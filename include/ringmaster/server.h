@@ -47,6 +47,7 @@ enum rm_timer_kind {
     RM_TIMER_BODY,      /* the next read of a request body: restarts on progress */
     RM_TIMER_KEEPALIVE, /* the next request on an idle connection */
     RM_TIMER_WRITE,     /* the client to read queued output: restarts on progress */
+    RM_TIMER_REQUEST,   /* a worker's next completion for its request (--timeout) */
     RM_TIMER_KINDS,
 };
 
@@ -64,6 +65,7 @@ typedef struct rm_conn {
     bool response_begun;  /* some response bytes were queued for this request */
     bool parsing;         /* a request has begun (rm_http_begin) and is not dropped */
     bool closing;         /* close requested; the slot lives until I/O and lane let go */
+    bool timed_out;       /* its worker was killed for --timeout: answer 504 */
 
     /* Input: received chunks not yet fully parsed, linked through chunk_next. */
     uint32_t in_head, in_tail;
@@ -250,10 +252,14 @@ void rm_deadline_expire(rm_server_t *s, uint64_t now);
 
 /* dispatch.c: lanes. */
 void rm_dispatch_request(rm_server_t *s, rm_conn_t *c);
+void rm_dispatch_requeue(rm_server_t *s, rm_conn_t *c);
 void rm_dispatch_pending(rm_server_t *s);
 void rm_dispatch_unqueue_head(rm_server_t *s);
 bool rm_dispatch_drain(rm_server_t *s); /* true if any completion was taken */
 void rm_dispatch_lane_lost(rm_server_t *s, uint32_t lane);
+/* The request on `c` passed --timeout: kill its worker; the client gets 504
+ * once the worker is reaped. */
+void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c);
 void rm_held_release_all(rm_server_t *s, rm_worker_t *w);
 
 /* workers.c: processes. */

@@ -177,3 +177,44 @@ def test_queue_bound_sheds_load_with_503(start_server):
     assert took < 1.0 * SLOW, f"the 503 took {took:.2f} s; load shedding must answer at once"
     assert status_of(results["busy"]) == 200 and status_of(results["waiting"]) == 200, (
         f"busy: {results['busy'][:60]!r}, waiting: {results['waiting'][:60]!r}")
+
+
+def test_handler_past_timeout_gets_504_and_worker_is_replaced(start_server):
+    server = start_server(BASIC, workers=1, args=("--timeout", "1"))
+    warm(server)
+    t0 = time.monotonic()
+    data = get(server, "/sleep?ms=5000")
+    took = time.monotonic() - t0
+    assert status_of(data) == 504, f"GET /sleep?ms=5000 with --timeout 1: got {data[:120]!r}"
+    assert took < 1 + 1 + 1.0 * SLOW, f"504 after {took:.2f} s; expected within timeout + 1 s"
+    deadline = time.monotonic() + 15 * SLOW
+    while time.monotonic() < deadline:
+        data = get(server, "/")
+        if status_of(data) == 200:
+            break
+        time.sleep(0.05)
+    assert status_of(data) == 200, f"after the 504, GET / got {data[:80]!r}; expected 200"
+
+
+def test_requests_queued_behind_a_killed_request_run_elsewhere(start_server):
+    """One worker: a hung request is killed for --timeout; the request queued
+    behind it on the same lane never started, so it must be served by the
+    replacement worker (200), not answered 502."""
+    server = start_server(BASIC, workers=1, args=("--timeout", "1"))
+    warm(server)
+    results = {}
+
+    def call(name, path):
+        results[name] = get(server, path)
+
+    hung = threading.Thread(target=call, args=("hung", "/sleep?ms=5000"))
+    hung.start()
+    time.sleep(0.3)
+    queued = threading.Thread(target=call, args=("queued", "/id?id=behind"))
+    queued.start()
+    hung.join(30)
+    queued.join(30)
+    assert status_of(results["hung"]) == 504, f"hung request: {results['hung'][:80]!r}"
+    q = results["queued"]
+    assert status_of(q) == 200 and b"id=behind" in q, (
+        f"request queued behind it: got {q[:120]!r}; expected 200 from the replacement")
