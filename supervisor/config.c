@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #ifndef RINGMASTER_VERSION
@@ -19,6 +20,9 @@
 
 enum {
     OPT_THREADS = 0x100,
+    OPT_MODE,
+    OPT_PYTHON,
+    OPT_PIN,
     OPT_WORKER_BINARY,
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
@@ -26,6 +30,9 @@ enum {
     OPT_MAX_CONNECTIONS,
     OPT_GRACEFUL_TIMEOUT,
     OPT_REQUEST_TIMEOUT,
+    OPT_MAX_REQUESTS,
+    OPT_MAX_REQUESTS_JITTER,
+    OPT_MAX_RSS,
     OPT_HEADER_TIMEOUT,
     OPT_BODY_TIMEOUT,
     OPT_KEEPALIVE_TIMEOUT,
@@ -42,6 +49,9 @@ static const struct option options[] = {
     {"bind", required_argument, NULL, 'b'},
     {"workers", required_argument, NULL, 'w'},
     {"threads", required_argument, NULL, OPT_THREADS},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"python", required_argument, NULL, OPT_PYTHON},
+    {"pin", no_argument, NULL, OPT_PIN},
     {"worker-binary", required_argument, NULL, OPT_WORKER_BINARY},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
@@ -49,6 +59,9 @@ static const struct option options[] = {
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"graceful-timeout", required_argument, NULL, OPT_GRACEFUL_TIMEOUT},
     {"timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
+    {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
+    {"max-requests-jitter", required_argument, NULL, OPT_MAX_REQUESTS_JITTER},
+    {"max-rss", required_argument, NULL, OPT_MAX_RSS},
     {"header-timeout", required_argument, NULL, OPT_HEADER_TIMEOUT},
     {"body-timeout", required_argument, NULL, OPT_BODY_TIMEOUT},
     {"keepalive-timeout", required_argument, NULL, OPT_KEEPALIVE_TIMEOUT},
@@ -73,11 +86,22 @@ void rm_config_usage(void *fp)
           "  -w, --workers N|auto       worker processes (RINGMASTER_WORKERS, WEB_CONCURRENCY;\n"
           "                             default auto = usable CPUs)\n"
           "      --threads T            Python threads per worker (RINGMASTER_THREADS; default 1)\n"
+          "      --mode MODE            how a worker's threads run Python: auto, gil,\n"
+          "                             subinterpreters or free-threaded (RINGMASTER_MODE;\n"
+          "                             default auto)\n"
+          "      --python X.Y[t]        run the worker built for that Python:\n"
+          "                             ringmaster-worker-X.Y[t] next to this binary\n"
+          "                             (RINGMASTER_PYTHON)\n"
+          "      --pin                  pin worker i to usable CPU i, the I/O thread to its own\n"
+          "                             (RINGMASTER_PIN=1)\n"
           "      --worker-binary PATH   ringmaster-worker to run (RINGMASTER_WORKER_BINARY;\n"
           "                             default: next to this binary)\n"
           "      --max-body-size BYTES  largest request body, 413 beyond (default 1048576)\n"
           "      --max-connections N    open client connections at most (default 10000)\n"
           "      --graceful-timeout S   seconds SIGTERM waits for in-flight requests (default 30)\n"
+          "      --max-requests N       recycle a worker after N requests (default 0: never)\n"
+          "      --max-requests-jitter J  plus a random 0..J per worker (default 0)\n"
+          "      --max-rss MIB          recycle a worker whose RSS exceeds MIB (default 0: never)\n"
           "  -t, --timeout S            seconds a worker may spend on a request without\n"
           "                             producing output before it is killed (504); 0: never\n"
           "                             (RINGMASTER_TIMEOUT; default 30)\n"
@@ -214,6 +238,102 @@ static int parse_threads(rm_config_t *cfg, const char *text, const char *source,
     return 0;
 }
 
+static int parse_mode(rm_config_t *cfg, const char *text, const char *source, char *err,
+                      size_t err_len)
+{
+    static const char *const modes[] = {"auto", "gil", "subinterpreters", "free-threaded"};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        if (strcmp(text, modes[i]) == 0) {
+            cfg->mode = modes[i];
+            return 0;
+        }
+    }
+    return fail(err, err_len,
+                "%s: expected auto, gil, subinterpreters or free-threaded, got '%s'", source, text);
+}
+
+/* A yes/no environment variable: 1/0, yes/no, true/false, on/off. */
+static int parse_flag_value(const char *text, bool *out)
+{
+    static const char *const yes[] = {"1", "yes", "true", "on"};
+    static const char *const no[] = {"0", "no", "false", "off"};
+    for (size_t i = 0; i < sizeof(yes) / sizeof(yes[0]); i++) {
+        if (strcasecmp(text, yes[i]) == 0 || strcasecmp(text, no[i]) == 0) {
+            *out = strcasecmp(text, yes[i]) == 0;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
+/* The usable CPUs (this process's affinity mask), ascending, for --pin. */
+static void usable_cpu_list(rm_config_t *cfg)
+{
+    cpu_set_t set;
+    cfg->cpu_count = 0;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0)
+        for (int cpu = 0; cpu < CPU_SETSIZE && cfg->cpu_count < RM_CONFIG_MAX_CPUS; cpu++)
+            if (CPU_ISSET(cpu, &set))
+                cfg->cpus[cfg->cpu_count++] = (uint16_t)cpu;
+    if (cfg->cpu_count == 0) {
+        cfg->cpus[0] = 0;
+        cfg->cpu_count = 1;
+    }
+}
+
+/* --python X.Y or X.Yt names ringmaster-worker-X.Y[t] next to the default
+ * worker (docs/modes.md: one binary per interpreter, the suffix is the
+ * interpreter's version and "t" for a free-threaded build). It must exist. */
+static int worker_for_python(rm_config_t *cfg, const char *tag, const char *source, char *err,
+                             size_t err_len)
+{
+    char path[PATH_MAX];
+    const char *p = tag;
+    size_t major = strspn(p, "0123456789");
+    size_t minor = p[major] == '.' ? strspn(p + major + 1, "0123456789") : 0;
+    const char *rest = p + major + 1 + minor;
+
+    if (major == 0 || minor == 0 || (rest[0] != '\0' && strcmp(rest, "t") != 0))
+        return fail(err, err_len, "%s: expected a Python version like 3.13 or 3.13t, got '%s'",
+                    source, tag);
+    if ((size_t)snprintf(path, sizeof(path), "%s-%s", cfg->worker_binary, tag) >= sizeof(path))
+        return fail(err, err_len, "%s: path too long", source);
+    if (access(path, X_OK) != 0)
+        return fail(err, err_len,
+                    "%s %s: no worker binary %s (%s); build it with "
+                    "-DRINGMASTER_EXTRA_PYTHONS=/path/to/python%s (docs/modes.md)",
+                    source, tag, path, strerror(errno), tag);
+    memcpy(cfg->worker_binary, path, strlen(path) + 1);
+    return 0;
+}
+
+/* --worker-binary and --python both choose the worker: a flag beats a
+ * variable, and both at the same level is an error rather than a guess. */
+static int resolve_worker_binary(rm_config_t *cfg, const char *flag_binary,
+                                 const char *flag_python, char *err, size_t err_len)
+{
+    const char *env_binary = getenv("RINGMASTER_WORKER_BINARY");
+    const char *env_python = getenv("RINGMASTER_PYTHON");
+
+    if (flag_binary != NULL && flag_python != NULL)
+        return fail(err, err_len, "--worker-binary and --python both choose the worker; give one");
+    if (flag_binary != NULL) {
+        snprintf(cfg->worker_binary, sizeof(cfg->worker_binary), "%s", flag_binary);
+        return 0;
+    }
+    if (flag_python != NULL)
+        return worker_for_python(cfg, flag_python, "--python", err, err_len);
+    if (env_binary != NULL && *env_binary && env_python != NULL && *env_python)
+        return fail(err, err_len,
+                    "RINGMASTER_WORKER_BINARY and RINGMASTER_PYTHON both choose the worker; "
+                    "set one");
+    if (env_binary != NULL && *env_binary)
+        snprintf(cfg->worker_binary, sizeof(cfg->worker_binary), "%s", env_binary);
+    else if (env_python != NULL && *env_python)
+        return worker_for_python(cfg, env_python, "RINGMASTER_PYTHON", err, err_len);
+    return 0;
+}
+
 static void default_worker_binary(rm_config_t *cfg)
 {
     char self[PATH_MAX];
@@ -239,6 +359,8 @@ static void set_defaults(rm_config_t *cfg)
     cfg->bind_port = 8000;
     cfg->workers = rm_config_usable_cpus();
     cfg->threads = 1;
+    cfg->mode = "auto";
+    usable_cpu_list(cfg);
     cfg->log_level = RM_LOG_INFO;
     cfg->log_format = RM_LOG_PLAIN;
     cfg->chunk_size = 16384;
@@ -283,8 +405,12 @@ static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
     if ((v = getenv("RINGMASTER_TIMEOUT")) && *v &&
         (rc = parse_request_timeout(cfg, v, "RINGMASTER_TIMEOUT", err, err_len)))
         return rc;
-    if ((v = getenv("RINGMASTER_WORKER_BINARY")) && *v)
-        snprintf(cfg->worker_binary, sizeof(cfg->worker_binary), "%s", v);
+    if ((v = getenv("RINGMASTER_MODE")) && *v &&
+        (rc = parse_mode(cfg, v, "RINGMASTER_MODE", err, err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_PIN")) && *v && parse_flag_value(v, &cfg->pin))
+        return fail(err, err_len, "RINGMASTER_PIN: expected 1 or 0, got '%s'", v);
+    /* RINGMASTER_WORKER_BINARY and RINGMASTER_PYTHON: resolve_worker_binary. */
     if ((v = getenv("RINGMASTER_LOG_LEVEL")) && *v && rm_log_parse_level(v, &cfg->log_level))
         return fail(err, err_len, "RINGMASTER_LOG_LEVEL: expected error|warn|info|debug");
     if ((v = getenv("RINGMASTER_LOG_FORMAT")) && *v && rm_log_parse_format(v, &cfg->log_format))
@@ -296,6 +422,7 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
 {
     int rc, opt;
     uint64_t n;
+    const char *flag_binary = NULL, *flag_python = NULL;
     set_defaults(cfg);
     if ((rc = apply_env(cfg, err, err_len)))
         return rc;
@@ -316,8 +443,18 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
             if ((rc = parse_threads(cfg, optarg, "--threads", err, err_len)))
                 return rc;
             break;
+        case OPT_MODE:
+            if ((rc = parse_mode(cfg, optarg, "--mode", err, err_len)))
+                return rc;
+            break;
+        case OPT_PYTHON:
+            flag_python = optarg;
+            break;
+        case OPT_PIN:
+            cfg->pin = true;
+            break;
         case OPT_WORKER_BINARY:
-            snprintf(cfg->worker_binary, sizeof(cfg->worker_binary), "%s", optarg);
+            flag_binary = optarg;
             break;
         case OPT_LOG_LEVEL:
             if (rm_log_parse_level(optarg, &cfg->log_level))
@@ -344,6 +481,22 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
                 return fail(err, err_len, "--graceful-timeout: expected seconds, got '%s'",
                             optarg);
             cfg->graceful_timeout_ms = (uint32_t)n * 1000;
+            break;
+        case OPT_MAX_REQUESTS:
+        case OPT_MAX_REQUESTS_JITTER:
+        case OPT_MAX_RSS:
+            if (!parse_u64(optarg, 0, UINT32_MAX, &n))
+                return fail(err, err_len, "%s: expected a number, got '%s'",
+                            opt == OPT_MAX_REQUESTS          ? "--max-requests"
+                            : opt == OPT_MAX_REQUESTS_JITTER ? "--max-requests-jitter"
+                                                             : "--max-rss",
+                            optarg);
+            if (opt == OPT_MAX_REQUESTS)
+                cfg->max_requests = n;
+            else if (opt == OPT_MAX_REQUESTS_JITTER)
+                cfg->max_requests_jitter = n;
+            else
+                cfg->max_rss_mib = n;
             break;
         case 't':
         case OPT_REQUEST_TIMEOUT:
@@ -420,6 +573,8 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
     cfg->app = argv[optind];
     if (!*cfg->app)
         return fail(err, err_len, "APP is empty");
+    if ((rc = resolve_worker_binary(cfg, flag_binary, flag_python, err, err_len)))
+        return rc;
 
     /* Derived geometry: a lane holds what one worker may be handed, a head fits
      * in a chunk, and at most a quarter of the chunks wait in the kernel for reads. */

@@ -311,6 +311,15 @@ static void on_signal(rm_server_t *s, int res)
             case SIGQUIT:
                 begin_stop(s, true, "SIGQUIT");
                 break;
+            case SIGHUP:
+                if (!s->stopping)
+                    rm_workers_reload(s);
+                break;
+            case SIGTTIN:
+            case SIGTTOU:
+                if (!s->stopping)
+                    rm_workers_scale(s, s->sig_buf[i].ssi_signo == SIGTTIN ? 1 : -1);
+                break;
             default:
                 break;
             }
@@ -522,11 +531,18 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
 {
     memset(s, 0, sizeof(*s));
     s->cfg = cfg;
+    srandom((unsigned)getpid() ^ (unsigned)rm_now_ns()); /* --max-requests-jitter */
     s->listen_fd = s->signal_fd = s->doorbell_fd = -1;
     s->region.fd = -1;
     s->queue_head = s->queue_tail = UINT32_MAX;
 
-    rm_region_conf_t rconf = {.lane_count = cfg->workers,
+    /* Slots for twice the largest pool: a replacement starts before the
+     * worker it replaces leaves (recycling, reload), and SIGTTIN may grow the
+     * pool to 2N + 2. An idle lane costs its two rings (128 KiB). */
+    uint32_t slots = cfg->workers * 4 + 4;
+    if (slots > 1024)
+        slots = 1024;
+    rm_region_conf_t rconf = {.lane_count = slots,
                               .lane_capacity = cfg->lane_capacity,
                               .chunk_size = cfg->chunk_size,
                               .chunk_count = cfg->chunk_count};
@@ -549,7 +565,7 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
     s->conn_cap = cfg->max_connections;
     s->conns = calloc(s->conn_cap, sizeof(rm_conn_t));
     s->conn_free = malloc(s->conn_cap * sizeof(uint32_t));
-    s->workers = calloc(cfg->workers, sizeof(rm_worker_t));
+    s->workers = calloc(slots, sizeof(rm_worker_t));
     s->sig_buf = calloc(SIG_BATCH, sizeof(struct signalfd_siginfo));
     if (!s->chunk_refs || !s->chunk_next || !s->chunk_off || !s->chunk_len || !s->conns ||
         !s->conn_free || !s->workers || !s->sig_buf) {
@@ -561,8 +577,9 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
         s->conn_free[i] = s->conn_cap - 1 - i;
     }
     s->conn_free_top = s->conn_cap;
-    s->worker_count = cfg->workers;
-    for (uint32_t i = 0; i < cfg->workers; i++) {
+    s->worker_count = slots;
+    s->target_workers = cfg->workers;
+    for (uint32_t i = 0; i < slots; i++) {
         s->workers[i].ctl_fd = -1;
         rm_region_lane(&s->region, i, &s->workers[i].lane);
     }
@@ -659,7 +676,7 @@ int rm_server_run(const rm_config_t *cfg)
             buf_refill_missing(s);
         rm_deadline_expire(s, now);
         if (!s->stopping)
-            rm_workers_respawn_due(s, now);
+            rm_workers_maintain(s, now);
         else if (stop_step(s, now))
             break;
 

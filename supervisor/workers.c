@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,28 @@ static int keep_open(int fd)
     return flags < 0 ? -1 : fcntl(fd, F_SETFD, flags & ~FD_CLOEXEC);
 }
 
+/* --pin: worker i runs on usable CPU i (modulo their number), the
+ * supervisor's I/O thread on the next one, cpus[workers % n]: a CPU of its
+ * own when there are fewer workers than CPUs, else it shares CPU 0 with worker
+ * 0 (docs/configuration.md). */
+static uint16_t pin_cpu_of_worker(const rm_config_t *cfg, uint32_t lane)
+{
+    return cfg->cpus[lane % cfg->cpu_count];
+}
+
+static uint16_t pin_cpu_of_supervisor(const rm_config_t *cfg, uint32_t workers)
+{
+    return cfg->cpus[workers % cfg->cpu_count];
+}
+
+static int pin_to(pid_t pid, uint16_t cpu)
+{
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    return sched_setaffinity(pid, sizeof(set), &set) < 0 ? -errno : 0;
+}
+
 /* In the child, between fork and exec: only async-signal-safe calls. */
 static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t parent)
 {
@@ -44,6 +67,10 @@ static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t p
         _exit(1); /* the supervisor died before we set PDEATHSIG */
     if (keep_open(s->region.fd) || keep_open(ctl_fd) || keep_open(s->doorbell_fd))
         _exit(126);
+    /* Before exec, so every thread the worker starts inherits the mask. */
+    if (s->cfg->pin && pin_to(0, pin_cpu_of_worker(s->cfg, lane)) < 0)
+        dprintf(2, "ringmaster: warning: cannot pin worker %u to CPU %u: %s\n", lane,
+                pin_cpu_of_worker(s->cfg, lane), strerror(errno));
     snprintf(region_fd, sizeof(region_fd), "%d", s->region.fd);
     snprintf(control_fd, sizeof(control_fd), "%d", ctl_fd);
     snprintf(doorbell_fd, sizeof(doorbell_fd), "%d", s->doorbell_fd);
@@ -56,6 +83,7 @@ static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t p
                     "--doorbell-fd", doorbell_fd,
                     "--lane", lane_s,
                     "--threads", threads,
+                    "--mode", (char *)s->cfg->mode,
                     "--log-level", (char *)level[s->cfg->log_level],
                     "--log-format", s->cfg->log_format == RM_LOG_JSON ? "json" : "plain",
                     "--app", (char *)s->cfg->app,
@@ -101,8 +129,17 @@ int rm_worker_spawn(rm_server_t *s, uint32_t lane)
     w->cut_off = false;
     w->outstanding = 0;
     w->ctl_len = 0;
-    w->respawn_at_ns = 0;
     w->spawned_ns = rm_now_ns();
+    w->app_gen = s->app_gen;
+    w->retiring = false;
+    w->stop_sent = false;
+    w->served = 0;
+    w->served_limit = 0;
+    if (s->cfg->max_requests) {
+        /* Jitter spreads the recycling of workers started together. */
+        uint64_t j = s->cfg->max_requests_jitter;
+        w->served_limit = s->cfg->max_requests + (j ? (uint64_t)random() % (j + 1) : 0);
+    }
     w->python[0] = w->mode[0] = '\0';
     atomic_store_explicit(&w->lane.shared->worker_pid, pid, memory_order_relaxed);
     atomic_store_explicit(&w->lane.shared->state, RM_LANE_ACTIVE, memory_order_release);
@@ -113,8 +150,17 @@ int rm_worker_spawn(rm_server_t *s, uint32_t lane)
 
 int rm_workers_start(rm_server_t *s)
 {
-    for (uint32_t i = 0; i < s->worker_count; i++) {
-        s->workers[i].ctl_fd = -1;
+    if (s->cfg->pin) {
+        /* The calling thread is the I/O thread: the event loop runs on it. */
+        uint16_t cpu = pin_cpu_of_supervisor(s->cfg, s->target_workers);
+        int rc = pin_to(0, cpu);
+        if (rc < 0)
+            RM_WARN("--pin: cannot pin the I/O thread to CPU %u: %s", cpu, strerror(-rc));
+        else
+            RM_INFO("--pin: I/O thread on CPU %u, worker i on usable CPU i mod %u", cpu,
+                    s->cfg->cpu_count);
+    }
+    for (uint32_t i = 0; i < s->target_workers; i++) {
         int rc = rm_worker_spawn(s, i);
         if (rc) {
             RM_ERROR("cannot spawn worker %u: %s", i, strerror(-rc));
@@ -136,12 +182,19 @@ static void on_message(rm_server_t *s, rm_worker_t *w, const rm_ctl_msg_t *m)
         break;
     case RM_CTL_READY:
         if (w->state == RM_WORKER_STARTING) {
+            /* The mode it runs, which auto may have changed since the hello. */
+            bool gil_back = false;
+            if (m->mode[0] != '\0') {
+                snprintf(w->mode, sizeof(w->mode), "%s", m->mode);
+                gil_back = m->gil_enabled && strcmp(m->mode, "free-threaded") == 0;
+            }
             w->state = RM_WORKER_READY;
             w->was_ready = true;
-            w->quick_deaths = 0;
+            s->quick_deaths = 0;
             s->any_ready = true;
-            RM_INFO("worker %u ready (pid %d, Python %s, mode %s)", w->lane.index, (int)w->pid,
-                    w->python[0] ? w->python : "?", w->mode[0] ? w->mode : "?");
+            RM_INFO("worker %u ready (pid %d, Python %s, mode %s%s)", w->lane.index, (int)w->pid,
+                    w->python[0] ? w->python : "?", w->mode[0] ? w->mode : "?",
+                    gil_back ? ", but the app turned the GIL on" : "");
             rm_dispatch_pending(s);
         }
         break;
@@ -232,6 +285,7 @@ static void worker_gone(rm_server_t *s, rm_worker_t *w, int status)
     else
         RM_WARN("worker %u (pid %d) died: %s", lane, (int)w->pid, why);
 
+    bool was_ready_now = w->state == RM_WORKER_READY || w->state == RM_WORKER_STOPPING;
     /* Take what it finished, answer what it had started, then reclaim. */
     if (!w->cut_off)
         rm_dispatch_drain(s);
@@ -244,7 +298,6 @@ static void worker_gone(rm_server_t *s, rm_worker_t *w, int status)
         close(w->ctl_fd);
         w->ctl_fd = -1;
     }
-    bool was_ready_now = w->state == RM_WORKER_READY || w->state == RM_WORKER_STOPPING;
     w->pid = 0;
     w->state = RM_WORKER_NONE;
     w->gen = (w->gen + 1) & 0xffffff;
@@ -263,18 +316,18 @@ static void worker_gone(rm_server_t *s, rm_worker_t *w, int status)
         s->fast_stop = true;
         return;
     }
-    uint64_t delay = 0;
     if (!was_ready_now) {
-        w->quick_deaths++;
-        delay = RESPAWN_MIN_NS << (w->quick_deaths < 7 ? w->quick_deaths - 1 : 6);
+        /* Dying before ready again and again (an import that fails after a
+         * reload, a crash at start-up): slow the respawns down. */
+        s->quick_deaths++;
+        uint64_t delay = RESPAWN_MIN_NS << (s->quick_deaths < 7 ? s->quick_deaths - 1 : 6);
         if (delay > RESPAWN_MAX_NS)
             delay = RESPAWN_MAX_NS;
-        RM_WARN("worker %u keeps failing before it is ready; respawning in %llu ms", lane,
+        s->spawn_not_before_ns = rm_now_ns() + delay;
+        RM_WARN("worker %u failed before it was ready; next start in %llu ms", lane,
                 (unsigned long long)(delay / 1000000));
     }
-    w->respawn_at_ns = rm_now_ns() + delay;
-    if (w->respawn_at_ns == 0)
-        w->respawn_at_ns = 1;
+    /* rm_workers_maintain starts a replacement if the pool is short. */
 }
 
 void rm_workers_reap(rm_server_t *s)
@@ -291,18 +344,157 @@ void rm_workers_reap(rm_server_t *s)
     }
 }
 
-void rm_workers_respawn_due(rm_server_t *s, uint64_t now)
+static bool fresh(const rm_server_t *s, const rm_worker_t *w)
 {
+    return !w->retiring && w->app_gen == s->app_gen;
+}
+
+/* Resident set size of `pid` in MiB, or 0 when unknown. */
+static uint64_t rss_mib(pid_t pid)
+{
+    char path[64];
+    unsigned long size, resident;
+    snprintf(path, sizeof(path), "/proc/%d/statm", (int)pid);
+    FILE *f = fopen(path, "re");
+    if (!f)
+        return 0;
+    int n = fscanf(f, "%lu %lu", &size, &resident);
+    fclose(f);
+    return n == 2 ? (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) >> 20 : 0;
+}
+
+static void retire(rm_worker_t *w, const char *why)
+{
+    w->retiring = true;
+    RM_INFO("worker %u (pid %d) recycled: %s", w->lane.index, (int)w->pid, why);
+}
+
+/* Stop handing `w` requests; it is told to exit once it has answered them. */
+static void drain(rm_worker_t *w)
+{
+    w->state = RM_WORKER_STOPPING;
+    w->stop_sent = false;
+    RM_DEBUG("worker %u (pid %d) draining", w->lane.index, (int)w->pid);
+}
+
+static void send_stop(rm_worker_t *w)
+{
+    rm_ctl_msg_t stop = {.type = RM_CTL_STOP};
+    atomic_store_explicit(&w->lane.shared->state, RM_LANE_STOPPING, memory_order_release);
+    rm_lane_wake_all(&w->lane);
+    if (w->ctl_fd >= 0)
+        rm_ctl_send(w->ctl_fd, &stop);
+    w->stop_sent = true;
+}
+
+/*
+ * Keep `target_workers` fresh workers (of the current app generation, not
+ * retiring) serving. Called every loop iteration; O(slots).
+ *
+ * Replacing a worker (recycling, reload, a crash) never lowers capacity: the
+ * replacement starts in a free slot while the old one keeps serving, and an
+ * old worker is drained only once enough fresh ones are ready. A drained
+ * worker finishes what it was handed, then gets "stop".
+ */
+void rm_workers_maintain(rm_server_t *s, uint64_t now)
+{
+    const rm_config_t *cfg = s->cfg;
+    uint32_t starting = 0, ready_fresh = 0;
+    bool check_rss = cfg->max_rss_mib && now >= s->next_rss_check_ns;
+    if (check_rss)
+        s->next_rss_check_ns = now + 1000000000ull;
+
     for (uint32_t i = 0; i < s->worker_count; i++) {
         rm_worker_t *w = &s->workers[i];
-        if (w->state != RM_WORKER_NONE || !w->respawn_at_ns || now < w->respawn_at_ns)
+        if (w->state == RM_WORKER_STOPPING && !w->stop_sent && w->outstanding == 0 &&
+            w->pid > 0)
+            send_stop(w);
+        if (w->state != RM_WORKER_READY || !fresh(s, w))
+            continue;
+        char why[64];
+        if (w->served_limit && w->served >= w->served_limit) {
+            snprintf(why, sizeof(why), "served %llu requests", (unsigned long long)w->served);
+            retire(w, why);
+            continue;
+        }
+        uint64_t rss;
+        if (check_rss && (rss = rss_mib(w->pid)) > cfg->max_rss_mib) {
+            snprintf(why, sizeof(why), "RSS %llu MiB over --max-rss", (unsigned long long)rss);
+            retire(w, why);
+            continue;
+        }
+        ready_fresh++;
+    }
+    for (uint32_t i = 0; i < s->worker_count; i++) {
+        rm_worker_t *w = &s->workers[i];
+        if (w->state == RM_WORKER_STARTING && fresh(s, w))
+            starting++;
+    }
+    if (s->stopping)
+        return;
+
+    /* Too many fresh workers (SIGTTOU): retire the extras, newest first. */
+    for (uint32_t i = s->worker_count; i > 0 && ready_fresh + starting > s->target_workers; i--) {
+        rm_worker_t *w = &s->workers[i - 1];
+        if ((w->state == RM_WORKER_READY || w->state == RM_WORKER_STARTING) && fresh(s, w)) {
+            if (w->state == RM_WORKER_READY)
+                ready_fresh--;
+            else
+                starting--;
+            retire(w, "the pool shrank");
+        }
+    }
+    /* Too few: start more in free slots, respecting the crash back-off. */
+    for (uint32_t i = 0; i < s->worker_count && ready_fresh + starting < s->target_workers &&
+                         now >= s->spawn_not_before_ns;
+         i++) {
+        rm_worker_t *w = &s->workers[i];
+        if (w->state != RM_WORKER_NONE || w->pid > 0)
             continue;
         int rc = rm_worker_spawn(s, i);
         if (rc) {
-            RM_ERROR("cannot respawn worker %u: %s", i, strerror(-rc));
-            w->respawn_at_ns = now + RESPAWN_MAX_NS;
+            RM_ERROR("cannot start a worker: %s", strerror(-rc));
+            s->spawn_not_before_ns = now + RESPAWN_MAX_NS;
+            break;
         }
+        starting++;
     }
+    /* Old and retiring workers keep serving until fresh ones can take over. */
+    uint32_t keep = s->target_workers > ready_fresh ? s->target_workers - ready_fresh : 0;
+    for (uint32_t i = 0; i < s->worker_count; i++) {
+        rm_worker_t *w = &s->workers[i];
+        if (fresh(s, w) || (w->state != RM_WORKER_READY && w->state != RM_WORKER_STARTING))
+            continue;
+        if (w->state == RM_WORKER_READY && keep > 0) {
+            keep--;
+            continue;
+        }
+        drain(w);
+    }
+}
+
+void rm_workers_reload(rm_server_t *s)
+{
+    s->app_gen++;
+    RM_INFO("reloading: starting %u fresh worker(s); the old ones drain once they are ready",
+            s->target_workers);
+}
+
+void rm_workers_scale(rm_server_t *s, int delta)
+{
+    uint32_t max = s->worker_count / 2;
+    uint32_t target = s->target_workers;
+    if (delta > 0 && target < max)
+        target++;
+    else if (delta < 0 && target > 1)
+        target--;
+    if (target == s->target_workers) {
+        RM_WARN("%s ignored: already at %u worker(s) (range 1..%u)",
+                delta > 0 ? "SIGTTIN" : "SIGTTOU", target, max);
+        return;
+    }
+    RM_INFO("scaling from %u to %u worker(s)", s->target_workers, target);
+    s->target_workers = target;
 }
 
 void rm_workers_stop_all(rm_server_t *s, bool fast)
@@ -310,8 +502,7 @@ void rm_workers_stop_all(rm_server_t *s, bool fast)
     rm_ctl_msg_t stop = {.type = RM_CTL_STOP};
     for (uint32_t i = 0; i < s->worker_count; i++) {
         rm_worker_t *w = &s->workers[i];
-        w->respawn_at_ns = 0;
-        if (w->state == RM_WORKER_NONE || w->state == RM_WORKER_STOPPING)
+        if (w->state == RM_WORKER_NONE || (w->state == RM_WORKER_STOPPING && w->stop_sent))
             continue;
         w->state = RM_WORKER_STOPPING;
         atomic_store_explicit(&w->lane.shared->state, RM_LANE_STOPPING, memory_order_release);

@@ -11,16 +11,23 @@
 #include "ringmaster/log.h"
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#define RM_CONFIG_MAX_CPUS 1024 /* CPU_SETSIZE: CPUs --pin can name */
 
 typedef struct rm_config {
     char bind_host[256];        /* "127.0.0.1", "::1", "0.0.0.0" */
     uint16_t bind_port;
     uint32_t workers;           /* resolved count, >= 1 */
     uint32_t threads;           /* Python threads per worker */
+    const char *mode;           /* static: "auto", "gil", "subinterpreters", "free-threaded" */
     const char *app;            /* borrowed from argv: module:attr or file.py[:attr] */
-    char worker_binary[PATH_MAX];
+    char worker_binary[PATH_MAX]; /* --worker-binary, or --python's ringmaster-worker-X.Y[t] */
+    bool pin;                   /* --pin: worker i on usable CPU i, the I/O thread on its own */
+    uint32_t cpu_count;         /* usable CPUs at start-up (the affinity mask), >= 1 */
+    uint16_t cpus[RM_CONFIG_MAX_CPUS]; /* their numbers, ascending; cpu_count of them */
     rm_log_level_t log_level;
     rm_log_format_t log_format;
     uint32_t chunk_size;        /* bytes per region chunk */
@@ -32,6 +39,9 @@ typedef struct rm_config {
     uint32_t max_target;        /* request-target, bytes */
     uint64_t max_body;          /* request body, bytes */
     uint32_t graceful_timeout_ms;
+    uint64_t max_requests;        /* recycle a worker after this many requests; 0: never */
+    uint64_t max_requests_jitter; /* plus a random 0..jitter per worker */
+    uint64_t max_rss_mib;         /* recycle a worker above this RSS; 0: never */
     uint32_t request_timeout_ms; /* --timeout: a worker silent this long on a request is killed; 0: never */
     uint32_t header_timeout_ms;  /* first byte of a head to its end (408 beyond) */
     uint32_t body_timeout_ms;    /* between two reads of a request body (408 beyond) */

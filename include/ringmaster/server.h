@@ -127,8 +127,11 @@ typedef struct rm_worker {
     bool ctl_armed;
     bool cut_off;          /* posted garbage: its completions are ignored */
     bool was_ready;        /* reached ready at least once */
-    uint64_t respawn_at_ns; /* when a dead worker's lane is refilled, 0 = not pending */
-    uint32_t quick_deaths;  /* consecutive deaths before ready, for backoff */
+    bool retiring;         /* to be replaced (recycling, scale-down): drained when a
+                              fresh worker can take over */
+    bool stop_sent;        /* draining: "stop" went out */
+    uint32_t app_gen;      /* the app generation it imported (SIGHUP bumps it) */
+    uint64_t served_limit; /* --max-requests plus jitter, 0 = none */
     uint64_t spawned_ns;
     uint32_t outstanding;  /* requests dispatched and not finished */
     uint64_t served;
@@ -184,7 +187,13 @@ typedef struct rm_server {
     uint64_t next_req_seq;
 
     rm_worker_t *workers;
-    uint32_t worker_count;
+    uint32_t worker_count;   /* slots (= lanes): twice the pool, so replacements can
+                                start before the workers they replace leave */
+    uint32_t target_workers; /* the pool's size: -w, then SIGTTIN/SIGTTOU */
+    uint32_t app_gen;        /* bumped by SIGHUP: older workers are replaced */
+    uint32_t quick_deaths;   /* consecutive deaths before ready, for back-off */
+    uint64_t spawn_not_before_ns;
+    uint64_t next_rss_check_ns;
     uint32_t rr_next;
     bool any_ready;        /* some worker became ready since start */
 
@@ -267,7 +276,9 @@ int rm_workers_start(rm_server_t *s);
 int rm_worker_spawn(rm_server_t *s, uint32_t lane);
 void rm_workers_on_ctl(rm_server_t *s, uint32_t lane, uint32_t gen, int res);
 void rm_workers_reap(rm_server_t *s);
-void rm_workers_respawn_due(rm_server_t *s, uint64_t now);
+void rm_workers_maintain(rm_server_t *s, uint64_t now);
+void rm_workers_reload(rm_server_t *s);
+void rm_workers_scale(rm_server_t *s, int delta);
 void rm_workers_stop_all(rm_server_t *s, bool fast);
 bool rm_workers_all_exited(const rm_server_t *s);
 void rm_workers_kill_all(rm_server_t *s);
