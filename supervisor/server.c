@@ -700,7 +700,16 @@ int rm_server_run(const rm_config_t *cfg)
         handle_cqes(s);
     }
     int code = s->exit_code;
-    RM_INFO("stopped");
+    /* Every connection is closed and every worker reaped: only the kernel's
+     * receive buffers may still hold chunks. Anything else leaked. */
+    for (uint32_t i = 0; i < s->worker_count; i++)
+        rm_held_release_all(s, &s->workers[i]);
+    uint32_t in_use = rm_chunk_pool_in_use(&s->region.pool);
+    uint32_t armed = s->buf_count - s->bufs_missing;
+    if (in_use > armed)
+        RM_WARN("stopped with %u chunk(s) still in use: a leak", in_use - armed);
+    else
+        RM_INFO("stopped; chunk pool clean");
     teardown(s);
     free(s);
     return code;
