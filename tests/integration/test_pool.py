@@ -126,8 +126,9 @@ def test_ttin_and_ttou_change_the_worker_count(start_server):
     os.kill(server.proc.pid, signal.SIGTTIN)
     wait_until(lambda: len(worker_pids(server)) == 3, 15, "3 workers after SIGTTIN")
     os.kill(server.proc.pid, signal.SIGTTOU)
-    os.kill(server.proc.pid, signal.SIGTTOU)
-    wait_until(lambda: len(worker_pids(server)) == 1, 15, "1 worker after two SIGTTOU")
+    wait_until(lambda: len(worker_pids(server)) == 2, 15, "2 workers after SIGTTOU")
+    os.kill(server.proc.pid, signal.SIGTTOU)  # one at a time: pending signals merge
+    wait_until(lambda: len(worker_pids(server)) == 1, 15, "1 worker after a second SIGTTOU")
     assert one_request(server.port, "/")[0] == 200
     text = server.stderr()
     for line in ("scaling from 2 to 3", "scaling from 3 to 2", "scaling from 2 to 1"):
@@ -152,3 +153,17 @@ def test_sigterm_lets_in_flight_requests_finish(start_server):
     # Nothing listens any more.
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", server.port)) != 0
+
+
+def test_autoscaling_grows_under_load_and_shrinks_when_idle(start_server):
+    server = start_server(BASIC, workers=1, args=("--workers-min", "1", "--workers-max", "3",
+                                                  "--idle-timeout", "2"))
+    wait_until(lambda: len(worker_pids(server)) == 1, 15, "1 worker at start")
+    wait_until(lambda: one_request(server.port, "/")[0] == 200, 15, "a first answer")
+    with Load(server.port, "/sleep?ms=100", clients=6) as load:
+        wait_until(lambda: len(worker_pids(server)) == 3, 30, "growth to 3 workers under load")
+    assert not load.failures(), f"failures while growing: {load.failures()[:3]}"
+    wait_until(lambda: len(worker_pids(server)) == 1, 30, "shrinking back to 1 when idle")
+    text = server.stderr()
+    assert "growing to 2" in text and "growing to 3" in text, text[-2000:]
+    assert "shrinking to 2" in text and "shrinking to 1" in text, text[-2000:]
