@@ -2,6 +2,7 @@
  * config.c - flags and environment to rm_config_t.
  */
 #include "ringmaster/config.h"
+#include "ringmaster/cpus.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -30,6 +31,9 @@ enum {
     OPT_MAX_CONNECTIONS,
     OPT_GRACEFUL_TIMEOUT,
     OPT_REQUEST_TIMEOUT,
+    OPT_WORKERS_MIN,
+    OPT_WORKERS_MAX,
+    OPT_IDLE_TIMEOUT,
     OPT_MAX_REQUESTS,
     OPT_MAX_REQUESTS_JITTER,
     OPT_MAX_RSS,
@@ -59,6 +63,9 @@ static const struct option options[] = {
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"graceful-timeout", required_argument, NULL, OPT_GRACEFUL_TIMEOUT},
     {"timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
+    {"workers-min", required_argument, NULL, OPT_WORKERS_MIN},
+    {"workers-max", required_argument, NULL, OPT_WORKERS_MAX},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
     {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
     {"max-requests-jitter", required_argument, NULL, OPT_MAX_REQUESTS_JITTER},
     {"max-rss", required_argument, NULL, OPT_MAX_RSS},
@@ -99,6 +106,11 @@ void rm_config_usage(void *fp)
           "      --max-body-size BYTES  largest request body, 413 beyond (default 1048576)\n"
           "      --max-connections N    open client connections at most (default 10000)\n"
           "      --graceful-timeout S   seconds SIGTERM waits for in-flight requests (default 30)\n"
+          "      --workers-min N        autoscaling: never fewer workers (default: --workers)\n"
+          "      --workers-max N        autoscaling: grow up to N workers under load\n"
+          "                             (default: --workers, i.e. no autoscaling)\n"
+          "      --idle-timeout S       autoscaling: shrink by one worker after S idle seconds\n"
+          "                             (default 60)\n"
           "      --max-requests N       recycle a worker after N requests (default 0: never)\n"
           "      --max-requests-jitter J  plus a random 0..J per worker (default 0)\n"
           "      --max-rss MIB          recycle a worker whose RSS exceeds MIB (default 0: never)\n"
@@ -124,11 +136,7 @@ void rm_config_usage(void *fp)
 
 uint32_t rm_config_usable_cpus(void)
 {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof(set), &set) == 0 && CPU_COUNT(&set) > 0)
-        return (uint32_t)CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? (uint32_t)n : 1;
+    return rm_cpus_usable();
 }
 
 static int fail(char *err, size_t err_len, const char *fmt, ...)
@@ -373,6 +381,7 @@ static void set_defaults(rm_config_t *cfg)
     cfg->max_body = 1024 * 1024;
     cfg->graceful_timeout_ms = 30000;
     cfg->request_timeout_ms = 30000;
+    cfg->idle_timeout_ms = 60000;
     cfg->header_timeout_ms = 10000;
     cfg->body_timeout_ms = 30000;
     cfg->keepalive_timeout_ms = 5000;
@@ -482,6 +491,23 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
                             optarg);
             cfg->graceful_timeout_ms = (uint32_t)n * 1000;
             break;
+        case OPT_WORKERS_MIN:
+        case OPT_WORKERS_MAX:
+            if (!parse_u64(optarg, 1, 512, &n))
+                return fail(err, err_len, "%s: expected 1..512, got '%s'",
+                            opt == OPT_WORKERS_MIN ? "--workers-min" : "--workers-max", optarg);
+            if (opt == OPT_WORKERS_MIN)
+                cfg->workers_min = (uint32_t)n;
+            else
+                cfg->workers_max = (uint32_t)n;
+            break;
+        case OPT_IDLE_TIMEOUT: {
+            double secs;
+            if (!parse_seconds(optarg, &secs))
+                return fail(err, err_len, "--idle-timeout: expected seconds, got '%s'", optarg);
+            cfg->idle_timeout_ms = (uint32_t)(secs * 1000.0 + 0.5);
+            break;
+        }
         case OPT_MAX_REQUESTS:
         case OPT_MAX_REQUESTS_JITTER:
         case OPT_MAX_RSS:
@@ -576,6 +602,19 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
     if ((rc = resolve_worker_binary(cfg, flag_binary, flag_python, err, err_len)))
         return rc;
 
+    /* Autoscaling bounds default to the fixed pool; -w is clamped into them. */
+    if (!cfg->workers_min)
+        cfg->workers_min = cfg->workers_max && cfg->workers_max < cfg->workers ? cfg->workers_max
+                                                                                : cfg->workers;
+    if (!cfg->workers_max)
+        cfg->workers_max = cfg->workers > cfg->workers_min ? cfg->workers : cfg->workers_min;
+    if (cfg->workers_min > cfg->workers_max)
+        return fail(err, err_len, "--workers-min %u is above --workers-max %u", cfg->workers_min,
+                    cfg->workers_max);
+    if (cfg->workers < cfg->workers_min)
+        cfg->workers = cfg->workers_min;
+    if (cfg->workers > cfg->workers_max)
+        cfg->workers = cfg->workers_max;
     /* Derived geometry: a lane holds what one worker may be handed, a head fits
      * in a chunk, and at most a quarter of the chunks wait in the kernel for reads. */
     while (cfg->lane_capacity < cfg->worker_queue)

@@ -540,6 +540,8 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
      * worker it replaces leaves (recycling, reload), and SIGTTIN may grow the
      * pool to 2N + 2. An idle lane costs its two rings (128 KiB). */
     uint32_t slots = cfg->workers * 4 + 4;
+    if (slots < cfg->workers_max * 2 + 2)
+        slots = cfg->workers_max * 2 + 2;
     if (slots > 1024)
         slots = 1024;
     rm_region_conf_t rconf = {.lane_count = slots,

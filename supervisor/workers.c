@@ -388,6 +388,47 @@ static void send_stop(rm_worker_t *w)
 }
 
 /*
+ * Autoscaling, like NGINX Unit's processes {max, spare, idle_timeout}: once a
+ * second, if requests wait in the queue or every ready worker has some in
+ * hand, for two samples in a row, grow by one (up to --workers-max). When at
+ * least one worker has had nothing to do for --idle-timeout, shrink by one
+ * (down to --workers-min).
+ */
+static void autoscale(rm_server_t *s, uint64_t now)
+{
+    const rm_config_t *cfg = s->cfg;
+    if (cfg->workers_min == cfg->workers_max || now < s->next_scale_check_ns)
+        return;
+    s->next_scale_check_ns = now + 1000000000ull;
+    uint32_t ready = 0, busy = 0;
+    for (uint32_t i = 0; i < s->worker_count; i++) {
+        const rm_worker_t *w = &s->workers[i];
+        if (w->state == RM_WORKER_READY) {
+            ready++;
+            busy += w->outstanding > 0;
+        }
+    }
+    if (!s->last_busy_ns)
+        s->last_busy_ns = now;
+    bool saturated = s->queued > 0 || (ready > 0 && busy == ready);
+    if (saturated || busy + 1 >= s->target_workers)
+        s->last_busy_ns = now; /* no spare worker to give back */
+    s->busy_samples = saturated ? s->busy_samples + 1 : 0;
+    if (s->busy_samples >= 2 && s->target_workers < cfg->workers_max) {
+        RM_INFO("load: %u of %u workers busy, %u request(s) queued; growing to %u", busy, ready,
+                s->queued, s->target_workers + 1);
+        s->target_workers++;
+        s->busy_samples = 0;
+    } else if (now - s->last_busy_ns >= (uint64_t)cfg->idle_timeout_ms * 1000000ull &&
+               s->target_workers > cfg->workers_min) {
+        RM_INFO("idle for %u ms: shrinking to %u worker(s)", cfg->idle_timeout_ms,
+                s->target_workers - 1);
+        s->target_workers--;
+        s->last_busy_ns = now;
+    }
+}
+
+/*
  * Keep `target_workers` fresh workers (of the current app generation, not
  * retiring) serving. Called every loop iteration; O(slots).
  *
@@ -432,8 +473,9 @@ void rm_workers_maintain(rm_server_t *s, uint64_t now)
     }
     if (s->stopping)
         return;
+    autoscale(s, now);
 
-    /* Too many fresh workers (SIGTTOU): retire the extras, newest first. */
+    /* Too many fresh workers (SIGTTOU, idle): retire the extras, newest first. */
     for (uint32_t i = s->worker_count; i > 0 && ready_fresh + starting > s->target_workers; i--) {
         rm_worker_t *w = &s->workers[i - 1];
         if ((w->state == RM_WORKER_READY || w->state == RM_WORKER_STARTING) && fresh(s, w)) {
@@ -482,7 +524,7 @@ void rm_workers_reload(rm_server_t *s)
 
 void rm_workers_scale(rm_server_t *s, int delta)
 {
-    uint32_t max = s->worker_count / 2;
+    uint32_t max = s->worker_count / 2 - 1;
     uint32_t target = s->target_workers;
     if (delta > 0 && target < max)
         target++;

@@ -39,6 +39,9 @@ typedef struct rm_config {
     uint32_t max_target;        /* request-target, bytes */
     uint64_t max_body;          /* request body, bytes */
     uint32_t graceful_timeout_ms;
+    uint32_t workers_min;         /* autoscaling floor (default: workers) */
+    uint32_t workers_max;         /* autoscaling ceiling (default: workers; equal: off) */
+    uint32_t idle_timeout_ms;     /* an idle pool shrinks by one worker this often */
     uint64_t max_requests;        /* recycle a worker after this many requests; 0: never */
     uint64_t max_requests_jitter; /* plus a random 0..jitter per worker */
     uint64_t max_rss_mib;         /* recycle a worker above this RSS; 0: never */
@@ -61,7 +64,7 @@ typedef struct rm_config {
  * -EINVAL with one readable line in err (no trailing newline). */
 int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t err_len);
 
-/* Usable CPUs: the affinity mask of this process. */
+/* Usable CPUs: the affinity mask, capped by a cgroup CPU quota (cpus.h). */
 uint32_t rm_config_usable_cpus(void);
 
 /* Print the usage text to `fp` (a FILE *). */

@@ -194,6 +194,9 @@ typedef struct rm_server {
     uint32_t quick_deaths;   /* consecutive deaths before ready, for back-off */
     uint64_t spawn_not_before_ns;
     uint64_t next_rss_check_ns;
+    uint64_t next_scale_check_ns; /* autoscaling samples once a second */
+    uint32_t busy_samples;        /* consecutive samples with every worker busy */
+    uint64_t last_busy_ns;        /* when the pool was last short of idle workers */
     uint32_t rr_next;
     bool any_ready;        /* some worker became ready since start */
 
