@@ -93,9 +93,12 @@ static int pack_body(msgpack_packer *pk, const rm_ctl_msg_t *msg)
     };
     if (msg->type <= RM_CTL_UNKNOWN || msg->type > RM_CTL_HEARTBEAT)
         return -EINVAL;
+    /* A ready with a mode also says whether the GIL is on. */
+    bool ready_state = msg->type == RM_CTL_READY && msg->mode[0] != '\0';
 
     const char *t = rm_ctl_type_name(msg->type);
-    if (msgpack_pack_map(pk, entries[msg->type]) < 0 || pack_str(pk, "t", t, strlen(t)) < 0)
+    if (msgpack_pack_map(pk, entries[msg->type] + (ready_state ? 2 : 0)) < 0 ||
+        pack_str(pk, "t", t, strlen(t)) < 0)
         return -ENOSPC;
     int e = 0;
     switch (msg->type) {
@@ -113,7 +116,12 @@ static int pack_body(msgpack_packer *pk, const rm_ctl_msg_t *msg)
     case RM_CTL_HEARTBEAT:
         e = pack_uint(pk, "served", msg->served) < 0 ? -ENOSPC : 0;
         break;
-    default: /* ready, stop: the type says it all */
+    case RM_CTL_READY:
+        if (ready_state && (pack_field(pk, "mode", msg->mode, sizeof(msg->mode)) < 0 ||
+                            pack_bool(pk, "gil", msg->gil_enabled) < 0))
+            e = -ENOSPC;
+        break;
+    default: /* stop: the type says it all */
         break;
     }
     return e;

@@ -3,10 +3,20 @@
 #
 #   1. scripts/install-deps.sh (no network work when everything is present)
 #   2. .venv-test from /usr/bin/python3 with tests/requirements.txt (pinned)
+#      and .venv-apps (Flask, Django: tests/requirements-apps.txt) per interpreter
 #   3. for each build dir, "build" (normal) then "build-asan"
 #      (-DRINGMASTER_SANITIZE=ON): configure + build, ctest, pytest tests/integration;
 #      then "build-tsan" (-DRINGMASTER_TSAN=ON): the shared-memory suites under
 #      ThreadSanitizer (ctest only: TSan cannot follow an embedded interpreter)
+#   4. the worker modes (docs/modes.md): every pytest run above is in gil mode
+#      (the default worker embeds /usr/bin/python3, 3.11). Each build that is
+#      neither ASan nor TSan also gets a worker per extra interpreter
+#      (-DRINGMASTER_EXTRA_PYTHONS) and runs tests/integration again per mode,
+#      with --threads 2:
+#        subinterpreters  pyenv's newest CPython 3.13 (ringmaster-worker-3.13)
+#        free-threaded    python3.13t, built once by scripts/build-python-ft.sh
+#                         (about 4 minutes, then cached) (ringmaster-worker-3.13t)
+#      A mode whose interpreter cannot be found or built counts as 1 failure.
 #
 # Every step runs even when an earlier one failed; the script then prints a
 # summary and exits non-zero if anything failed. Its last line is
@@ -18,13 +28,17 @@
 #
 # Knobs (environment):
 #   RINGMASTER_TEST_BUILDS   build dirs to run, default "build build-asan build-tsan"
+#   RINGMASTER_TEST_MODES    worker modes, default "gil subinterpreters free-threaded"
 #   RINGMASTER_PYTEST_ARGS   extra pytest arguments, e.g. "-k keepalive -x"
+#   RINGMASTER_TEST_FUZZ_SECONDS  libFuzzer run on the HTTP parser in build-fuzz
+#                            (clang), default 30; 0 leaves it out
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 PY=/usr/bin/python3
 VENV=$ROOT/.venv-test
 BUILDS=${RINGMASTER_TEST_BUILDS:-build build-asan build-tsan}
+MODES=${RINGMASTER_TEST_MODES:-gil subinterpreters free-threaded}
 
 REPORTS=$(mktemp -d "${TMPDIR:-/tmp}/ringmaster-test.XXXXXX")
 trap 'rm -rf "$REPORTS"' EXIT
@@ -165,6 +179,122 @@ else
   record "venv" 0 1 0 "FAILED (pytest unavailable)"
 fi
 
+# pytest_suite BUILD MODE PYTHON_TAG THREADS: tests/integration once against
+# BUILD with that worker mode; appends a result line to $REPORTS/results.
+pytest_suite() {
+  local build=$1 mode=$2 python=$3 threads=$4 label junit rc p f s
+  label="$build: pytest"
+  [[ $mode != gil ]] && label="$build [$mode, Python $python]: pytest"
+  banner "$label tests/integration"
+  if [[ $venv_ok != 1 ]]; then
+    echo "$label|0|1|0|not run (no venv)" >>"$REPORTS/results"
+    return
+  fi
+  junit=$REPORTS/${build//\//_}-$mode-pytest.xml
+  # shellcheck disable=SC2086
+  RINGMASTER_BUILD=$build RINGMASTER_TEST_MODE=$mode RINGMASTER_TEST_PYTHON=$python \
+    RINGMASTER_TEST_THREADS=$threads "$VENV/bin/python" -m pytest tests/integration \
+    -p no:cacheprovider -o junit_family=xunit2 --junitxml="$junit" \
+    --timeout=300 -rfEs ${RINGMASTER_PYTEST_ARGS:-}
+  rc=$?
+  if [[ -s $junit ]] && read -r p f s < <(junit_counts pytest "$junit") && [[ -n ${s:-} ]]; then
+    # exit 5 = no tests collected: that is a failure of the suite here.
+    [[ $rc != 0 && $f == 0 ]] && f=1
+    echo "$label|$p|$f|$s|rc=$rc" >>"$REPORTS/results"
+  else
+    echo "$label|0|1|0|rc=$rc, no report" >>"$REPORTS/results"
+  fi
+}
+
+# pytest_http BUILD: tests/http (the HTTP/1.1 corpus, slow clients) once
+# against BUILD in the default worker mode: it tests the supervisor's HTTP,
+# which does not depend on the mode.
+pytest_http() {
+  local build=$1 label="$build: pytest tests/http" junit rc p f s
+  banner "$label"
+  if [[ $venv_ok != 1 ]]; then
+    echo "$label|0|1|0|not run (no venv)" >>"$REPORTS/results"
+    return
+  fi
+  junit=$REPORTS/${build//\//_}-http-pytest.xml
+  # shellcheck disable=SC2086
+  RINGMASTER_BUILD=$build "$VENV/bin/python" -m pytest tests/http -p no:cacheprovider \
+    -o junit_family=xunit2 --junitxml="$junit" --timeout=300 -rfEs ${RINGMASTER_PYTEST_ARGS:-}
+  rc=$?
+  if [[ -s $junit ]] && read -r p f s < <(junit_counts pytest "$junit") && [[ -n ${s:-} ]]; then
+    [[ $rc != 0 && $f == 0 ]] && f=1
+    echo "$label|$p|$f|$s|rc=$rc" >>"$REPORTS/results"
+  else
+    echo "$label|0|1|0|rc=$rc, no report" >>"$REPORTS/results"
+  fi
+}
+
+# ---------------------------------------------------------------- interpreters per mode
+# The worker tag of an interpreter: "3.13", or "3.13t" when free-threaded.
+python_tag() {
+  "$1" -c 'import sys, sysconfig
+ft = "t" if sysconfig.get_config_var("Py_GIL_DISABLED") else ""
+print("%d.%d%s" % (sys.version_info[0], sys.version_info[1], ft))'
+}
+
+declare -A mode_tag=()
+extra_pythons=()
+for mode in $MODES; do
+  py=""
+  case $mode in
+    gil) continue ;;
+    subinterpreters)
+      # The newest pyenv 3.13.x with a GIL (a "3.13.xt" build is free-threaded).
+      for cand in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.13.*/bin/python3.13; do
+        [[ -x $cand && $(python_tag "$cand" 2>/dev/null) == 3.13 ]] && py=$cand
+      done
+      why="no CPython 3.13 in ${PYENV_ROOT:-$HOME/.pyenv}/versions"
+      ;;
+    free-threaded)
+      banner "python3.13t for free-threaded mode (scripts/build-python-ft.sh)"
+      py=$(./scripts/build-python-ft.sh | tail -n1) || py=""
+      why="scripts/build-python-ft.sh failed"
+      ;;
+    *)
+      why="unknown mode (gil, subinterpreters, free-threaded)"
+      ;;
+  esac
+  if [[ -n $py && -x $py ]]; then
+    mode_tag[$mode]=$(python_tag "$py")
+    extra_pythons+=("$py")
+    echo "test.sh: $mode mode with $py (ringmaster-worker-${mode_tag[$mode]})"
+  else
+    record "mode $mode" 0 1 0 "FAILED ($why)"
+  fi
+done
+extras=$(IFS=';'; echo "${extra_pythons[*]}")
+
+# ---------------------------------------------------------------- framework venvs
+# Flask and Django for tests/integration/test_wsgi_frameworks.py, pinned in
+# tests/requirements-apps.txt, in a venv per interpreter a worker embeds (the
+# worker refuses a venv of another Python): .venv-apps from /usr/bin/python3,
+# .venv-apps-TAG from each mode's interpreter. A venv that cannot be made
+# counts as 1 failure (the tests then fail rather than skip).
+apps_venv() {
+  local py=$1 dir=$2 stamp want
+  want=$( (sha256sum tests/requirements-apps.txt; "$py" -c 'import sys; print(sys.version)') \
+    | sha256sum | cut -d' ' -f1)
+  stamp=$dir/.requirements.sha256
+  [[ -x $dir/bin/python && "$(cat "$stamp" 2>/dev/null)" == "$want" ]] && return 0
+  banner "framework venv $dir from $py"
+  rm -rf "$dir"
+  "$py" -m venv "$dir" &&
+    "$dir/bin/python" -m pip install -q --disable-pip-version-check \
+      -r tests/requirements-apps.txt &&
+    echo "$want" >"$stamp"
+}
+export RINGMASTER_REQUIRE_APPS_VENV=1
+apps_venv "$PY" "$ROOT/.venv-apps" || record "venv .venv-apps" 0 1 0 "FAILED (pip install)"
+for py in "${extra_pythons[@]}"; do
+  tag=$(python_tag "$py")
+  apps_venv "$py" "$ROOT/.venv-apps-$tag" || record "venv .venv-apps-$tag" 0 1 0 "FAILED (pip install)"
+done
+
 # ---------------------------------------------------------------- per build
 for build in $BUILDS; do
   case $build in
@@ -172,6 +302,12 @@ for build in $BUILDS; do
     *tsan*) extra=(-DRINGMASTER_SANITIZE=OFF -DRINGMASTER_TSAN=ON) ;;
     *) extra=(-DRINGMASTER_SANITIZE=OFF -DRINGMASTER_TSAN=OFF) ;;
   esac
+  # Workers for the other modes' interpreters: in plain builds only.
+  if [[ $build == *asan* || $build == *tsan* ]]; then
+    extra+=(-DRINGMASTER_EXTRA_PYTHONS=)
+  else
+    extra+=("-DRINGMASTER_EXTRA_PYTHONS=$extras")
+  fi
 
   banner "$build: configure + build ${extra[*]}"
   if ! ./scripts/build.sh "$build" "${extra[@]}"; then
@@ -203,24 +339,15 @@ for build in $BUILDS; do
     fi
 
     [[ $build == *tsan* ]] && exit 0
-    banner "$build: pytest tests/integration"
-    if [[ $venv_ok != 1 ]]; then
-      echo "$build: pytest|0|1|0|not run (no venv)" >>"$REPORTS/results"
-      exit 0
+    if [[ " $MODES " == *" gil "* ]]; then
+      pytest_suite "$build" gil "" ""
     fi
-    junit=$REPORTS/$tag-pytest.xml
-    # shellcheck disable=SC2086
-    RINGMASTER_BUILD=$build "$VENV/bin/python" -m pytest tests/integration \
-      -p no:cacheprovider -o junit_family=xunit2 --junitxml="$junit" \
-      --timeout=300 -rfEs ${RINGMASTER_PYTEST_ARGS:-}
-    rc=$?
-    if [[ -s $junit ]] && read -r p f s < <(junit_counts pytest "$junit") && [[ -n ${s:-} ]]; then
-      # exit 5 = no tests collected: that is a failure of the suite here.
-      [[ $rc != 0 && $f == 0 ]] && f=1
-      echo "$build: pytest|$p|$f|$s|rc=$rc" >>"$REPORTS/results"
-    else
-      echo "$build: pytest|0|1|0|rc=$rc, no report" >>"$REPORTS/results"
-    fi
+    pytest_http "$build"
+    [[ $build == *asan* ]] && exit 0
+    for mode in $MODES; do
+      [[ $mode == gil || -z ${mode_tag[$mode]:-} ]] && continue
+      pytest_suite "$build" "$mode" "${mode_tag[$mode]}" 2
+    done
   )
   if [[ -f $REPORTS/results ]]; then
     while IFS='|' read -r name p f s note; do
@@ -229,6 +356,28 @@ for build in $BUILDS; do
     rm -f "$REPORTS/results"
   fi
 done
+
+# ---------------------------------------------------------------- fuzzing
+# build-fuzz, configured with clang: libFuzzer on the HTTP parser
+# (tests/fuzz/fuzz_http_parse.c) for RINGMASTER_TEST_FUZZ_SECONDS from the
+# seeds in tests/fuzz/corpus, as the ctest "fuzz_http_parse". It counts as one
+# test case; without clang it is skipped (the seeds are still replayed under
+# ASan by the ctest "fuzz_replay" of every build above).
+FUZZ_SECONDS=${RINGMASTER_TEST_FUZZ_SECONDS:-30}
+if [[ $FUZZ_SECONDS != 0 ]]; then
+  banner "build-fuzz: libFuzzer on the HTTP parser, $FUZZ_SECONDS s"
+  if ! command -v clang >/dev/null; then
+    record "build-fuzz: fuzz" 0 0 1 "skipped (clang not installed)"
+  elif ! CC=clang cmake -S . -B build-fuzz -DRINGMASTER_PYTHON="$PY" -DRINGMASTER_FUZZ=ON \
+         -DRINGMASTER_FUZZ_SECONDS="$FUZZ_SECONDS" -DRINGMASTER_EXTRA_PYTHONS= >/dev/null \
+       || ! cmake --build build-fuzz --target fuzz_http_parse -j"$(nproc)"; then
+    record "build-fuzz: build" 0 1 0 "FAILED (fuzz target not built)"
+  elif (cd build-fuzz && ctest -R '^fuzz_http_parse$' --output-on-failure); then
+    record "build-fuzz: fuzz" 1 0 0 ""
+  else
+    record "build-fuzz: fuzz" 0 1 0 "FAILED (inputs in build-fuzz/tests/fuzz/crash-*)"
+  fi
+fi
 
 # ---------------------------------------------------------------- summary
 banner "summary ($((SECONDS - started)) s; counts are test cases)"

@@ -3,6 +3,7 @@
  */
 #include "ringmaster/config.h"
 #include "ringmaster/cpus.h"
+#include "ringmaster/interface.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -47,6 +48,10 @@ enum {
     OPT_CHUNK_SIZE,
     OPT_CHUNKS,
     OPT_VERSION,
+    /* The app-interface flags, in enum rm_app_opt order (interface.h). */
+    OPT_INTERFACE,
+    OPT_ROOT_PATH,
+    OPT_FORWARDED_ALLOW_IPS,
 };
 
 static const struct option options[] = {
@@ -80,6 +85,9 @@ static const struct option options[] = {
     {"chunks", required_argument, NULL, OPT_CHUNKS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"interface", required_argument, NULL, OPT_INTERFACE},
+    {"root-path", required_argument, NULL, OPT_ROOT_PATH},
+    {"forwarded-allow-ips", required_argument, NULL, OPT_FORWARDED_ALLOW_IPS},
     {NULL, 0, NULL, 0},
 };
 
@@ -101,6 +109,15 @@ void rm_config_usage(void *fp)
           "                             (RINGMASTER_PYTHON)\n"
           "      --pin                  pin worker i to usable CPU i, the I/O thread to its own\n"
           "                             (RINGMASTER_PIN=1)\n"
+          "      --interface IFACE      how the app is called: wsgi (PEP 3333), native, or\n"
+          "                             auto: wsgi when it takes two positional arguments\n"
+          "                             (RINGMASTER_INTERFACE; default auto)\n"
+          "      --root-path PATH       WSGI SCRIPT_NAME: where the app is mounted\n"
+          "                             (RINGMASTER_ROOT_PATH; default none)\n"
+          "      --forwarded-allow-ips LIST  peers (IP[/prefix],... or '*') whose\n"
+          "                             X-Forwarded-For/-Proto and Forwarded are believed\n"
+          "                             (RINGMASTER_FORWARDED_ALLOW_IPS, FORWARDED_ALLOW_IPS;\n"
+          "                             default 127.0.0.1,::1)\n"
           "      --worker-binary PATH   ringmaster-worker to run (RINGMASTER_WORKER_BINARY;\n"
           "                             default: next to this binary)\n"
           "      --max-body-size BYTES  largest request body, 413 beyond (default 1048576)\n"
@@ -394,6 +411,26 @@ static void set_defaults(rm_config_t *cfg)
     default_worker_binary(cfg);
 }
 
+/* Check an app-interface flag's value the way the worker will apply it, and
+ * keep it to pass on. `source` is the flag or the variable it came from. */
+static int set_app_opt(const char **slot, enum rm_app_opt opt, const char *value,
+                       const char *source, char *err, size_t err_len)
+{
+    rm_app_conf_t scratch;
+    char why[256];
+
+    rm_app_conf_init(&scratch);
+    if (rm_app_conf_set(&scratch, opt, value, why, sizeof(why)) < 0) {
+        /* `why` names the flag ("--root-path: ..."); name the variable instead. */
+        const char *colon = strstr(why, ": ");
+        if (source[0] != '-' && colon != NULL)
+            return fail(err, err_len, "%s: %s", source, colon + 2);
+        return fail(err, err_len, "%s", why);
+    }
+    *slot = value;
+    return 0;
+}
+
 /* Environment first, so that flags parsed afterwards override it. */
 static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
 {
@@ -420,6 +457,23 @@ static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
     if ((v = getenv("RINGMASTER_PIN")) && *v && parse_flag_value(v, &cfg->pin))
         return fail(err, err_len, "RINGMASTER_PIN: expected 1 or 0, got '%s'", v);
     /* RINGMASTER_WORKER_BINARY and RINGMASTER_PYTHON: resolve_worker_binary. */
+    if ((v = getenv("RINGMASTER_INTERFACE")) && *v &&
+        (rc = set_app_opt(&cfg->interface, RM_APP_OPT_INTERFACE, v, "RINGMASTER_INTERFACE", err,
+                          err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_ROOT_PATH")) && *v &&
+        (rc = set_app_opt(&cfg->root_path, RM_APP_OPT_ROOT_PATH, v, "RINGMASTER_ROOT_PATH", err,
+                          err_len)))
+        return rc;
+    /* gunicorn's name first, so that ours wins when both are set. */
+    if ((v = getenv("FORWARDED_ALLOW_IPS")) && *v &&
+        (rc = set_app_opt(&cfg->forwarded_allow_ips, RM_APP_OPT_FORWARDED_ALLOW_IPS, v,
+                          "FORWARDED_ALLOW_IPS", err, err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_FORWARDED_ALLOW_IPS")) && *v &&
+        (rc = set_app_opt(&cfg->forwarded_allow_ips, RM_APP_OPT_FORWARDED_ALLOW_IPS, v,
+                          "RINGMASTER_FORWARDED_ALLOW_IPS", err, err_len)))
+        return rc;
     if ((v = getenv("RINGMASTER_LOG_LEVEL")) && *v && rm_log_parse_level(v, &cfg->log_level))
         return fail(err, err_len, "RINGMASTER_LOG_LEVEL: expected error|warn|info|debug");
     if ((v = getenv("RINGMASTER_LOG_FORMAT")) && *v && rm_log_parse_format(v, &cfg->log_format))
@@ -580,6 +634,19 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
                 return fail(err, err_len, "--chunks: expected 64..1048576, got '%s'", optarg);
             cfg->chunk_count = (uint32_t)n;
             break;
+        case OPT_INTERFACE:
+        case OPT_ROOT_PATH:
+        case OPT_FORWARDED_ALLOW_IPS: {
+            static const char *const flags[] = {"--interface", "--root-path",
+                                                "--forwarded-allow-ips"};
+            const char **slot = opt == OPT_INTERFACE   ? &cfg->interface
+                                : opt == OPT_ROOT_PATH ? &cfg->root_path
+                                                       : &cfg->forwarded_allow_ips;
+            if ((rc = set_app_opt(slot, (enum rm_app_opt)(opt - OPT_INTERFACE), optarg,
+                                  flags[opt - OPT_INTERFACE], err, err_len)))
+                return rc;
+            break;
+        }
         case 'h':
             rm_config_usage(stdout);
             return RM_CONFIG_EXIT_OK;

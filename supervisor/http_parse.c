@@ -55,6 +55,8 @@ static int on_header_field(llhttp_t *l, const char *at, size_t n)
 {
     rm_http_parser_t *p = parser_of(l);
     rm_http_head_t *h = p->head;
+    if (p->head_done)
+        return 0; /* a trailer: never merged into the headers (RFC 9110 6.5.1) */
     if (p->in_value || h->field_count == 0) {
         if (h->field_count == RM_HTTP_MAX_HEADERS) {
             p->status = 431;
@@ -72,6 +74,8 @@ static int on_header_field(llhttp_t *l, const char *at, size_t n)
 static int on_header_value(llhttp_t *l, const char *at, size_t n)
 {
     rm_http_parser_t *p = parser_of(l);
+    if (p->head_done)
+        return 0;
     rm_http_field_t *f = &p->head->fields[p->head->field_count - 1];
     if (!p->in_value) {
         p->in_value = true;
@@ -102,9 +106,10 @@ static bool is_tchar(unsigned char ch)
            (ch && memchr(extra, ch, sizeof(extra) - 1));
 }
 
-/* llhttp lets a space inside a field name and obsolete line folding through;
- * RFC 9112 says to reject both (5.1, 5.2), which also defeats smuggling by
- * disagreement with a front proxy. */
+/* llhttp lets a space inside a field name and obsolete line folding through
+ * (also a fold after an empty first line: "X:\r\n folded"); RFC 9112 says to
+ * reject both (5.1, 5.2), which also defeats smuggling by disagreement with a
+ * front proxy. */
 static bool field_ok(const rm_http_parser_t *p, const rm_http_field_t *f)
 {
     const unsigned char *name = (const unsigned char *)p->base + f->name_off;
@@ -114,8 +119,62 @@ static bool field_ok(const rm_http_parser_t *p, const rm_http_field_t *f)
     for (uint32_t i = 0; i < f->name_len; i++)
         if (!is_tchar(name[i]))
             return false;
+    /* Between the colon and the value: optional whitespace only. */
+    for (const unsigned char *q = name + f->name_len; q < value; q++)
+        if (*q != ':' && *q != ' ' && *q != '\t')
+            return false;
     for (uint32_t i = 0; i < f->value_len; i++)
         if ((value[i] < 0x20 && value[i] != '\t') || value[i] == 0x7f)
+            return false;
+    return true;
+}
+
+/* RFC 9112 3.2 / RFC 3986: a Host is uri-host [":" port]; nothing that could
+ * be read as a path, a user or a second request. */
+static bool host_ok(const char *v, uint32_t n)
+{
+    static const char allowed[] = "-._~!$&'()*+,;=:[]%";
+    for (uint32_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)v[i];
+        if (!((ch >= '0' && ch <= '9') || ((ch | 0x20) >= 'a' && (ch | 0x20) <= 'z') ||
+              memchr(allowed, ch, sizeof(allowed) - 1)))
+            return false;
+    }
+    return true;
+}
+
+/* Add the codings of one Transfer-Encoding line (a list: empty elements and
+ * whitespace allowed, RFC 9110 5.6.1) to *chunked. We decode chunked only:
+ * any other coding would reach the app still encoded, so it is 501 (RFC 9112
+ * 6.1); chunked twice is 400. Returns 0 or the status. */
+static int count_codings(const char *v, uint32_t n, unsigned *chunked)
+{
+    uint32_t i = 0;
+    while (i < n) {
+        while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
+            i++;
+        uint32_t start = i;
+        while (i < n && v[i] != ',' && v[i] != ' ' && v[i] != '\t')
+            i++;
+        if (i == start)
+            break;
+        if (i - start != 7 || strncasecmp(v + start, "chunked", 7) != 0)
+            return 501;
+        if (++*chunked > 1)
+            return 400;
+        while (i < n && (v[i] == ' ' || v[i] == '\t'))
+            i++;
+        if (i < n && v[i] != ',')
+            return 400; /* "chunked;q=1" or other parameters */
+    }
+    return 0;
+}
+
+/* The request-target has no whitespace or control bytes (RFC 9112 3). */
+static bool target_ok(const char *t, uint32_t n)
+{
+    for (uint32_t i = 0; i < n; i++)
+        if ((unsigned char)t[i] <= 0x20 || (unsigned char)t[i] == 0x7f)
             return false;
     return true;
 }
@@ -135,6 +194,7 @@ static int on_headers_complete(llhttp_t *l)
         h->flags |= RM_HTTP_KEEP_ALIVE;
     if (l->flags & F_CHUNKED)
         h->flags |= RM_HTTP_CHUNKED;
+    p->chunked = (l->flags & F_CHUNKED) != 0;
     if (l->method == HTTP_HEAD)
         h->flags |= RM_HTTP_HEAD;
     if (l->upgrade)
@@ -158,14 +218,31 @@ static int on_headers_complete(llhttp_t *l)
         if (end > last)
             last = end;
     }
-    unsigned hosts = 0;
+    if (!target_ok(p->base + h->target_off, h->target_len)) {
+        p->status = 400;
+        return -1;
+    }
+    unsigned hosts = 0, codings = 0;
     for (uint16_t i = 0; i < h->field_count; i++) {
         const rm_http_field_t *f = &h->fields[i];
         if (!field_ok(p, f)) {
             p->status = 400;
             return -1;
         }
-        hosts += field_is(p, f, "host");
+        if (field_is(p, f, "host")) {
+            hosts++;
+            if (!host_ok(p->base + f->value_off, f->value_len)) {
+                p->status = 400;
+                return -1;
+            }
+        }
+        if (field_is(p, f, "transfer-encoding")) {
+            int st = count_codings(p->base + f->value_off, f->value_len, &codings);
+            if (st) {
+                p->status = st;
+                return -1;
+            }
+        }
         if (field_is(p, f, "expect")) {
             if (!value_is(p, f, "100-continue")) {
                 p->status = 417;
@@ -180,12 +257,24 @@ static int on_headers_complete(llhttp_t *l)
         p->status = 400;
         return -1;
     }
-    /* llhttp has validated the line ends; the head ends after the second LF
-     * following the last byte we recorded (end of the last line, blank line). */
-    int lf = 0;
-    const char *q = p->base + last;
-    while (q < p->buf_end && lf < 2)
-        lf += *q++ == '\n';
+    /* The head ends right after the last byte we recorded: optional
+     * whitespace, the end of that line, then the empty line. llhttp 8.1.0
+     * also ends a head at a bare CR followed by anything (CVE-2023-30589,
+     * request smuggling), so insist on the line ends ourselves. For an
+     * HTTP/1.0 request-line with no headers, `last` is the target: skip the
+     * version. */
+    const char *q = p->base + last, *end = p->buf_end;
+    while (q < end && *q != '\r' && *q != '\n')
+        q++; /* " HTTP/1.x" after a target, or whitespace after a value */
+    for (int line = 0; line < 2; line++) {
+        if (q < end && *q == '\r')
+            q++;
+        if (q >= end || *q != '\n') {
+            p->status = 400;
+            return -1;
+        }
+        q++;
+    }
     h->head_len = (uint32_t)(q - p->base);
     if (h->head_len > p->limits.max_head) {
         p->status = 431;
@@ -251,6 +340,8 @@ void rm_http_begin(rm_http_parser_t *p, rm_http_head_t *head, const char *head_b
     p->head_done = false;
     p->message_done = false;
     p->in_value = false;
+    p->chunked = false;
+    p->tail_len = 0;
     head->method_off = head->method_len = 0;
     head->target_off = head->target_len = 0;
     head->field_count = 0;
@@ -271,6 +362,41 @@ static int status_for(llhttp_errno_t err)
     }
 }
 
+/* Keep the last bytes fed, for checks that look across buffer boundaries. */
+static void remember_tail(rm_http_parser_t *p, const char *buf, size_t len)
+{
+    char joined[sizeof(p->tail) * 2];
+    size_t keep = p->tail_len, n = len < sizeof(p->tail) ? len : sizeof(p->tail);
+    memcpy(joined, p->tail, keep);
+    memcpy(joined + keep, buf + len - n, n);
+    size_t total = keep + n, from = total > sizeof(p->tail) ? total - sizeof(p->tail) : 0;
+    memcpy(p->tail, joined + from, total - from);
+    p->tail_len = (uint8_t)(total - from);
+}
+
+/* Whether the message that ends at buf[consumed] ends with CRLF CRLF. */
+static bool ends_with_blank_line(rm_http_parser_t *p, const char *buf, size_t consumed)
+{
+    remember_tail(p, buf, consumed);
+    return p->tail_len == 4 && memcmp(p->tail, "\r\n\r\n", 4) == 0;
+}
+
+static bool all_tchars(const char *buf, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!is_tchar((unsigned char)buf[i]))
+            return false;
+    return true;
+}
+
+static bool starts_with_token_and_space(const char *buf, size_t len)
+{
+    size_t i = 0;
+    while (i < len && is_tchar((unsigned char)buf[i]))
+        i++;
+    return i > 0 && i < len && buf[i] == ' ';
+}
+
 rm_http_result_t rm_http_feed(rm_http_parser_t *p, const char *buf, size_t len, size_t *consumed,
                               int *status)
 {
@@ -282,14 +408,34 @@ rm_http_result_t rm_http_feed(rm_http_parser_t *p, const char *buf, size_t len, 
             *status = 431;
             return RM_HTTP_ERROR;
         }
+        remember_tail(p, buf, len);
         return RM_HTTP_NEED_MORE;
     }
     if (err == HPE_PAUSED && p->message_done) {
         *consumed = (size_t)(llhttp_get_error_pos(&p->llhttp) - buf);
         llhttp_resume(&p->llhttp);
+        if (p->chunked && !ends_with_blank_line(p, buf, *consumed)) {
+            /* llhttp 8.1.0 ends a trailer section at a bare CR too
+             * (CVE-2023-30589): the rest would be read as a new request. */
+            *status = 400;
+            return RM_HTTP_ERROR;
+        }
         return RM_HTTP_COMPLETE;
     }
     *consumed = (size_t)(llhttp_get_error_pos(&p->llhttp) - buf);
     *status = p->status ? p->status : status_for(err);
+    /* A well-formed method token llhttp does not know ("QUERY", "get"):
+     * RFC 9110 9.1 says 501, not 400. */
+    if (err == HPE_INVALID_METHOD && !p->head_done) {
+        if (starts_with_token_and_space(buf, len)) {
+            *status = 501;
+        } else if (len < 32 && all_tchars(buf, len)) {
+            /* Only part of a method so far ("QUE"): wait for the rest to tell
+             * an unknown method (501) from garbage (400). The caller parses
+             * a grown head again from a fresh rm_http_begin. */
+            *consumed = len;
+            return RM_HTTP_NEED_MORE;
+        }
+    }
     return RM_HTTP_ERROR;
 }

@@ -25,6 +25,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -250,6 +251,26 @@ static void on_accept(rm_server_t *s, struct io_uring_cqe *cqe)
 {
     if (!(cqe->flags & IORING_CQE_F_MORE))
         s->accept_armed = false;
+    if (cqe->res == -EMFILE || cqe->res == -ENFILE || cqe->res == -ENOBUFS ||
+        cqe->res == -ENOMEM) {
+        /* Out of descriptors or memory: retrying at once would spin. Back off
+         * for 100 ms (pending connections wait in the backlog) and say so at
+         * most once a second. */
+        uint64_t now = rm_now_ns();
+        if (now >= s->accept_warned_ns + 1000000000ull) {
+            RM_WARN("accept: %s; pausing accepts (%u connections open)", strerror(-cqe->res),
+                    s->conn_count);
+            s->accept_warned_ns = now;
+        }
+        s->accept_paused_until_ns = now + 100000000ull;
+        if (s->accept_armed) {
+            struct io_uring_sqe *sqe = rm_server_sqe(s);
+            io_uring_prep_cancel64(sqe, rm_user_data(RM_OP_ACCEPT, 0, 0), 0);
+            io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_CANCEL, 0, 0));
+            s->accept_armed = false;
+        }
+        return;
+    }
     if (cqe->res < 0) {
         if (cqe->res != -ECANCELED)
             RM_WARN("accept: %s", strerror(-cqe->res));
@@ -271,7 +292,7 @@ static void on_accept(rm_server_t *s, struct io_uring_cqe *cqe)
             rm_deadline_update(s, c, false);
         }
     }
-    if (!s->accept_armed && !s->stopping && s->listen_fd >= 0)
+    if (!s->accept_armed && !s->stopping && s->listen_fd >= 0 && !s->accept_paused_until_ns)
         arm_accept(s);
 }
 
@@ -527,6 +548,24 @@ static int setup_ring(rm_server_t *s)
     return 0;
 }
 
+/* Every connection is a descriptor: raise the soft limit to the hard one, and
+ * warn when even that is below --max-connections. */
+static void raise_fd_limit(const rm_config_t *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < (rlim_t)cfg->max_connections + 64)
+        RM_WARN("the descriptor limit (%llu) is below --max-connections %u: beyond it, accepts "
+                "pause until connections close (raise it with ulimit -n)",
+                (unsigned long long)rl.rlim_cur, cfg->max_connections);
+}
+
 static int setup(rm_server_t *s, const rm_config_t *cfg)
 {
     memset(s, 0, sizeof(*s));
@@ -600,6 +639,7 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
         return -errno;
     }
     rm_deadline_init(s);
+    raise_fd_limit(cfg);
     if ((rc = open_listener(s)) || (rc = setup_ring(s)))
         return rc;
     return 0;
@@ -677,6 +717,11 @@ int rm_server_run(const rm_config_t *cfg)
         if (s->bufs_missing)
             buf_refill_missing(s);
         rm_deadline_expire(s, now);
+        if (s->accept_paused_until_ns && now >= s->accept_paused_until_ns) {
+            s->accept_paused_until_ns = 0;
+            if (!s->accept_armed && !s->stopping && s->listen_fd >= 0)
+                arm_accept(s);
+        }
         if (!s->stopping)
             rm_workers_maintain(s, now);
         else if (stop_step(s, now))

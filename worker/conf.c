@@ -22,8 +22,10 @@
 #define USAGE                                                                                      \
     "usage: ringmaster-worker --region-fd FD --control-fd FD --doorbell-fd FD --lane N "           \
     "--app SPEC\n"                                                                                 \
-    "                         [--threads T] [--mode gil] [--log-level error|warn|info|debug]\n"    \
-    "                         [--log-format plain|json]\n"                                         \
+    "                         [--threads T] [--mode auto|gil|subinterpreters|free-threaded]\n"     \
+    "                         [--log-level error|warn|info|debug] [--log-format plain|json]\n"     \
+    "                         [--interface auto|native|wsgi] [--root-path PATH]\n"                 \
+    "                         [--forwarded-allow-ips LIST] [--workers N]\n"                        \
     "Started by the ringmaster supervisor; not meant to be run by hand.\n"
 
 enum {
@@ -38,6 +40,11 @@ enum {
     OPT_LOG_FORMAT,
     OPT_HELP,
     OPT_VERSION,
+    /* The app-interface flags, in enum rm_app_opt order (interface.h). */
+    OPT_INTERFACE,
+    OPT_ROOT_PATH,
+    OPT_FORWARDED_ALLOW_IPS,
+    OPT_WORKERS,
 };
 
 /* The three descriptor flags come first, in OPT_ order: their messages index
@@ -54,6 +61,10 @@ static const struct option options[] = {
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"interface", required_argument, NULL, OPT_INTERFACE},
+    {"root-path", required_argument, NULL, OPT_ROOT_PATH},
+    {"forwarded-allow-ips", required_argument, NULL, OPT_FORWARDED_ALLOW_IPS},
+    {"workers", required_argument, NULL, OPT_WORKERS},
     {NULL, 0, NULL, 0},
 };
 
@@ -81,6 +92,31 @@ static int parse_uint(const char *text, unsigned long min, unsigned long max, un
     return 0;
 }
 
+static const char *const mode_names[] = {
+    [RM_WORKER_MODE_AUTO] = "auto",
+    [RM_WORKER_MODE_GIL] = "gil",
+    [RM_WORKER_MODE_SUBINTERPRETERS] = "subinterpreters",
+    [RM_WORKER_MODE_FREE_THREADED] = "free-threaded",
+};
+
+const char *rm_worker_mode_name(rm_worker_mode_t mode)
+{
+    if ((unsigned)mode >= sizeof(mode_names) / sizeof(mode_names[0]))
+        return "unknown";
+    return mode_names[mode];
+}
+
+static int parse_mode(const char *text, rm_worker_mode_t *out)
+{
+    for (size_t i = 0; i < sizeof(mode_names) / sizeof(mode_names[0]); i++) {
+        if (strcmp(text, mode_names[i]) == 0) {
+            *out = (rm_worker_mode_t)i;
+            return 0;
+        }
+    }
+    return -EINVAL;
+}
+
 /* module[:attr] or path.py[:attr]: neither part empty. */
 static bool app_spec_ok(const char *spec)
 {
@@ -102,10 +138,11 @@ int rm_worker_conf_parse(rm_worker_conf_t *conf, int argc, char *const argv[], c
         .doorbell_fd = -1,
         .lane = UINT32_MAX,
         .threads = 1,
-        .mode = RM_WORKER_MODE_GIL,
+        .mode = RM_WORKER_MODE_AUTO,
         .log_level = RM_LOG_INFO,
         .log_format = RM_LOG_PLAIN,
     };
+    rm_app_conf_init(&conf->iface);
 
     /* getopt keeps its position in globals: restart it so a test can parse twice. */
     optind = 0;
@@ -144,12 +181,11 @@ int rm_worker_conf_parse(rm_worker_conf_t *conf, int argc, char *const argv[], c
             conf->threads = (unsigned)v;
             break;
         case OPT_MODE:
-            /* subinterpreters and free-threaded come with their own modes. */
-            if (strcmp(optarg, "gil") != 0)
+            /* Whether this build can run the mode is main.c's question. */
+            if (parse_mode(optarg, &conf->mode) < 0)
                 return fail(why, why_len,
-                            "--mode: '%s' is not supported by this worker (supported: gil)",
+                            "--mode: '%s' is not auto, gil, subinterpreters or free-threaded",
                             optarg);
-            conf->mode = RM_WORKER_MODE_GIL;
             break;
         case OPT_LOG_LEVEL:
             if (rm_log_parse_level(optarg, &conf->log_level) < 0)
@@ -159,6 +195,14 @@ int rm_worker_conf_parse(rm_worker_conf_t *conf, int argc, char *const argv[], c
         case OPT_LOG_FORMAT:
             if (rm_log_parse_format(optarg, &conf->log_format) < 0)
                 return fail(why, why_len, "--log-format: '%s' is not plain or json", optarg);
+            break;
+        case OPT_INTERFACE:
+        case OPT_ROOT_PATH:
+        case OPT_FORWARDED_ALLOW_IPS:
+        case OPT_WORKERS:
+            if (rm_app_conf_set(&conf->iface, (enum rm_app_opt)(opt - OPT_INTERFACE), optarg,
+                                why, why_len) < 0)
+                return -EINVAL;
             break;
         case OPT_HELP:
             snprintf(why, why_len, "%s", USAGE);

@@ -5,8 +5,18 @@
  * PYTHONPATH, PYTHONHOME and a virtual environment behave as they do for the
  * python command; only signal handling stays with the C side. Every PyStatus is
  * checked and the config cleared on every path.
+ *
+ * Subinterpreters (3.12+) are made by the serving threads themselves, each with
+ * an explicit PyInterpreterConfig: its own GIL and object allocator, extension
+ * modules checked for multi-interpreter support (a single-phase init module
+ * raises ImportError, which rm_host_load_app turns into one line naming it),
+ * threads and exec allowed, fork and daemon threads not (Py_EndInterpreter
+ * cannot end an interpreter that still runs a daemon thread). Each one inherits
+ * the main interpreter's PyConfig (paths, venv, flags) and gets the same
+ * sys.path additions, _ringmaster module, JSON encoder and app import.
  */
 #include "worker.h"
+#include "wsgi.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -18,6 +28,35 @@
 #ifndef RINGMASTER_PYTHON_DIR
 #define RINGMASTER_PYTHON_DIR ""
 #endif
+
+int rm_host_resolve_mode(rm_worker_mode_t asked, rm_worker_mode_t *mode, char *why, size_t why_len)
+{
+    char version[32];
+
+    rm_host_python_version(version, sizeof(version));
+    if (asked == RM_WORKER_MODE_AUTO)
+        asked = RM_FREE_THREADED_BUILD    ? RM_WORKER_MODE_FREE_THREADED
+                : RM_HAVE_SUBINTERPRETERS ? RM_WORKER_MODE_SUBINTERPRETERS
+                                          : RM_WORKER_MODE_GIL;
+    if (asked == RM_WORKER_MODE_FREE_THREADED && !RM_FREE_THREADED_BUILD) {
+        snprintf(why, why_len,
+                 "--mode free-threaded needs a free-threaded (--disable-gil) CPython, but this "
+                 "worker embeds Python %s with the GIL: build a worker for python3.13t and pick "
+                 "it with --python 3.13t, or use --mode %s",
+                 version, RM_HAVE_SUBINTERPRETERS ? "subinterpreters" : "gil");
+        return -ENOTSUP;
+    }
+    if (asked == RM_WORKER_MODE_SUBINTERPRETERS && !RM_HAVE_SUBINTERPRETERS) {
+        snprintf(why, why_len,
+                 "--mode subinterpreters needs CPython 3.12 or later, but this worker embeds "
+                 "Python %s: build a worker for a newer python and pick it with --python, or use "
+                 "--mode gil",
+                 version);
+        return -ENOTSUP;
+    }
+    *mode = asked;
+    return 0;
+}
 
 void rm_host_python_version(char *buf, size_t len)
 {
@@ -320,14 +359,79 @@ done:
     return rc;
 }
 
+/* Everything an interpreter needs besides the app, in the calling thread's
+ * interpreter: sys.path and sys.executable, _ringmaster (its state pointing
+ * at `w`), the JSON encoder, ringmaster.Response. Fills *module (owned) and
+ * *st; on failure they may be half set: the caller drops them all the same. */
+static int setup_interp(PyObject **module, rm_pymod_state_t **st, rm_worker_t *w, char *why,
+                        size_t why_len)
+{
+    PyObject *pkg;
+
+    int rc = setup_sys_path(why, why_len);
+    if (rc < 0)
+        return rc;
+    fix_executable();
+
+    *module = PyImport_ImportModule("_ringmaster");
+    if (*module == NULL) {
+        snprintf(why, why_len, "cannot import _ringmaster: ");
+        goto fail_exc;
+    }
+    *st = PyModule_GetState(*module);
+    (*st)->worker = w;
+
+    if (setup_json(*st) < 0) {
+        snprintf(why, why_len, "cannot set up the json module: ");
+        goto fail_exc;
+    }
+
+    pkg = PyImport_ImportModule("ringmaster");
+    if (pkg != NULL) {
+        (*st)->response_type = PyObject_GetAttrString(pkg, "Response");
+        Py_DECREF(pkg);
+    }
+    if ((*st)->response_type != NULL && !PyType_Check((*st)->response_type)) {
+        Py_CLEAR((*st)->response_type);
+        PyErr_SetString(PyExc_TypeError, "ringmaster.Response is not a class");
+    }
+    if ((*st)->response_type == NULL) {
+        const char *dir = getenv("RINGMASTER_PYTHON_DIR");
+        snprintf(why, why_len, "cannot import ringmaster.Response (RINGMASTER_PYTHON_DIR=%s): ",
+                 dir != NULL && dir[0] != '\0' ? dir : RINGMASTER_PYTHON_DIR);
+        goto fail_exc;
+    }
+    return 0;
+
+fail_exc:
+    rm_host_take_exception(why + strlen(why), why_len - strlen(why), STARTUP_TRACEBACK);
+    return -EINVAL;
+}
+
+/* Drop what setup_interp and rm_host_load_app stored, while the module still
+ * works: the app's objects may hold body views whose release pushes
+ * RM_DONE_RELEASE through st->worker. */
+static void drop_interp(PyObject **module, rm_pymod_state_t **st)
+{
+    if (*st != NULL) {
+        Py_CLEAR((*st)->app);
+        Py_CLEAR((*st)->wsgi);
+        Py_CLEAR((*st)->json_encode);
+        Py_CLEAR((*st)->json_chunks);
+        Py_CLEAR((*st)->response_type);
+    }
+    *st = NULL;
+    Py_CLEAR(*module);
+}
+
 int rm_host_init(rm_host_t *host, rm_worker_t *w, int argc, char **argv, char *why, size_t why_len)
 {
     PyStatus status;
     PyConfig config;
-    PyObject *pkg = NULL;
     int rc;
 
     *host = (rm_host_t){0};
+    atomic_init(&host->subinterpreters_made, false);
     if (PyImport_AppendInittab("_ringmaster", rm_pymod_init) < 0) {
         snprintf(why, why_len, "cannot initialise Python: cannot register _ringmaster");
         return -ENOMEM;
@@ -344,50 +448,20 @@ int rm_host_init(rm_host_t *host, rm_worker_t *w, int argc, char **argv, char *w
     rc = config_venv(&config, why, why_len);
     if (rc < 0)
         goto fail_config;
+#ifdef Py_GIL_DISABLED
+    /* gil mode on a free-threaded build: threads take turns, as PYTHON_GIL=1
+     * would make them (the variable, when set, still wins). */
+    if (w->mode == RM_WORKER_MODE_GIL)
+        config.enable_gil = 1;
+#endif
     status = Py_InitializeFromConfig(&config);
     PyConfig_Clear(&config);
     if (PyStatus_Exception(status))
         return status_failed(status, why, why_len);
     host->initialized = true;
 
-    rc = setup_sys_path(why, why_len);
-    if (rc < 0)
-        return rc;
-    fix_executable();
+    return setup_interp(&host->module, &host->st, w, why, why_len);
 
-    host->module = PyImport_ImportModule("_ringmaster");
-    if (host->module == NULL) {
-        snprintf(why, why_len, "cannot import _ringmaster: ");
-        goto fail_exc;
-    }
-    host->st = PyModule_GetState(host->module);
-    host->st->worker = w;
-
-    if (setup_json(host->st) < 0) {
-        snprintf(why, why_len, "cannot set up the json module: ");
-        goto fail_exc;
-    }
-
-    pkg = PyImport_ImportModule("ringmaster");
-    if (pkg != NULL) {
-        host->st->response_type = PyObject_GetAttrString(pkg, "Response");
-        Py_DECREF(pkg);
-    }
-    if (host->st->response_type != NULL && !PyType_Check(host->st->response_type)) {
-        Py_CLEAR(host->st->response_type);
-        PyErr_SetString(PyExc_TypeError, "ringmaster.Response is not a class");
-    }
-    if (host->st->response_type == NULL) {
-        const char *dir = getenv("RINGMASTER_PYTHON_DIR");
-        snprintf(why, why_len, "cannot import ringmaster.Response (RINGMASTER_PYTHON_DIR=%s): ",
-                 dir != NULL && dir[0] != '\0' ? dir : RINGMASTER_PYTHON_DIR);
-        goto fail_exc;
-    }
-    return 0;
-
-fail_exc:
-    rm_host_take_exception(why + strlen(why), why_len - strlen(why), STARTUP_TRACEBACK);
-    return -EINVAL;
 fail_config:
     PyConfig_Clear(&config);
     return rc;
@@ -456,7 +530,70 @@ too_long:
     return -ENOENT;
 }
 
-int rm_host_load_app(rm_host_t *host, const char *spec, char *why, size_t why_len)
+#if RM_HAVE_SUBINTERPRETERS
+/* CPython refuses a single-phase init extension in an interpreter that checks
+ * (check_multi_interp_extensions) with exactly this ImportError, in 3.12 and
+ * 3.13: "module NAME does not support loading in subinterpreters". */
+#define REFUSAL_HEAD "module "
+#define REFUSAL_TAIL " does not support loading in subinterpreters"
+
+/* If `exc` or an exception it was raised from or during is that ImportError,
+ * copy the module's name into `name` and return true. */
+static bool subinterpreter_refusal(PyObject *exc, char *name, size_t name_len)
+{
+    const size_t head = strlen(REFUSAL_HEAD), tail = strlen(REFUSAL_TAIL);
+    PyObject *seen[16]; /* compared by address only: `exc` keeps its chain alive */
+    size_t depth = 0;
+    bool match = false;
+    PyObject *cur = Py_XNewRef(exc);
+
+    /* Bounded and cycle-safe: a chain can loop through __context__. */
+    while (cur != NULL && !match && depth < sizeof(seen) / sizeof(seen[0])) {
+        for (size_t i = 0; i < depth; i++)
+            if (seen[i] == cur)
+                goto done;
+        seen[depth++] = cur;
+        if (PyErr_GivenExceptionMatches(cur, PyExc_ImportError)) {
+            PyObject *str = PyObject_Str(cur);
+            const char *text = str != NULL ? PyUnicode_AsUTF8(str) : NULL;
+            size_t n = text != NULL ? strlen(text) : 0;
+            match = n > head + tail && memcmp(text, REFUSAL_HEAD, head) == 0 &&
+                    strcmp(text + n - tail, REFUSAL_TAIL) == 0;
+            if (match)
+                snprintf(name, name_len, "%.*s", (int)(n - head - tail), text + head);
+            Py_XDECREF(str);
+            PyErr_Clear();
+        }
+        PyObject *next = PyException_GetCause(cur); /* new references */
+        if (next == NULL)
+            next = PyException_GetContext(cur);
+        Py_SETREF(cur, next);
+    }
+done:
+    Py_XDECREF(cur);
+    return match;
+}
+
+/* The pending exception, if it is the refusal, becomes the -ENOTSUP line. */
+static bool explain_refusal(const char *spec, char *why, size_t why_len)
+{
+    char name[128];
+    PyObject *exc = PyErr_GetRaisedException();
+    bool refused = subinterpreter_refusal(exc, name, sizeof(name));
+
+    PyErr_SetRaisedException(exc);
+    if (!refused)
+        return false;
+    rm_host_take_exception(why, why_len, STARTUP_TRACEBACK); /* clears it */
+    snprintf(why, why_len,
+             "cannot import app '%s' in a subinterpreter: module %s does not support loading in "
+             "subinterpreters (a single-phase init extension)",
+             spec, name);
+    return true;
+}
+#endif
+
+int rm_host_load_app(rm_pymod_state_t *st, const char *spec, char *why, size_t why_len)
 {
     char module[256];
     const char *attr;
@@ -486,13 +623,37 @@ int rm_host_load_app(rm_host_t *host, const char *spec, char *why, size_t why_le
         Py_DECREF(obj);
         return -ENOENT;
     }
-    Py_XSETREF(host->st->app, obj);
-    return 0;
+    Py_XSETREF(st->app, obj);
+    /* Native or WSGI: decided per interpreter, since its state lives there. */
+    return rm_wsgi_load(st, spec, why, why_len);
 
 fail_exc:
+#if RM_HAVE_SUBINTERPRETERS
+    if (PyInterpreterState_Get() != PyInterpreterState_Main() &&
+        explain_refusal(spec, why, why_len))
+        return -ENOTSUP;
+#endif
     snprintf(why, why_len, "cannot import app '%s': ", spec);
     rm_host_take_exception(why + strlen(why), why_len - strlen(why), STARTUP_TRACEBACK);
     return -ENOENT;
+}
+
+bool rm_host_gil_enabled(void)
+{
+#ifdef Py_GIL_DISABLED
+    PyObject *sys = PyImport_ImportModule("sys");
+    PyObject *on = sys != NULL ? PyObject_CallMethod(sys, "_is_gil_enabled", NULL) : NULL;
+    int enabled = on != NULL ? PyObject_IsTrue(on) : -1;
+    Py_XDECREF(on);
+    Py_XDECREF(sys);
+    if (enabled < 0) {
+        PyErr_Clear();
+        return true; /* cannot tell: do not claim parallelism */
+    }
+    return enabled != 0;
+#else
+    return true;
+#endif
 }
 
 void rm_host_release_main(rm_host_t *host)
@@ -500,24 +661,83 @@ void rm_host_release_main(rm_host_t *host)
     host->main_ts = PyEval_SaveThread();
 }
 
-void rm_host_finalize(rm_host_t *host)
+void rm_host_acquire_main(rm_host_t *host)
 {
-    if (!host->initialized)
-        return;
     if (host->main_ts != NULL) {
         PyEval_RestoreThread(host->main_ts);
         host->main_ts = NULL;
     }
-    /* Drop the app while the module still works: its objects may hold body
-     * views whose release pushes RM_DONE_RELEASE through st->worker. */
-    if (host->st != NULL) {
-        Py_CLEAR(host->st->app);
-        Py_CLEAR(host->st->json_encode);
-        Py_CLEAR(host->st->json_chunks);
-        Py_CLEAR(host->st->response_type);
+}
+
+int rm_host_interp_start(rm_interp_t *in, rm_host_t *host, rm_worker_t *w, char *why,
+                         size_t why_len)
+{
+    *in = (rm_interp_t){0};
+#if RM_HAVE_SUBINTERPRETERS
+    const PyInterpreterConfig config = {
+        .use_main_obmalloc = 0,
+        .allow_fork = 0, /* forking a process that runs several interpreters is unsafe */
+        .allow_exec = 1, /* subprocess works */
+        .allow_threads = 1,
+        .allow_daemon_threads = 0, /* Py_EndInterpreter would abort on one still running */
+        .check_multi_interp_extensions = 1,
+        .gil = PyInterpreterConfig_OWN_GIL,
+    };
+
+    atomic_store(&host->subinterpreters_made, true);
+    PyStatus status = Py_NewInterpreterFromConfig(&in->ts, &config);
+    if (PyStatus_Exception(status)) {
+        in->ts = NULL;
+        snprintf(why, why_len, "cannot create a subinterpreter: %s%s%s",
+                 status.func != NULL ? status.func : "", status.func != NULL ? ": " : "",
+                 status.err_msg != NULL ? status.err_msg : "unknown error");
+        return -EINVAL;
     }
-    host->st = NULL;
-    Py_CLEAR(host->module);
+    return setup_interp(&in->module, &in->st, w, why, why_len);
+#else
+    (void)host;
+    (void)w;
+    snprintf(why, why_len, "subinterpreters need CPython 3.12 or later");
+    return -ENOTSUP;
+#endif
+}
+
+void rm_host_interp_end(rm_interp_t *in)
+{
+    if (in->ts == NULL)
+        return;
+    drop_interp(&in->module, &in->st);
+    Py_EndInterpreter(in->ts);
+    in->ts = NULL;
+}
+
+void rm_host_finalize(rm_host_t *host)
+{
+    if (!host->initialized)
+        return;
+    rm_host_acquire_main(host);
+    drop_interp(&host->module, &host->st);
+#if PY_VERSION_HEX < 0x030D0000
+    /* CPython 3.12 (3.12.1 here) aborts in the main interpreter's finalization
+     * ("free(): invalid pointer") once a subinterpreter has imported hashlib,
+     * ssl or asyncio. Every subinterpreter was ended on its own thread and the
+     * app never ran in this one, so there is little left to finalize: flush
+     * what Python buffered and leave the rest to the process exit. */
+    if (atomic_load(&host->subinterpreters_made)) {
+        PyObject *out = PySys_GetObject("stdout"), *err = PySys_GetObject("stderr");
+        PyObject *r1 =
+            out != NULL && out != Py_None ? PyObject_CallMethod(out, "flush", NULL) : NULL;
+        PyObject *r2 =
+            err != NULL && err != Py_None ? PyObject_CallMethod(err, "flush", NULL) : NULL;
+        Py_XDECREF(r1);
+        Py_XDECREF(r2);
+        PyErr_Clear();
+        fflush(NULL);
+        RM_DEBUG("Python 3.12 with subinterpreters: skipping Py_FinalizeEx (docs/modes.md)");
+        host->initialized = false;
+        return;
+    }
+#endif
     if (Py_FinalizeEx() < 0)
         RM_WARN("Python finalization failed (could not flush sys.stdout or sys.stderr?)");
     host->initialized = false;

@@ -12,8 +12,11 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/sockios.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 /* The descriptors must be open, and must not leak into processes the app runs. */
@@ -27,13 +30,30 @@ static int adopt_fd(int fd, const char *flag, char *why, size_t why_len)
     return 0;
 }
 
+/* Bound on waiting for the supervisor to read our last frame. */
+#define FATAL_READ_WAIT_MS 1000
+
 static void send_fatal(const rm_worker_conf_t *conf, const char *text)
 {
     rm_ctl_msg_t msg = {.type = RM_CTL_FATAL};
     snprintf(msg.text, sizeof(msg.text), "%s", text);
     int rc = rm_ctl_send(conf->control_fd, &msg);
-    if (rc < 0)
+    if (rc < 0) {
         RM_WARN("cannot send the fatal frame to the supervisor: %s", strerror(-rc));
+        return;
+    }
+    /* Exiting right after the send (a mode this build cannot run fails
+     * before Python starts) would race the frame against SIGCHLD in the
+     * supervisor, which then reports a bare exit status instead of the
+     * reason. So wait, briefly, until it has read the frame: SIOCOUTQ on a
+     * Unix stream socket counts the bytes the peer has not read yet. */
+    for (int ms = 0; ms < FATAL_READ_WAIT_MS; ms++) {
+        int unread = 0;
+        if (ioctl(conf->control_fd, SIOCOUTQ, &unread) < 0 || unread == 0)
+            return;
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 1000000};
+        nanosleep(&ts, NULL);
+    }
 }
 
 static int send_simple(const rm_worker_conf_t *conf, rm_ctl_msg_t *msg)
@@ -43,6 +63,52 @@ static int send_simple(const rm_worker_conf_t *conf, rm_ctl_msg_t *msg)
         RM_ERROR("cannot send %s to the supervisor: %s", rm_ctl_type_name(msg->type),
                  strerror(-rc));
     return rc;
+}
+
+/* Free-threaded mode with the GIL on serves, but one thread at a time: say
+ * so loudly, once, with what turned it on. */
+static void warn_gil_on(const rm_worker_conf_t *conf, bool before_app)
+{
+    const char *cause =
+        before_app ? "it was on before the app was imported (PYTHON_GIL=1 or -X gil=1?)"
+                   : "importing the app turned it on: some extension module it loaded does not "
+                     "declare Py_mod_gil (CPython's RuntimeWarning above names it)";
+    RM_WARN("free-threaded mode, but the GIL is ON: %s. The %u serving thread%s of %s run one at "
+            "a time, as in gil mode. Use extensions built for free-threading, or set "
+            "PYTHON_GIL=0 at your own risk",
+            cause, conf->threads, conf->threads == 1 ? "" : "s", conf->app_spec);
+}
+
+/* Import the app and start the threads in w->mode. In auto mode an app that
+ * refuses subinterpreters runs in gil mode instead. Returns what
+ * rm_host_load_app or rm_worker_start returned, `why` filled on failure. */
+static int start(rm_worker_t *w, char *why, size_t why_len)
+{
+    int rc;
+
+    if (w->mode == RM_WORKER_MODE_SUBINTERPRETERS) {
+        rc = rm_worker_start(w, why, why_len);
+        if (rc != -ENOTSUP)
+            return rc;
+        if (w->conf->mode != RM_WORKER_MODE_AUTO) {
+            size_t n = strlen(why);
+            snprintf(why + n, why_len - n, "; run this app with --mode gil%s",
+                     RM_FREE_THREADED_BUILD ? " or --mode free-threaded"
+                                            : " (or --mode auto, which falls back to gil)");
+            return rc;
+        }
+        RM_INFO("mode auto: %s; falling back to gil mode", why);
+        w->mode = RM_WORKER_MODE_GIL;
+        rm_host_acquire_main(&w->host);
+    }
+    bool gil_before = rm_host_gil_enabled();
+    rc = rm_host_load_app(w->host.st, w->conf->app_spec, why, why_len);
+    if (rc < 0)
+        return rc;
+    w->gil_enabled = rm_host_gil_enabled();
+    if (w->mode == RM_WORKER_MODE_FREE_THREADED && w->gil_enabled)
+        warn_gil_on(w->conf, gil_before);
+    return rm_worker_start(w, why, why_len);
 }
 
 /* Everything after the arguments; returns the exit status. */
@@ -69,35 +135,49 @@ static int run(rm_worker_t *w, const rm_worker_conf_t *conf, int argc, char **ar
     rm_region_lane(&w->region, conf->lane, &w->lane);
     w->owner = RM_OWNER_LANE(conf->lane);
 
+    /* The hello says the mode planned; the ready, the mode run (auto may fall
+     * back) and whether the app left the GIL on. */
+    rc = rm_host_resolve_mode(conf->mode, &w->mode, why, sizeof(why));
     hello = (rm_ctl_msg_t){
         .type = RM_CTL_HELLO,
         .version = RM_CTL_VERSION,
         .pid = (int32_t)getpid(),
         .lane = conf->lane,
-        .gil_enabled = true,
+        .gil_enabled = rc < 0 || w->mode != RM_WORKER_MODE_FREE_THREADED,
     };
     rm_host_python_version(hello.python, sizeof(hello.python));
-    snprintf(hello.mode, sizeof(hello.mode), "gil");
+    snprintf(hello.mode, sizeof(hello.mode), "%s",
+             rm_worker_mode_name(rc < 0 ? conf->mode : w->mode));
     if (send_simple(conf, &hello) < 0)
         goto out;
+    if (rc < 0) {
+        status = RM_WORKER_EXIT_USAGE;
+        goto fatal;
+    }
 
     rc = rm_host_init(&w->host, w, argc, argv, why, sizeof(why));
     if (rc < 0)
         goto fatal;
-    rc = rm_host_load_app(&w->host, conf->app_spec, why, sizeof(why));
+    rc = start(w, why, sizeof(why));
     if (rc < 0) {
-        status = RM_WORKER_EXIT_APP;
+        status = rc == -ENOENT || rc == -ENOTSUP ? RM_WORKER_EXIT_APP : RM_WORKER_EXIT_INTERNAL;
         goto fatal;
     }
 
-    msg = (rm_ctl_msg_t){.type = RM_CTL_READY};
-    if (send_simple(conf, &msg) < 0)
+    const char *mode = rm_worker_mode_name(w->mode);
+    msg = (rm_ctl_msg_t){.type = RM_CTL_READY, .gil_enabled = w->gil_enabled};
+    snprintf(msg.mode, sizeof(msg.mode), "%s", mode);
+    if (send_simple(conf, &msg) < 0) {
+        rm_worker_request_stop(w);
+        rm_worker_wait(w);
         goto out;
-    RM_INFO("serving %s on lane %u with %u thread%s (python %s, mode gil)", conf->app_spec,
-            conf->lane, conf->threads, conf->threads == 1 ? "" : "s", hello.python);
+    }
+    RM_INFO("serving %s on lane %u with %u thread%s (python %s, mode %s%s)", conf->app_spec,
+            conf->lane, conf->threads, conf->threads == 1 ? "" : "s", hello.python, mode,
+            w->mode == RM_WORKER_MODE_FREE_THREADED && w->gil_enabled ? ", GIL enabled" : "");
 
-    rc = rm_worker_serve(w);
-    status = rc < 0 ? RM_WORKER_EXIT_INTERNAL : RM_WORKER_EXIT_OK;
+    rm_worker_wait(w);
+    status = RM_WORKER_EXIT_OK;
     goto out;
 
 fatal:

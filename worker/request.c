@@ -18,8 +18,12 @@
  *     RM_DONE_RELEASE. Once the request is over without views, the exporter
  *     refuses new buffers, so a stray reference to it cannot read reused memory.
  *
- * All of this runs with the GIL held (gil mode); the exporter's counter relies
- * on that.
+ * All of this runs attached to the interpreter. Where there is no GIL (a
+ * free-threaded build), an app may still hand a Request, its headers or its
+ * body to another thread, so each object's mutable state is changed and read
+ * inside a critical section on that object (RM_BEGIN_CRITICAL_SECTION, which
+ * costs nothing where a GIL serialises): the exporter's counters, the
+ * Request's lazily built attributes and its detach, a Headers' detach.
  */
 #include "worker.h"
 
@@ -43,28 +47,36 @@ typedef struct {
 static int body_getbuffer(PyObject *op, Py_buffer *view, int flags)
 {
     BodyObject *self = (BodyObject *)op;
+    int rc = -1;
 
+    RM_BEGIN_CRITICAL_SECTION(op);
     if (self->data == NULL) {
         PyErr_SetString(PyExc_BufferError,
                         "the request body is no longer available: its request has finished");
         view->obj = NULL;
-        return -1;
+    } else if (PyBuffer_FillInfo(view, op, (void *)self->data, self->len, 1, flags) == 0) {
+        self->exports++;
+        rc = 0;
     }
-    if (PyBuffer_FillInfo(view, op, (void *)self->data, self->len, 1, flags) < 0)
-        return -1;
-    self->exports++;
-    return 0;
+    RM_END_CRITICAL_SECTION();
+    return rc;
 }
 
 static void body_releasebuffer(PyObject *op, Py_buffer *Py_UNUSED(view))
 {
     BodyObject *self = (BodyObject *)op;
+    bool release = false;
 
+    RM_BEGIN_CRITICAL_SECTION(op);
     if (--self->exports == 0 && self->held) {
         self->held = false;
         self->data = NULL;
-        rm_worker_release_hold(self->worker, self->req_id);
+        release = true;
     }
+    RM_END_CRITICAL_SECTION();
+    /* Outside the section: the push may wait for room in the ring. */
+    if (release)
+        rm_worker_release_hold(self->worker, self->req_id);
 }
 
 static void body_dealloc(PyObject *op)
@@ -91,7 +103,12 @@ static PyType_Spec body_spec = {
 
 bool rm_body_exported(PyObject *exporter)
 {
-    return ((BodyObject *)exporter)->exports > 0;
+    bool exported;
+
+    RM_BEGIN_CRITICAL_SECTION(exporter);
+    exported = ((BodyObject *)exporter)->exports > 0;
+    RM_END_CRITICAL_SECTION();
+    return exported;
 }
 
 void rm_body_settle(PyObject *exporter, bool held)
@@ -99,11 +116,33 @@ void rm_body_settle(PyObject *exporter, bool held)
     if (exporter == NULL)
         return;
     BodyObject *self = (BodyObject *)exporter;
-    if (held && self->exports > 0)
-        self->held = true;
-    else
+    bool release = false;
+
+    RM_BEGIN_CRITICAL_SECTION(exporter);
+    if (held && self->exports > 0) {
+        self->held = true; /* the last release pushes RM_DONE_RELEASE */
+    } else {
         self->data = NULL;
+        release = held; /* held, but another thread released the last view since */
+    }
+    RM_END_CRITICAL_SECTION();
+    if (release)
+        rm_worker_release_hold(self->worker, self->req_id);
     Py_DECREF(exporter);
+}
+
+/* The request is over: stop exporting unless a view is still out. Returns
+ * whether one is (the caller then owes rm_body_settle). */
+static bool body_retire(BodyObject *self)
+{
+    bool exported;
+
+    RM_BEGIN_CRITICAL_SECTION((PyObject *)self);
+    exported = self->exports > 0;
+    if (!exported)
+        self->data = NULL;
+    RM_END_CRITICAL_SECTION();
+    return exported;
 }
 
 /* ---- Headers -------------------------------------------------------------- */
@@ -175,8 +214,9 @@ static PyObject *headers_name(const HeadersObject *h, uint32_t i)
 }
 
 /* Copy the header bytes into memory of our own. On failure (no memory) the
- * object is left empty rather than pointing at memory about to be reused. */
-static int headers_detach(HeadersObject *h)
+ * object is left empty rather than pointing at memory about to be reused.
+ * The caller holds the critical section on `h`. */
+static int headers_detach_locked(HeadersObject *h)
 {
     size_t bytes = 0;
 
@@ -210,48 +250,78 @@ static int headers_detach(HeadersObject *h)
     return 0;
 }
 
+static int headers_detach(HeadersObject *h)
+{
+    int rc;
+
+    RM_BEGIN_CRITICAL_SECTION((PyObject *)h);
+    rc = headers_detach_locked(h);
+    RM_END_CRITICAL_SECTION();
+    return rc;
+}
+
+/* The readers below see `refs`, `base` and `count` change together (a
+ * detach) only through the critical section on the object. */
+
 static Py_ssize_t headers_length(PyObject *op)
 {
-    return ((HeadersObject *)op)->count;
+    Py_ssize_t n;
+
+    RM_BEGIN_CRITICAL_SECTION(op);
+    n = ((HeadersObject *)op)->count;
+    RM_END_CRITICAL_SECTION();
+    return n;
+}
+
+/* The first value of header `key`, a new reference; NULL without an
+ * exception when there is none. */
+static PyObject *headers_first(HeadersObject *self, PyObject *key)
+{
+    const unsigned char *name;
+    Py_ssize_t len, i = -1;
+    PyObject *value = NULL;
+
+    if (!key_bytes(key, &name, &len))
+        return NULL;
+    RM_BEGIN_CRITICAL_SECTION((PyObject *)self);
+    i = headers_find(self, name, len, 0);
+    if (i >= 0)
+        value = headers_value(self, (uint32_t)i);
+    RM_END_CRITICAL_SECTION();
+    return value;
 }
 
 static PyObject *headers_subscript(PyObject *op, PyObject *key)
 {
-    HeadersObject *self = (HeadersObject *)op;
-    const unsigned char *name;
-    Py_ssize_t len, i = -1;
+    PyObject *value = headers_first((HeadersObject *)op, key);
 
-    if (key_bytes(key, &name, &len))
-        i = headers_find(self, name, len, 0);
-    if (i < 0) {
+    if (value == NULL && !PyErr_Occurred())
         PyErr_SetObject(PyExc_KeyError, key);
-        return NULL;
-    }
-    return headers_value(self, (uint32_t)i);
+    return value;
 }
 
 static int headers_contains(PyObject *op, PyObject *key)
 {
     const unsigned char *name;
-    Py_ssize_t len;
+    Py_ssize_t len, i = -1;
 
-    return key_bytes(key, &name, &len) && headers_find((HeadersObject *)op, name, len, 0) >= 0;
+    if (!key_bytes(key, &name, &len))
+        return 0;
+    RM_BEGIN_CRITICAL_SECTION(op);
+    i = headers_find((HeadersObject *)op, name, len, 0);
+    RM_END_CRITICAL_SECTION();
+    return i >= 0;
 }
 
 static PyObject *headers_get(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
 {
-    HeadersObject *self = (HeadersObject *)op;
-    const unsigned char *name;
-    Py_ssize_t len, i = -1;
-
     if (nargs < 1 || nargs > 2) {
         PyErr_Format(PyExc_TypeError, "get expected 1 or 2 arguments, got %zd", nargs);
         return NULL;
     }
-    if (key_bytes(args[0], &name, &len))
-        i = headers_find(self, name, len, 0);
-    if (i >= 0)
-        return headers_value(self, (uint32_t)i);
+    PyObject *value = headers_first((HeadersObject *)op, args[0]);
+    if (value != NULL || PyErr_Occurred())
+        return value;
     return Py_NewRef(nargs > 1 ? args[1] : Py_None);
 }
 
@@ -264,22 +334,24 @@ static PyObject *headers_getall(PyObject *op, PyObject *key)
 
     if (out == NULL || !key_bytes(key, &name, &len))
         return out;
+    RM_BEGIN_CRITICAL_SECTION(op);
     for (Py_ssize_t i = headers_find(self, name, len, 0); i >= 0;
          i = headers_find(self, name, len, (uint32_t)i + 1)) {
         PyObject *value = headers_value(self, (uint32_t)i);
         if (value == NULL || PyList_Append(out, value) < 0) {
             Py_XDECREF(value);
-            Py_DECREF(out);
-            return NULL;
+            Py_CLEAR(out);
+            break;
         }
         Py_DECREF(value);
     }
+    RM_END_CRITICAL_SECTION();
     return out;
 }
 
 enum { LIST_KEYS, LIST_VALUES, LIST_ITEMS };
 
-static PyObject *headers_list(HeadersObject *self, int what)
+static PyObject *headers_list_locked(HeadersObject *self, int what)
 {
     PyObject *out = PyList_New(self->count);
     if (out == NULL)
@@ -303,6 +375,16 @@ static PyObject *headers_list(HeadersObject *self, int what)
         }
         PyList_SET_ITEM(out, i, item);
     }
+    return out;
+}
+
+static PyObject *headers_list(HeadersObject *self, int what)
+{
+    PyObject *out;
+
+    RM_BEGIN_CRITICAL_SECTION((PyObject *)self);
+    out = headers_list_locked(self, what);
+    RM_END_CRITICAL_SECTION();
     return out;
 }
 
@@ -562,18 +644,19 @@ static PyObject *request_lazy_get(PyObject *op, void *closure)
     RequestObject *self = (RequestObject *)op;
     const lazy_attr_t *a = closure;
     PyObject **slot = lazy_slot(self, a);
+    PyObject *value = NULL;
 
+    RM_BEGIN_CRITICAL_SECTION(op);
     if (*slot == NULL) {
-        if (!self->attached) {
+        if (!self->attached)
             /* Only after a detach that ran out of memory. */
             PyErr_SetString(PyExc_RuntimeError, "this request has finished and its data is gone");
-            return NULL;
-        }
-        *slot = a->build(self);
-        if (*slot == NULL)
-            return NULL;
+        else
+            *slot = a->build(self);
     }
-    return Py_NewRef(*slot);
+    value = Py_XNewRef(*slot);
+    RM_END_CRITICAL_SECTION();
+    return value;
 }
 
 static PyObject *request_keep_alive(PyObject *op, void *Py_UNUSED(closure))
@@ -683,6 +766,7 @@ static void request_detach(RequestObject *self, BodyObject *exporter)
         if (*slot == NULL && (*slot = lazy_attrs[i].build(self)) == NULL)
             failed = true;
     }
+    /* A nested section: this one's Request's is held. */
     if (self->headers != NULL && headers_detach((HeadersObject *)self->headers) < 0)
         failed = true;
     if (failed) {
@@ -694,12 +778,19 @@ static void request_detach(RequestObject *self, BodyObject *exporter)
 PyObject *rm_request_close(PyObject *op, PyObject **spare)
 {
     RequestObject *self = (RequestObject *)op;
-    BodyObject *exporter = self->exporter;
+    BodyObject *exporter;
+    /* Only we hold it when this is 1, so nothing can make it grow. */
+    bool shared = Py_REFCNT(op) > 1;
 
+    RM_BEGIN_CRITICAL_SECTION(op);
+    exporter = self->exporter;
     self->exporter = NULL;
-    if (Py_REFCNT(op) > 1) {
+    if (shared) {
         request_detach(self, exporter);
         self->attached = false;
+    }
+    RM_END_CRITICAL_SECTION();
+    if (shared) {
         Py_DECREF(op);
     } else {
         HeadersObject *h = (HeadersObject *)self->headers;
@@ -715,12 +806,9 @@ PyObject *rm_request_close(PyObject *op, PyObject **spare)
         else
             Py_DECREF(op);
     }
-    if (exporter != NULL && exporter->exports > 0)
+    if (exporter != NULL && body_retire(exporter))
         return (PyObject *)exporter;
-    if (exporter != NULL) {
-        exporter->data = NULL;
-        Py_DECREF(exporter);
-    }
+    Py_XDECREF(exporter);
     return NULL;
 }
 
@@ -782,6 +870,7 @@ static size_t state_refs(rm_pymod_state_t *st, PyObject **refs[])
     refs[n++] = &st->json_encode;
     refs[n++] = &st->json_chunks;
     refs[n++] = &st->response_type;
+    refs[n++] = &st->wsgi;
     assert(n <= STATE_REFS_MAX);
     return n;
 }
@@ -822,8 +911,11 @@ static PyModuleDef_Slot module_slots[] = {
     {Py_mod_multiple_interpreters, Py_MOD_PER_INTERPRETER_GIL_SUPPORTED},
 #endif
 #if PY_VERSION_HEX >= 0x030D0000
-    /* The exporter's counters rely on the GIL until free-threaded mode exists. */
-    {Py_mod_gil, Py_MOD_GIL_USED},
+    /* Safe without the GIL: the module state is written only before the
+     * serving threads start, and the objects' mutable state is guarded by
+     * critical sections (see the top of this file). Without this slot, a
+     * free-threaded build would turn the GIL on when importing us. */
+    {Py_mod_gil, Py_MOD_GIL_NOT_USED},
 #endif
     {0, NULL},
 };

@@ -265,19 +265,26 @@ static int add_header(rm_reply_t *r, PyObject *name_obj, PyObject *value_obj, ch
     return 0;
 }
 
-/* headers: a dict, a list or tuple of (name, value) pairs, or another mapping. */
+/* headers: a dict, a list or tuple of (name, value) pairs, or another mapping.
+ * Without a GIL another thread of the app could change the container while we
+ * read it: the dict or list is read inside a critical section on it (each
+ * name and value is kept by add_header before the section ends), a list
+ * pair is copied into a tuple first. */
 static int add_headers(rm_reply_t *r, PyObject *headers, char *why, size_t why_len)
 {
     Py_ssize_t pos = 0;
     PyObject *name, *value;
+    int rc = 0;
 
     if (headers == Py_None)
         return 0;
     if (PyDict_Check(headers)) {
-        while (PyDict_Next(headers, &pos, &name, &value))
+        RM_BEGIN_CRITICAL_SECTION(headers);
+        while (rc == 0 && PyDict_Next(headers, &pos, &name, &value))
             if (add_header(r, name, value, why, why_len) < 0)
-                return -EINVAL;
-        return 0;
+                rc = -EINVAL;
+        RM_END_CRITICAL_SECTION();
+        return rc;
     }
     if (!PyList_Check(headers) && !PyTuple_Check(headers)) {
         if (!PyMapping_Check(headers))
@@ -287,22 +294,30 @@ static int add_headers(rm_reply_t *r, PyObject *headers, char *why, size_t why_l
         PyObject *items = PyMapping_Items(headers);
         if (items == NULL)
             return bad_exc(why, why_len, "Response.headers");
-        int rc = keep(r, items);
+        rc = keep(r, items);
         Py_DECREF(items);
         if (rc < 0)
             return bad_exc(why, why_len, "Response.headers");
         headers = items;
     }
     PyObject *seq = headers;
-    for (Py_ssize_t i = 0, n = PySequence_Fast_GET_SIZE(seq); i < n; i++) {
+    RM_BEGIN_CRITICAL_SECTION(seq);
+    for (Py_ssize_t i = 0, n = PySequence_Fast_GET_SIZE(seq); rc == 0 && i < n; i++) {
         PyObject *pair = PySequence_Fast_GET_ITEM(seq, i);
-        if (!(PyTuple_Check(pair) || PyList_Check(pair)) || PySequence_Fast_GET_SIZE(pair) != 2)
-            return bad(why, why_len, "Response.headers[%zd] is not a (name, value) pair", i);
-        if (add_header(r, PySequence_Fast_GET_ITEM(pair, 0), PySequence_Fast_GET_ITEM(pair, 1), why,
-                       why_len) < 0)
-            return -EINVAL;
+        PyObject *tuple = PyTuple_Check(pair)  ? Py_NewRef(pair)
+                          : PyList_Check(pair) ? PyList_AsTuple(pair)
+                                               : NULL;
+        if (tuple == NULL && PyErr_Occurred())
+            rc = bad_exc(why, why_len, "Response.headers");
+        else if (tuple == NULL || PyTuple_GET_SIZE(tuple) != 2)
+            rc = bad(why, why_len, "Response.headers[%zd] is not a (name, value) pair", i);
+        else if (add_header(r, PyTuple_GET_ITEM(tuple, 0), PyTuple_GET_ITEM(tuple, 1), why,
+                            why_len) < 0)
+            rc = -EINVAL;
+        Py_XDECREF(tuple);
     }
-    return 0;
+    RM_END_CRITICAL_SECTION();
+    return rc;
 }
 
 static int body_str(rm_reply_t *r, PyObject *obj, char *why, size_t why_len)
@@ -698,4 +713,19 @@ const char *rm_date_get(rm_date_cache_t *cache)
         cache->sec = now;
     }
     return cache->text;
+}
+
+bool rm_response_token_ok(const char *p, size_t n)
+{
+    return is_token(p, n);
+}
+
+bool rm_response_value_ok(const char *p, size_t n)
+{
+    return value_ok(p, n);
+}
+
+const char *rm_response_reason(int status)
+{
+    return reason_phrase(status);
 }

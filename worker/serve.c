@@ -5,7 +5,14 @@
  * spins, then sleeps on the lane's futex with a timeout so it notices a stop),
  * takes the GIL to build the Request, call the app and write the response, and
  * pushes the final completion before giving the GIL back; the doorbell is rung
- * after, without the GIL.
+ * after, without the GIL. ("The GIL" is its interpreter's: the main one's in
+ * gil mode, the thread's own in subinterpreters mode; in free-threaded mode
+ * taking it only attaches the thread state, and the threads run in parallel.)
+ *
+ * In subinterpreters mode each thread first creates its interpreter and
+ * imports the app (rm_host_interp_start, rm_host_load_app), reports to the
+ * start gate, and serves only once every thread has succeeded; it ends its
+ * interpreter itself when it stops.
  *
  * Every way to stop ends in rm_worker_request_stop, which sets `stop`, wakes
  * the lane's sleepers and the control thread:
@@ -17,6 +24,7 @@
  * queued on the lane are left where they are: the supervisor answers them.
  */
 #include "worker.h"
+#include "wsgi.h"
 
 #include "ringmaster/control.h"
 #include "ringmaster/doorbell.h"
@@ -61,9 +69,18 @@ int rm_worker_init(rm_worker_t *w, const rm_worker_conf_t *conf)
     memset(w, 0, sizeof(*w));
     w->conf = conf;
     atomic_init(&w->stop, false);
+    int err = pthread_mutex_init(&w->gate.lock, NULL);
+    if (err == 0 && (err = pthread_cond_init(&w->gate.cond, NULL)) != 0)
+        pthread_mutex_destroy(&w->gate.lock);
+    if (err != 0)
+        return -err;
     w->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (w->wake_fd < 0)
-        return -errno;
+    if (w->wake_fd < 0) {
+        err = errno;
+        pthread_cond_destroy(&w->gate.cond);
+        pthread_mutex_destroy(&w->gate.lock);
+        return -err;
+    }
     signal_wake_fd = w->wake_fd;
 
     memset(&sa, 0, sizeof(sa));
@@ -92,6 +109,8 @@ void rm_worker_deinit(rm_worker_t *w)
     if (w->wake_fd >= 0)
         close(w->wake_fd);
     w->wake_fd = -1;
+    pthread_cond_destroy(&w->gate.cond);
+    pthread_mutex_destroy(&w->gate.lock);
     errno = saved;
 }
 
@@ -235,7 +254,7 @@ static int view_open(const rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_r
 static int run_app(rm_serve_thread_t *t, const rm_req_view_t *view, rm_out_t *out,
                    PyObject **exporter)
 {
-    rm_pymod_state_t *st = t->w->host.st;
+    rm_pymod_state_t *st = t->st;
     const rm_req_meta_t *m = &view->meta;
     const char *method = (const char *)view->head + m->method_off;
     const char *path = (const char *)view->head + m->path_off;
@@ -244,6 +263,8 @@ static int run_app(rm_serve_thread_t *t, const rm_req_view_t *view, rm_out_t *ou
     char why[768];
     int rc;
 
+    if (st->wsgi != NULL)
+        return rm_wsgi_run(st, view, out);
     PyObject *req = rm_request_open(st, &t->spare, view);
     if (req != NULL)
         result = PyObject_CallOneArg(st->app, req);
@@ -318,12 +339,11 @@ static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
     return rc == 0;
 }
 
-static void *serve_main(void *arg)
+/* Wait for requests and serve them until a stop. Entered and left detached:
+ * `ts`, the thread's state, is attached only around each request. */
+static void serve_loop(rm_serve_thread_t *t, PyThreadState *ts)
 {
-    rm_serve_thread_t *t = arg;
     rm_worker_t *w = t->w;
-    PyGILState_STATE gil = PyGILState_Ensure();
-    PyThreadState *ts = PyEval_SaveThread();
     rm_req_desc_t desc;
 
     while (!should_stop(w)) {
@@ -341,10 +361,95 @@ static void *serve_main(void *arg)
         if (answered)
             ring_doorbell(w);
     }
+}
 
+/* gil and free-threaded modes: a thread state of the main interpreter. */
+static void *serve_main(void *arg)
+{
+    rm_serve_thread_t *t = arg;
+    PyGILState_STATE gil = PyGILState_Ensure();
+    PyThreadState *ts = PyEval_SaveThread();
+
+    serve_loop(t, ts);
     PyEval_RestoreThread(ts);
     Py_CLEAR(t->spare);
     PyGILState_Release(gil);
+    return NULL;
+}
+
+/* ---- subinterpreters start-up ---------------------------------------------- */
+
+/* A serving thread's start-up outcome: rc 0 when its interpreter imported the
+ * app. A thread that failed returns at once; the others wait for the main
+ * thread's verdict. Returns whether to serve. */
+static bool gate_report(rm_worker_t *w, int rc, const char *why, bool gil_enabled)
+{
+    rm_start_gate_t *g = &w->gate;
+
+    pthread_mutex_lock(&g->lock);
+    if (rc < 0 && g->err == 0) {
+        g->err = rc;
+        snprintf(g->why, sizeof(g->why), "%s", why);
+    }
+    g->gil_enabled = g->gil_enabled || gil_enabled;
+    g->reported++;
+    pthread_cond_broadcast(&g->cond);
+    while (rc == 0 && g->go == 0)
+        pthread_cond_wait(&g->cond, &g->lock);
+    bool serve = rc == 0 && g->go > 0;
+    pthread_mutex_unlock(&g->lock);
+    return serve;
+}
+
+/* Main thread: wait until `started` threads reported; the first failure. */
+static int gate_wait(rm_worker_t *w, unsigned started, char *why, size_t why_len)
+{
+    rm_start_gate_t *g = &w->gate;
+
+    pthread_mutex_lock(&g->lock);
+    while (g->reported < started)
+        pthread_cond_wait(&g->cond, &g->lock);
+    int err = g->err;
+    if (err < 0)
+        snprintf(why, why_len, "%s", g->why);
+    w->gil_enabled = g->gil_enabled;
+    pthread_mutex_unlock(&g->lock);
+    return err;
+}
+
+static void gate_open(rm_worker_t *w, int go)
+{
+    pthread_mutex_lock(&w->gate.lock);
+    w->gate.go = go;
+    pthread_cond_broadcast(&w->gate.cond);
+    pthread_mutex_unlock(&w->gate.lock);
+}
+
+/* subinterpreters mode: an interpreter of the thread's own, created, used and
+ * ended here, on the one OS thread CPython allows to end it. */
+static void *serve_subinterpreter_main(void *arg)
+{
+    rm_serve_thread_t *t = arg;
+    rm_worker_t *w = t->w;
+    char why[1024] = "";
+    bool gil = false;
+
+    int rc = rm_host_interp_start(&t->interp, &w->host, w, why, sizeof(why));
+    if (rc == 0)
+        rc = rm_host_load_app(t->interp.st, w->conf->app_spec, why, sizeof(why));
+    if (rc == 0)
+        gil = rm_host_gil_enabled();
+    PyThreadState *ts = t->interp.ts != NULL ? PyEval_SaveThread() : NULL;
+    if (gate_report(w, rc, why, gil)) {
+        RM_DEBUG("serving thread %u: own interpreter ready", t->index);
+        t->st = t->interp.st;
+        serve_loop(t, ts);
+    }
+    if (ts != NULL) {
+        PyEval_RestoreThread(ts);
+        Py_CLEAR(t->spare);
+    }
+    rm_host_interp_end(&t->interp);
     return NULL;
 }
 
@@ -390,49 +495,111 @@ static void *control_main(void *arg)
     return NULL;
 }
 
-int rm_worker_serve(rm_worker_t *w)
+/* Join the serving threads started so far and free them. */
+static void join_serving(rm_worker_t *w)
+{
+    for (unsigned i = 0; i < w->conf->threads; i++)
+        if (w->threads[i].started)
+            pthread_join(w->threads[i].tid, NULL);
+    free(w->threads);
+    w->threads = NULL;
+}
+
+/* Start the serving threads; returns how many run, with -errno in *err when
+ * one could not be created (the ones before it run). */
+static unsigned start_serving(rm_worker_t *w, int *err)
 {
     unsigned n = w->conf->threads;
     uint32_t words = (w->region.pool.count + 63) / 64;
-    rm_serve_thread_t *threads = calloc(n, sizeof(*threads));
-    pthread_t control;
-    int rc = 0;
+    void *(*main_fn)(void *) =
+        w->mode == RM_WORKER_MODE_SUBINTERPRETERS ? serve_subinterpreter_main : serve_main;
 
-    if (threads == NULL) {
-        rm_worker_request_stop(w);
-        return -ENOMEM;
-    }
-    rm_host_release_main(&w->host);
-
-    rc = -pthread_create(&control, NULL, control_main, w);
-    if (rc < 0) {
-        RM_ERROR("cannot start the control thread: %s", strerror(-rc));
-        rm_worker_request_stop(w);
-        free(threads);
-        return rc;
-    }
+    *err = 0;
     for (unsigned i = 0; i < n; i++) {
-        rm_serve_thread_t *t = &threads[i];
+        rm_serve_thread_t *t = &w->threads[i];
         t->w = w;
+        t->st = w->host.st; /* a subinterpreter's thread replaces it with its own */
         t->index = i;
         t->pool = w->region.pool;
         /* Start each thread's chunk search in its own part of the bitmap. */
         if (words > 0)
             t->pool.hint = (uint32_t)((t->pool.hint + (uint64_t)i * words / n) % words);
-        int err = pthread_create(&t->tid, NULL, serve_main, t);
-        if (err != 0) {
-            RM_ERROR("cannot start serving thread %u: %s", i, strerror(err));
-            rm_worker_request_stop(w);
-            rc = -err;
-            break;
+        int rc = pthread_create(&t->tid, NULL, main_fn, t);
+        if (rc != 0) {
+            RM_ERROR("cannot start serving thread %u: %s", i, strerror(rc));
+            *err = -rc;
+            return i;
         }
         t->started = true;
     }
-    for (unsigned i = 0; i < n; i++)
-        if (threads[i].started)
-            pthread_join(threads[i].tid, NULL);
+    return n;
+}
+
+int rm_worker_start(rm_worker_t *w, char *why, size_t why_len)
+{
+    bool sub = w->mode == RM_WORKER_MODE_SUBINTERPRETERS;
+    unsigned started = 0;
+    int rc = 0;
+
+    w->threads = calloc(w->conf->threads, sizeof(*w->threads));
+    if (w->threads == NULL) {
+        snprintf(why, why_len, "cannot start the serving threads: %s", strerror(ENOMEM));
+        return -ENOMEM;
+    }
+    w->gate.reported = 0;
+    w->gate.err = 0;
+    w->gate.go = 0;
+    w->gate.gil_enabled = false;
+    rm_host_release_main(&w->host);
+
+    /* Subinterpreters import the app first; the control thread, which would
+     * turn a failure into a stop for good, starts once they all have. A
+     * SIGTERM meanwhile waits in the wake eventfd. */
+    if (sub) {
+        started = start_serving(w, &rc);
+        int err = gate_wait(w, started, why, why_len);
+        if (rc < 0)
+            snprintf(why, why_len, "cannot start serving thread %u: %s", started, strerror(-rc));
+        else
+            rc = err;
+        if (rc < 0) {
+            gate_open(w, -1);
+            join_serving(w);
+            return rc;
+        }
+    }
+
+    rc = -pthread_create(&w->control, NULL, control_main, w);
+    if (rc < 0) {
+        snprintf(why, why_len, "cannot start the control thread: %s", strerror(-rc));
+        rm_worker_request_stop(w);
+        if (sub)
+            gate_open(w, 1); /* they see the stop and end their interpreters */
+        join_serving(w);
+        return rc;
+    }
+    w->control_started = true;
+
+    if (sub) {
+        gate_open(w, 1);
+        return 0;
+    }
+    started = start_serving(w, &rc);
+    if (rc < 0) {
+        snprintf(why, why_len, "cannot start serving thread %u: %s", started, strerror(-rc));
+        rm_worker_request_stop(w);
+        rm_worker_wait(w);
+        return rc;
+    }
+    return 0;
+}
+
+void rm_worker_wait(rm_worker_t *w)
+{
+    if (w->threads != NULL)
+        join_serving(w);
     rm_worker_request_stop(w); /* wakes the control thread if nothing else did */
-    pthread_join(control, NULL);
-    free(threads);
-    return rc;
+    if (w->control_started)
+        pthread_join(w->control, NULL);
+    w->control_started = false;
 }

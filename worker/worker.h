@@ -8,10 +8,15 @@
  *   response.c  an app's return value -> HTTP/1.1 bytes in chunks; Date cache
  *   serve.c     serving threads, the control thread, stopping
  *
- * Threads (gil mode): T serving threads share one interpreter. Each waits for a
- * request without the GIL, takes it to build the Request, run the app and
- * write the response, and gives it back before waiting again. The control
- * thread and the signal handlers never touch Python.
+ * Threads: T serving threads, each waiting for a request without holding
+ * Python (detached), attaching to build the Request, run the app and write the
+ * response, and detaching again before the next wait. What they attach to is
+ * the mode (docs/modes.md):
+ *   gil              one interpreter; its GIL lets one thread run at a time
+ *   subinterpreters  each thread creates, uses and ends its own interpreter,
+ *                    which has its own GIL and its own copy of the app
+ *   free-threaded    one interpreter without a GIL (Py_GIL_DISABLED builds)
+ * The control thread and the signal handlers never touch Python.
  *
  * Exit statuses: 0 after a stop, 1 for an internal failure (region, CPython,
  * control socket), 2 for bad arguments, 3 when the app cannot be imported.
@@ -45,6 +50,27 @@
 
 /* ---- the Python side (host.c, request.c) --------------------------------- */
 
+/* Critical sections lock an object in free-threaded builds and cost nothing
+ * where a GIL serialises; CPython has them from 3.13 in both builds. Before
+ * that only builds with a GIL exist. */
+#if PY_VERSION_HEX >= 0x030D0000
+#define RM_BEGIN_CRITICAL_SECTION(op) Py_BEGIN_CRITICAL_SECTION(op)
+#define RM_END_CRITICAL_SECTION() Py_END_CRITICAL_SECTION()
+#else
+#define RM_BEGIN_CRITICAL_SECTION(op) {
+#define RM_END_CRITICAL_SECTION() }
+#endif
+
+/* Own-GIL subinterpreters (Py_NewInterpreterFromConfig) exist from 3.12. */
+#define RM_HAVE_SUBINTERPRETERS (PY_VERSION_HEX >= 0x030C0000)
+
+/* A --disable-gil build, as an expression for code that only reads it. */
+#ifdef Py_GIL_DISABLED
+#define RM_FREE_THREADED_BUILD 1
+#else
+#define RM_FREE_THREADED_BUILD 0
+#endif
+
 struct rm_worker;
 
 /* Interned method names the Request hands out without allocating. */
@@ -74,6 +100,7 @@ typedef struct rm_pymod_state {
     PyObject *json_encode;    /* json.JSONEncoder(separators=(",", ":")).encode */
     PyObject *json_chunks;    /* the same as _json's C encoder: (obj, 0) -> str pieces, or NULL */
     PyObject *response_type;  /* ringmaster.Response */
+    PyObject *wsgi;           /* WSGI app: its per-interpreter state (wsgi.c); NULL: native */
     struct rm_worker *worker; /* borrowed: outlives every object of this module */
 } rm_pymod_state_t;
 
@@ -82,28 +109,71 @@ typedef struct rm_host {
     rm_pymod_state_t *st;   /* borrowed from module */
     PyThreadState *main_ts; /* the main thread's state while it waits without the GIL */
     bool initialized;       /* Py_InitializeFromConfig succeeded */
+    /* Some thread created a subinterpreter (decides finalization on 3.12). */
+    atomic_bool subinterpreters_made;
 } rm_host_t;
+
+/* One subinterpreter and the _ringmaster module inside it (subinterpreters
+ * mode: one per serving thread, which alone may use and end it). */
+typedef struct rm_interp {
+    PyThreadState *ts;    /* its thread state on the owning thread; NULL before creation */
+    PyObject *module;     /* owned: its _ringmaster, keeps `st` alive */
+    rm_pymod_state_t *st; /* borrowed from module */
+} rm_interp_t;
 
 /* The version of the libpython we run on, e.g. "3.11.2" (safe before init). */
 void rm_host_python_version(char *buf, size_t len);
 
+/* Turn the asked mode into one this build runs: auto becomes free-threaded on
+ * a free-threaded build, else subinterpreters where they exist (main.c falls
+ * back to gil if the app refuses them), else gil. Returns 0, or -ENOTSUP with
+ * one line in `why` naming the mode and what to use instead. No Python needed. */
+int rm_host_resolve_mode(rm_worker_mode_t asked, rm_worker_mode_t *mode, char *why, size_t why_len);
+
 /* Initialise CPython (PyConfig, venv, sys.path, _ringmaster, json, the
- * ringmaster package). On success the calling thread holds the GIL. Returns 0,
- * or -errno with a readable line in `why`; after a failure call
- * rm_host_finalize all the same. */
+ * ringmaster package) for w->mode: gil mode on a free-threaded build turns the
+ * GIL on. On success the calling thread holds the GIL. Returns 0, or -errno
+ * with a readable line in `why`; after a failure call rm_host_finalize all the
+ * same. */
 int rm_host_init(rm_host_t *host, struct rm_worker *w, int argc, char **argv, char *why,
                  size_t why_len);
 
-/* Import the app named by `spec` and keep it in the module state. The caller
- * holds the GIL. Returns 0, or -ENOENT with "cannot import app 'SPEC': ..." in
- * `why` (the traceback, if any, went to stderr). */
-int rm_host_load_app(rm_host_t *host, const char *spec, char *why, size_t why_len);
+/* Import the app named by `spec` into the calling thread's interpreter and
+ * keep it in that interpreter's module state `st`. The caller holds the GIL.
+ * Returns 0; -ENOTSUP when the app or a module it imports cannot load in a
+ * subinterpreter (`why` names the module and suggests another mode); or
+ * -ENOENT with "cannot import app 'SPEC': ..." in `why` (the traceback, if
+ * any, went to stderr at debug level). */
+int rm_host_load_app(rm_pymod_state_t *st, const char *spec, char *why, size_t why_len);
+
+/* Whether the calling thread's interpreter runs with a GIL: on free-threaded
+ * builds sys._is_gil_enabled() (an extension module may have turned it on),
+ * otherwise always. The caller holds the GIL (is attached). */
+bool rm_host_gil_enabled(void);
 
 /* Give up the GIL on the main thread while the serving threads run. */
 void rm_host_release_main(rm_host_t *host);
 
+/* Take it back (no-op when held). */
+void rm_host_acquire_main(rm_host_t *host);
+
+/* Create a subinterpreter with its own GIL on the calling thread, which must
+ * hold no Python thread state, and set it up as rm_host_init does the main
+ * one. On success the thread holds the new interpreter's GIL. Returns 0, or
+ * -errno with a readable line in `why`. Either way, call rm_host_interp_end on
+ * this same thread when done. Thread-safe. */
+int rm_host_interp_start(rm_interp_t *in, rm_host_t *host, struct rm_worker *w, char *why,
+                         size_t why_len);
+
+/* Drop the references held in `in` and Py_EndInterpreter it. Call on the
+ * thread that started it, holding its GIL (or after a start that created
+ * nothing); returns holding no thread state. */
+void rm_host_interp_end(rm_interp_t *in);
+
 /* Take the GIL back if released, drop our references, Py_FinalizeEx. Safe
- * after a failed or skipped rm_host_init. */
+ * after a failed or skipped rm_host_init. On CPython 3.12 after any
+ * subinterpreter was made, the main interpreter is not finalized (3.12
+ * aborts there, docs/modes.md): stdio is flushed and the process exits as is. */
 void rm_host_finalize(rm_host_t *host);
 
 /* Take the pending Python exception: if show_traceback, print its traceback
@@ -156,6 +226,8 @@ typedef struct rm_date_cache {
 
 typedef struct rm_serve_thread {
     struct rm_worker *w;  /* borrowed */
+    rm_pymod_state_t *st; /* the state of the interpreter it serves with; set by the thread */
+    rm_interp_t interp;   /* its own interpreter (subinterpreters mode) */
     rm_chunk_pool_t pool; /* own copy of the pool handle: its search hint is per thread */
     rm_date_cache_t date;
     PyObject *spare; /* a finished Request kept for the next one, or NULL */
@@ -164,14 +236,33 @@ typedef struct rm_serve_thread {
     bool started;
 } rm_serve_thread_t;
 
+/* Start-up of subinterpreters mode: every serving thread reports whether its
+ * interpreter imported the app, then waits to be told to serve or to end. */
+typedef struct rm_start_gate {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned reported; /* threads that finished loading, successfully or not */
+    int err;           /* first failure (-ENOTSUP, -ENOENT, ...), 0 if none */
+    int go;            /* 0 wait, 1 serve, -1 end */
+    bool gil_enabled;  /* some interpreter runs with a GIL */
+    char why[1024];    /* the first failure's reason */
+} rm_start_gate_t;
+
 typedef struct rm_worker {
     const rm_worker_conf_t *conf; /* borrowed, outlives the worker */
+    rm_worker_mode_t mode;        /* the mode run: never AUTO once resolved */
+    bool gil_enabled;             /* after the app was imported (reported in ready) */
     rm_region_t region;
     rm_lane_t lane;
     uint32_t owner;   /* RM_OWNER_LANE(conf->lane) */
     atomic_bool stop; /* set once, never cleared */
     int wake_fd;      /* eventfd: wakes the control thread (signals, stop) */
     rm_host_t host;
+    /* Threads, owned by rm_worker_start/rm_worker_wait. */
+    rm_serve_thread_t *threads; /* conf->threads entries, or NULL */
+    pthread_t control;
+    bool control_started;
+    rm_start_gate_t gate;
 } rm_worker_t;
 
 /* Create the wake eventfd and route SIGTERM/SIGINT to it (SIGPIPE ignored).
@@ -181,12 +272,21 @@ int rm_worker_init(rm_worker_t *w, const rm_worker_conf_t *conf);
 /* Undo rm_worker_init (signals back to default, eventfd closed). */
 void rm_worker_deinit(rm_worker_t *w);
 
-/* Run the serving threads and the control thread until a stop (control frame,
- * EOF, SIGTERM/SIGINT, lane STOPPING, a corrupt ring). Called on the main
- * thread holding the GIL; returns without it (rm_host_finalize takes it back).
- * Returns 0, or -errno when a thread could not be started (the others are
- * stopped and joined). */
-int rm_worker_serve(rm_worker_t *w);
+/* Start the control thread and the serving threads in w->mode. Called on the
+ * main thread holding the main interpreter's GIL; returns without it
+ * (rm_host_acquire_main or rm_host_finalize take it back). In gil and
+ * free-threaded modes the app is already imported. In subinterpreters mode
+ * every thread imports it into its own interpreter first, and this returns
+ * once all have; then w->gil_enabled is set.
+ * Returns 0 (call rm_worker_wait next), or, with every thread stopped and
+ * joined and a reason in `why`: what rm_host_load_app or rm_host_interp_start
+ * returned for the first thread that failed (-ENOTSUP: the app refuses
+ * subinterpreters), or -errno when a thread could not be created. */
+int rm_worker_start(rm_worker_t *w, char *why, size_t why_len);
+
+/* Wait until the threads rm_worker_start started have stopped (control frame,
+ * EOF, SIGTERM/SIGINT, lane STOPPING, a corrupt ring) and join them. */
+void rm_worker_wait(rm_worker_t *w);
 
 /* Ask every thread to finish the request it has and return. Thread- and
  * async-signal-unsafe parts excluded: callable from any thread. */
@@ -247,5 +347,13 @@ int rm_response_write_error(rm_out_t *out, int status, uint32_t req_flags, uint8
 
 /* The current IMF-fixdate, regenerated at most once per second. */
 const char *rm_date_get(rm_date_cache_t *cache);
+
+/* The checks and texts the native response uses, for other interfaces
+ * (wsgi.c): a header name is an RFC 9110 token; a value (or status line)
+ * holds no CR, LF or NUL; the registered reason phrase of `status`
+ * ("Unknown" for others). Pure. */
+bool rm_response_token_ok(const char *p, size_t n);
+bool rm_response_value_ok(const char *p, size_t n);
+const char *rm_response_reason(int status);
 
 #endif

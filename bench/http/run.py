@@ -1,8 +1,19 @@
 #!/usr/bin/python3
 """HTTP "hello world" benchmark: ringmaster against nginx and Python app servers.
 
-    /usr/bin/python3 bench/http/run.py [--duration 10] [--connections 64] [--workers 1]
+    /usr/bin/python3 bench/http/run.py [--suite hello|pipeline|post] [--duration 10]
+                                       [--connections 64] [--workers 1]
                                        [--json out.json] [--servers ringmaster,nginx,...]
+
+Suites (the default, hello, is described below; the others change only what
+wrk sends):
+  pipeline  GET / with HTTP/1.1 pipelining, 16 requests per write
+            (bench/http/pipeline.lua, as TechEmpower's plaintext test does);
+  post      POST /len with a 1 MiB body (bench/http/post.lua); each server's
+            app reads the whole body and answers with its length, not the body.
+            nginx reads it into memory with the echo module
+            (echo_read_request_body) and answers $content_length; without that
+            module nginx is skipped for this suite. Default connections: 16.
 
 For each server, in the same conditions: start it with the same worker count,
 check that GET / answers "Hello, world!\\n", warm up, then run
@@ -83,10 +94,77 @@ APPS = {
                                     (b"content-length", b"14")]})
             await send({"type": "http.response.body", "body": b"Hello, world!\\n"})
     ''',
+    # --suite post: POST /len answers the body's length (the whole body is read);
+    # anything else answers Hello, like the apps above.
+    "rm_len.py": '''
+        def app(request):
+            if request.path == "/len":
+                return str(len(request.body)).encode()
+            return b"Hello, world!\\n"
+    ''',
+    "rsgi_len.py": '''
+        async def app(scope, proto):
+            if scope.path == "/len":
+                body = await proto()
+                proto.response_bytes(200, [("content-type", "text/plain")], str(len(body)).encode())
+            else:
+                proto.response_bytes(200, [("content-type", "text/plain")], b"Hello, world!\\n")
+    ''',
+    "wsgi_len.py": '''
+        def app(environ, start_response):
+            if environ["PATH_INFO"] == "/len":
+                n = int(environ.get("CONTENT_LENGTH") or 0)
+                body = str(len(environ["wsgi.input"].read(n))).encode()
+            else:
+                body = b"Hello, world!\\n"
+            start_response("200 OK", [("Content-Type", "text/plain"),
+                                      ("Content-Length", str(len(body)))])
+            return [body]
+    ''',
+    "asgi_len.py": '''
+        async def app(scope, receive, send):
+            if scope["type"] != "http":
+                return
+            if scope["path"] == "/len":
+                n, more = 0, True
+                while more:
+                    message = await receive()
+                    n += len(message.get("body", b""))
+                    more = message.get("more_body", False)
+                body = str(n).encode()
+            else:
+                body = b"Hello, world!\\n"
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [(b"content-type", b"text/plain"),
+                                    (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+    ''',
+}
+
+HERE = Path(__file__).resolve().parent
+POST_BYTES = 1024 * 1024
+NGINX_ECHO_MODULE = Path("/usr/lib/nginx/modules/ngx_http_echo_module.so")
+# nginx for --suite post: read the body into memory, then answer its length
+# (Content-Length, which nginx has checked against the bytes it read).
+NGINX_POST_LOCATION = """\
+        location = /len {{
+            client_max_body_size 2m;
+            client_body_buffer_size 2m;
+            default_type text/plain;
+            echo_read_request_body;
+            echo $content_length;
+        }}
+"""
+
+# suite -> (wrk script args or None, path, app module stem, default connections)
+SUITES = {
+    "hello": (None, "/", "hello", 64),
+    "pipeline": ([str(HERE / "pipeline.lua"), "16"], "/", "hello", 64),
+    "post": ([str(HERE / "post.lua"), str(POST_BYTES)], "/len", "len", 16),
 }
 
 NGINX_CONF = """\
-daemon off;
+{modules}daemon off;
 master_process on;
 worker_processes {workers};
 pid {tmp}/nginx.pid;
@@ -106,7 +184,7 @@ http {{
             default_type text/plain;
             return 200 "Hello, world!\\n";
         }}
-    }}
+{locations}    }}
 }}
 """
 
@@ -319,19 +397,36 @@ def parse_wrk(out):
     return result
 
 
-def run_wrk(port, connections, duration):
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency",
-           f"http://127.0.0.1:{port}/"]
+def run_wrk(port, connections, duration, suite="hello"):
+    script, path, _, _ = SUITES[suite]
+    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency"]
+    if script:
+        cmd += ["-s", script[0], f"http://127.0.0.1:{port}{path}", "--"] + script[1:]
+    else:
+        cmd.append(f"http://127.0.0.1:{port}{path}")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed ({proc.returncode}): {proc.stderr or proc.stdout}")
     return proc.stdout
 
 
+def check_suite(server, suite):
+    """Before measuring --suite post: POST /len with the body must answer its length."""
+    if suite != "post":
+        return
+    req = urllib.request.Request(f"http://127.0.0.1:{server.port}/len", data=b"x" * POST_BYTES,
+                                 headers={"Content-Type": "application/octet-stream"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        body = resp.read()
+    if resp.status != 200 or body.strip() != str(POST_BYTES).encode():
+        raise RuntimeError(f"POST /len with {POST_BYTES} bytes answered {resp.status} "
+                           f"{body[:60]!r}, expected {POST_BYTES}")
+
+
 def measure(server, args):
-    run_wrk(server.port, args.connections, args.warmup)  # warm-up, discarded
+    run_wrk(server.port, args.connections, args.warmup, args.suite)  # warm-up, discarded
     before = tree_ticks(server.proc.pid)
-    out = run_wrk(server.port, args.connections, args.duration)
+    out = run_wrk(server.port, args.connections, args.duration, args.suite)
     after = tree_ticks(server.proc.pid)
     result = parse_wrk(out)
     result["cpu_s"] = (after - before) / CLK_TCK
@@ -392,37 +487,46 @@ def server_specs(args, tmp):
     """name -> (cmd builder(port) -> argv, cwd, env, why-skipped-or-None)."""
     w = str(args.workers)
     vbin = VENV / "bin"
+    stem = SUITES[args.suite][2]
+    nginx_why = None if shutil.which("nginx") else "nginx not installed"
+    if args.suite == "post" and not nginx_why and not NGINX_ECHO_MODULE.exists():
+        nginx_why = (f"--suite post needs nginx to read the body; its echo module "
+                     f"({NGINX_ECHO_MODULE}, Debian libnginx-mod-http-echo) is not installed")
     rm_bin = Path(args.build)
     rm_bin = (rm_bin if rm_bin.is_absolute() else ROOT / rm_bin) / "ringmaster"
     specs = {
         "ringmaster": (lambda p: [str(rm_bin), "-b", f"127.0.0.1:{p}", "-w", w,
-                                  "--log-level", "warn", str(Path(tmp) / "rm_hello.py")],
+                                  "--log-level", "warn", str(Path(tmp) / f"rm_{stem}.py")],
                        None if rm_bin.exists() else f"{rm_bin} not built (scripts/build.sh)"),
         "nginx": (lambda p: ["nginx", "-e", f"{tmp}/nginx-error.log", "-p", tmp,
-                             "-c", write_nginx_conf(tmp, p, args.workers)],
-                  None if shutil.which("nginx") else "nginx not installed"),
+                             "-c", write_nginx_conf(tmp, p, args.workers, args.suite)],
+                  nginx_why),
         "granian-rsgi": (lambda p: [str(vbin / "granian"), "--interface", "rsgi", "--host",
                                     "127.0.0.1", "--port", str(p), "--workers", w,
                                     "--http", "1", "--no-ws", "--log-level", "warning",
-                                    "rsgi_hello:app"], None),
+                                    f"rsgi_{stem}:app"], None),
         "granian-wsgi": (lambda p: [str(vbin / "granian"), "--interface", "wsgi", "--host",
                                     "127.0.0.1", "--port", str(p), "--workers", w,
                                     "--http", "1", "--no-ws", "--log-level", "warning",
-                                    "wsgi_hello:app"], None),
-        "uvicorn": (lambda p: [str(vbin / "uvicorn"), "asgi_hello:app", "--host", "127.0.0.1",
+                                    f"wsgi_{stem}:app"], None),
+        "uvicorn": (lambda p: [str(vbin / "uvicorn"), f"asgi_{stem}:app", "--host", "127.0.0.1",
                                "--port", str(p), "--workers", w, "--http", "httptools",
                                "--loop", "uvloop", "--lifespan", "off", "--no-access-log",
                                "--log-level", "warning"], None),
         "gunicorn": (lambda p: [str(vbin / "gunicorn"), "-w", w, "-k", "sync", "-b",
-                                f"127.0.0.1:{p}", "--log-level", "warning", "wsgi_hello:app"],
+                                f"127.0.0.1:{p}", "--log-level", "warning", f"wsgi_{stem}:app"],
                      None),
     }
     return specs
 
 
-def write_nginx_conf(tmp, port, workers):
+def write_nginx_conf(tmp, port, workers, suite="hello"):
     path = Path(tmp) / "nginx.conf"
-    path.write_text(NGINX_CONF.format(tmp=tmp, port=port, workers=workers))
+    post = suite == "post"
+    path.write_text(NGINX_CONF.format(
+        tmp=tmp, port=port, workers=workers,
+        modules=f"load_module {NGINX_ECHO_MODULE};\n" if post else "",
+        locations=NGINX_POST_LOCATION.format() if post else ""))
     return str(path)
 
 
@@ -459,7 +563,11 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds, discarded (2)")
-    ap.add_argument("--connections", type=int, default=64, help="wrk connections (64)")
+    ap.add_argument("--suite", choices=sorted(SUITES), default="hello",
+                    help="what wrk sends: hello (GET /, the default), pipeline (16 pipelined "
+                         "GETs per write), post (1 MiB POST /len)")
+    ap.add_argument("--connections", type=int,
+                    help="wrk connections (64; 16 for --suite post)")
     ap.add_argument("--workers", type=int, default=1, help="worker processes per server (1)")
     ap.add_argument("--rounds", type=int, default=2,
                     help="times through the list, alternating direction (2)")
@@ -469,6 +577,8 @@ def main():
     ap.add_argument("--python", help="interpreter for .venv-bench (default: pyenv 3.12)")
     ap.add_argument("--json", help="also write the results as JSON to this path")
     args = ap.parse_args()
+    if args.connections is None:
+        args.connections = SUITES[args.suite][3]
 
     if not shutil.which("wrk"):
         sys.exit("wrk not found: run scripts/install-deps.sh")
@@ -517,10 +627,14 @@ def main():
                 skipped[name] = why
         active = [s for s in wanted if s not in skipped]
 
-        log("# HTTP hello-world benchmark\n")
+        title = {"hello": "hello-world", "pipeline": "pipelined (depth 16) hello-world",
+                 "post": f"{POST_BYTES // 1024} KiB POST"}[args.suite]
+        log(f"# HTTP {title} benchmark\n")
         log(f"machine: {machine['nproc']} CPUs ({machine['usable_cpus']} usable), "
             f"{machine['cpu_model']}, Linux {machine['kernel']}; {machine['wrk']}")
-        log(f"settings: wrk -t1 -c{args.connections} -d{args.duration}s --latency, "
+        script, path = SUITES[args.suite][:2]
+        wrk_script = f" -s {Path(script[0]).name} {path} -- {script[1]}" if script else ""
+        log(f"settings: wrk -t1 -c{args.connections} -d{args.duration}s --latency{wrk_script}, "
             f"{args.warmup} s warm-up, {args.workers} worker(s) per server, {args.rounds} rounds")
         log("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
         for name, why in skipped.items():
@@ -541,8 +655,9 @@ def main():
                     log(f"SKIP {name}: failed to start: {exc}")
                     continue
                 try:
+                    check_suite(server, args.suite)
                     r = measure(server, args)
-                except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
+                except (RuntimeError, ValueError, OSError, subprocess.TimeoutExpired) as exc:
                     log(f"round {rnd + 1} {name}: measurement failed: {exc}")
                     r = None
                 finally:
@@ -579,7 +694,8 @@ def main():
     if args.json:
         doc = {"machine": machine, "versions": versions,
                "settings": {k: getattr(args, k) for k in
-                            ("duration", "warmup", "connections", "workers", "rounds")},
+                            ("suite", "duration", "warmup", "connections", "workers",
+                             "rounds")},
                "runs": runs, "best": best, "skipped": skipped}
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
         log(f"\nJSON written to {args.json}")

@@ -6,8 +6,15 @@
  * can grow the schema. Schema version RM_CTL_VERSION travels in "hello".
  *
  *   {"t": "hello", "v": 1, "pid": int, "lane": int, "python": str, "mode": str,
- *    "gil": bool}                       worker -> supervisor, first frame
- *   {"t": "ready"}                      worker -> supervisor, app imported
+ *    "gil": bool}                       worker -> supervisor, first frame; the mode
+ *                                       planned and the GIL as the build has it
+ *   {"t": "ready", "mode": str, "gil": bool}
+ *                                       worker -> supervisor, app imported; the mode
+ *                                       run (auto may have fallen back) and whether
+ *                                       the GIL is on after the import. Both keys
+ *                                       are optional: a bare {"t": "ready"} (older
+ *                                       workers) leaves mode "" and the hello's
+ *                                       values stand
  *   {"t": "fatal", "msg": str}          worker -> supervisor, then it exits
  *   {"t": "stop"}                       supervisor -> worker: finish and exit
  *   {"t": "heartbeat", "served": int}   worker -> supervisor
@@ -40,10 +47,11 @@ typedef struct rm_ctl_msg {
     uint32_t version;    /* hello */
     int32_t pid;         /* hello */
     uint32_t lane;       /* hello */
-    bool gil_enabled;    /* hello */
+    bool gil_enabled;    /* hello, ready (when mode is set) */
     uint64_t served;     /* heartbeat */
     char python[32];     /* hello: "3.11.2" */
-    char mode[24];       /* hello: "gil", "subinterpreters", "free-threaded" */
+    char mode[24];       /* hello, ready: "gil", "subinterpreters", "free-threaded";
+                            a ready without it ("") is encoded and decoded bare */
     char text[1024];     /* fatal: the readable reason, NUL-terminated, truncated */
 } rm_ctl_msg_t;
 

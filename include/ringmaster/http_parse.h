@@ -68,6 +68,9 @@ typedef struct rm_http_parser {
     bool head_done;
     bool message_done;
     bool in_value;           /* last field callback was a value */
+    bool chunked;            /* the current message's body is chunked */
+    uint8_t tail_len;
+    char tail[4];            /* the last bytes fed (to check the final CRLF CRLF) */
 } rm_http_parser_t;
 
 typedef enum rm_http_result {
@@ -87,8 +90,8 @@ void rm_http_begin(rm_http_parser_t *p, rm_http_head_t *head, const char *head_b
  * buffer as head_base, grown (the caller re-parses from a fresh rm_http_begin).
  * After the head, any buffer may follow. On RM_HTTP_COMPLETE *consumed is the
  * number of bytes of buf that belonged to the request; on RM_HTTP_NEED_MORE it
- * is len. On RM_HTTP_ERROR *status is the response code (400, 413, 414, 431,
- * 501, 505). */
+ * is len. On RM_HTTP_ERROR *status is the response code (400, 413, 414, 417,
+ * 431, 501, 505). */
 rm_http_result_t rm_http_feed(rm_http_parser_t *p, const char *buf, size_t len, size_t *consumed,
                               int *status);
 

@@ -150,6 +150,8 @@ typedef struct rm_server {
     int listen_fd;
     bool accept_armed;
     bool listen_wildcard;             /* bound to 0.0.0.0 or ::: ask each socket */
+    uint64_t accept_paused_until_ns;  /* out of descriptors: accepts resume then */
+    uint64_t accept_warned_ns;
     struct sockaddr_storage listen_addr;
     int signal_fd;
     int doorbell_fd;       /* eventfd workers write when we sleep */

@@ -102,6 +102,56 @@ Test(control, simple_messages_round_trip)
     }
 }
 
+Test(control, ready_round_trip_with_and_without_state)
+{
+    /* A bare ready, as workers before the modes sent it: nothing else set. */
+    rm_ctl_msg_t in = {.type = RM_CTL_READY};
+    char bare[64];
+    ssize_t bare_len = rm_ctl_encode(&in, bare, sizeof(bare));
+    cr_assert_eq(bare_len, 4 + 1 + 2 + 6, "{\"t\": \"ready\"}: %zd bytes", bare_len);
+    rm_ctl_msg_t out = round_trip(&in);
+    cr_assert_eq(out.type, RM_CTL_READY);
+    cr_assert_str_eq(out.mode, "", "a bare ready has no mode");
+    cr_assert_eq(out.gil_enabled, false);
+
+    /* The mode run and the GIL after the import. */
+    in.gil_enabled = true;
+    strcpy(in.mode, "free-threaded");
+    out = round_trip(&in);
+    cr_assert_eq(out.type, RM_CTL_READY);
+    cr_assert_str_eq(out.mode, "free-threaded");
+    cr_assert_eq(out.gil_enabled, true);
+    in.gil_enabled = false;
+    strcpy(in.mode, "subinterpreters");
+    out = round_trip(&in);
+    cr_assert_str_eq(out.mode, "subinterpreters");
+    cr_assert_eq(out.gil_enabled, false);
+}
+
+/* What a newer or older peer sends decodes: a ready carrying the state keys
+ * built by hand, in another order, with a key this side does not know. */
+Test(control, ready_state_from_another_encoder)
+{
+    body_t b;
+    char buf[256];
+    body_init(&b);
+    msgpack_pack_map(&b.pk, 4);
+    put_str(&b, "gil");
+    msgpack_pack_false(&b.pk);
+    put_str(&b, "future");
+    msgpack_pack_uint32(&b.pk, 7);
+    put_str(&b, "mode");
+    put_str(&b, "gil");
+    put_str(&b, "t");
+    put_str(&b, "ready");
+    size_t n = body_frame(&b, buf);
+    rm_ctl_msg_t out;
+    cr_assert_eq(rm_ctl_decode(buf, n, &out), (ssize_t)n);
+    cr_assert_eq(out.type, RM_CTL_READY);
+    cr_assert_str_eq(out.mode, "gil");
+    cr_assert_eq(out.gil_enabled, false);
+}
+
 Test(control, fatal_and_heartbeat_round_trip)
 {
     rm_ctl_msg_t in = {.type = RM_CTL_FATAL};

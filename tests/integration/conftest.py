@@ -6,6 +6,13 @@ $RINGMASTER_BUILD/ringmaster. A build configured with RINGMASTER_SANITIZE=ON
 (or whose directory name contains "asan") is treated as slow: some loads shrink
 and some time bounds grow.
 
+The suite runs against any worker mode the build offers (docs/modes.md):
+RINGMASTER_TEST_MODE (gil, subinterpreters, free-threaded, auto),
+RINGMASTER_TEST_PYTHON (a --python value such as 3.13t: a worker built with
+-DRINGMASTER_EXTRA_PYTHONS) and RINGMASTER_TEST_THREADS become --mode,
+--python and --threads of every server started here, unless a test passes
+that flag itself. scripts/test.sh runs the suite once per mode.
+
 Every server started here is stopped with SIGTERM at the end of its test (or
 module); that stop must exit 0 within a bound and leave no worker process
 behind. When a test fails, the stderr of every server it used is attached to
@@ -48,6 +55,21 @@ def _is_asan():
 
 
 ASAN = _is_asan()
+
+# The worker mode under test; "" leaves the flag out (the server's default).
+MODE = os.environ.get("RINGMASTER_TEST_MODE", "")
+PYTHON = os.environ.get("RINGMASTER_TEST_PYTHON", "")
+THREADS = os.environ.get("RINGMASTER_TEST_THREADS", "")
+
+
+def mode_args(args=()):
+    """--mode/--python/--threads for the mode under test, minus any in args."""
+    given = {a.split("=", 1)[0] for a in args if a.startswith("--")}
+    out = []
+    for flag, value in (("--mode", MODE), ("--python", PYTHON), ("--threads", THREADS)):
+        if value and flag not in given and not (flag == "--python" and "--worker-binary" in given):
+            out += [flag, value]
+    return out
 # Slow builds get more time for everything that is not part of the contract.
 SLOW = 3.0 if ASAN else 1.0
 START_TIMEOUT = 15.0           # the contract: accepting connections within 15 s
@@ -160,7 +182,7 @@ class Server:
             cmd += ["-b", f"127.0.0.1:{port}"]
         if self.workers is not None:
             cmd += ["-w", str(self.workers)]
-        return cmd + self.args + [self.app]
+        return cmd + mode_args(self.args) + self.args + [self.app]
 
     def start(self):
         if not BINARY.exists():
@@ -282,8 +304,10 @@ class Server:
                               f"exited: {leftover}\n--- stderr ---\n{self.stderr()}")
 
 
-def run_to_exit(args, timeout, env=None, cwd=None):
-    """Run the binary with args expecting it to exit; return (rc, stderr, seconds, workers)."""
+def run_to_exit(args, timeout, env=None, cwd=None, mode_flags=True):
+    """Run the binary with args expecting it to exit; return (rc, stderr, seconds, workers).
+    mode_flags=False leaves out the mode under test's flags (for tests of the
+    variables those flags would override)."""
     if not BINARY.exists():
         pytest.fail(f"{BINARY} does not exist: build first or set RINGMASTER_BUILD")
     full_env = dict(os.environ)
@@ -295,7 +319,10 @@ def run_to_exit(args, timeout, env=None, cwd=None):
     started = time.monotonic()
     seen = set()
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([str(BINARY)] + list(args), cwd=str(cwd or ROOT), env=full_env,
+        # The mode under test, unless the test gives those flags: before its
+        # own arguments, so a test of argument errors still sees its own.
+        args = (mode_args(args) if mode_flags else []) + list(args)
+        proc = subprocess.Popen([str(BINARY)] + args, cwd=str(cwd or ROOT), env=full_env,
                                 stdin=subprocess.DEVNULL, stdout=err, stderr=err)
         try:
             while proc.poll() is None and time.monotonic() - started < timeout:

@@ -131,7 +131,8 @@ def test_idle_keepalive_connection_is_closed(start_server):
 def test_request_past_its_queue_deadline_is_503_without_running(start_server):
     """One worker, one thread: a request stuck behind a 2 s handler waits past
     --queue-timeout 0.5 and must be answered 503 without running the app."""
-    server = start_server(BASIC, workers=1, args=("--queue-timeout", "0.5"))
+    # --threads 1 even when the suite runs a mode with more (conftest).
+    server = start_server(BASIC, workers=1, args=("--queue-timeout", "0.5", "--threads", "1"))
     warm(server)
     results = {}
 

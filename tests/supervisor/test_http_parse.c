@@ -157,6 +157,21 @@ Test(http_parse, malformed_requests_get_the_right_status)
         {"GET / HTTP/1.1\r\n\r\n", 400},
         {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
         {"GET / HTTP/1.0\r\nHost: a\r\nHost: a\r\n\r\n", 400},
+        /* CVE-2023-30589: llhttp 8.1.0 ends a head at a bare CR. */
+        {"GET /a HTTP/1.1\r\nHost: t\r\n\rXGET /smuggled HTTP/1.1\r\nHost: t\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\rXGET / "
+         "HTTP/1.1\r\nHost: t\r\n\r\n",
+         400},
+        {"GET / HTTP/1.1\r\nHost: h\r\nX:\r\n folded\r\n\r\n", 400},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n", 501},
+        {"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\nTransfer-Encoding: "
+         "chunked\r\n\r\n0\r\n\r\n",
+         501},
+        {"GET / HTTP/1.1\r\nHost: a b\r\n\r\n", 400},
+        {"GET / HTTP/1.1\r\nHost: a/b\r\n\r\n", 400},
+        {"GET /a\tb HTTP/1.1\r\nHost: h\r\n\r\n", 400},
+        {"QUERY / HTTP/1.1\r\nHost: h\r\n\r\n", 501},
+        {"get / HTTP/1.1\r\nHost: h\r\n\r\n", 501},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t used;
@@ -203,4 +218,16 @@ Test(http_parse, expect_continue_flag)
                            &used, &status),
                  RM_HTTP_NEED_MORE);
     cr_expect(head.flags & RM_HTTP_EXPECT_CONTINUE);
+}
+
+Test(http_parse, trailers_are_not_merged_into_headers)
+{
+    const char *req = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      "3\r\nabc\r\n0\r\nX-Trailer: a\r\nContent-Length: 5\r\n\r\n";
+    size_t used;
+    int status = 0;
+    cr_assert_eq(parse_all(req, &used, &status), RM_HTTP_COMPLETE, "status %d", status);
+    cr_expect_eq(used, strlen(req));
+    cr_expect_eq(head.field_count, 2, "trailer fields were added as headers");
+    cr_expect_eq(body.len, 3);
 }

@@ -49,7 +49,7 @@ Test(conf, defaults)
     const char *args[] = {REQUIRED, NULL};
     cr_assert_eq(parse(&c, args), 0, "why: %s", why);
     cr_assert_eq(c.threads, 1u);
-    cr_assert_eq(c.mode, RM_WORKER_MODE_GIL);
+    cr_assert_eq(c.mode, RM_WORKER_MODE_AUTO);
     cr_assert_eq(c.log_level, RM_LOG_INFO);
     cr_assert_eq(c.log_format, RM_LOG_PLAIN);
 }
@@ -130,7 +130,9 @@ Test(conf, bad_values)
     refuse("--threads", "0", "--threads");
     refuse("--threads", "257", "--threads");
     refuse("--threads", " 2", "--threads");
-    refuse("--mode", "subinterpreters", "--mode");
+    refuse("--mode", "nogil", "--mode");
+    refuse("--mode", "GIL", "--mode");
+    refuse("--mode", "", "--mode");
     refuse("--log-level", "verbose", "--log-level");
     refuse("--log-format", "xml", "--log-format");
     refuse("--app", "module:", "--app");
@@ -138,6 +140,27 @@ Test(conf, bad_values)
     refuse("--app", "", "--app");
     refuse("--bogus", "1", "--bogus");
     refuse("stray", NULL, "stray");
+}
+
+Test(conf, every_mode)
+{
+    static const struct {
+        const char *text;
+        rm_worker_mode_t mode;
+    } modes[] = {
+        {"auto", RM_WORKER_MODE_AUTO},
+        {"gil", RM_WORKER_MODE_GIL},
+        {"subinterpreters", RM_WORKER_MODE_SUBINTERPRETERS},
+        {"free-threaded", RM_WORKER_MODE_FREE_THREADED},
+    };
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        rm_worker_conf_t c;
+        const char *args[] = {REQUIRED, "--mode", modes[i].text, NULL};
+        cr_assert_eq(parse(&c, args), 0, "--mode %s: %s", modes[i].text, why);
+        cr_assert_eq(c.mode, modes[i].mode, "--mode %s", modes[i].text);
+        cr_assert_str_eq(rm_worker_mode_name(c.mode), modes[i].text);
+    }
+    cr_assert_str_eq(rm_worker_mode_name((rm_worker_mode_t)99), "unknown");
 }
 
 Test(conf, missing_value)
