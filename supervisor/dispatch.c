@@ -279,8 +279,11 @@ void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c)
     c->timed_out = true;
     if (w->pid <= 0 || w->state == RM_WORKER_NONE)
         return;
-    RM_WARN("worker %u (pid %d) killed: a request got no answer within --timeout (%u ms)",
-            w->lane.index, (int)w->pid, s->cfg->request_timeout_ms);
+    uint64_t since_beat = (rm_now_ns() - w->last_heartbeat_ns) / 1000000ull;
+    RM_WARN("worker %u (pid %d) killed: a request got no answer within --timeout (%u ms); %s",
+            w->lane.index, (int)w->pid, s->cfg->request_timeout_ms,
+            since_beat < 3000 ? "the process was alive (heartbeats), its handler was busy"
+                              : "no recent heartbeat: the process itself was stuck");
     w->state = RM_WORKER_STOPPING; /* hand it nothing more while it dies */
     kill(w->pid, SIGKILL);
 }

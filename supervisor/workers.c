@@ -25,6 +25,10 @@
  * up to 10 s. */
 #define RESPAWN_MIN_NS 100000000ull
 #define RESPAWN_MAX_NS 10000000000ull
+/* Workers send a heartbeat every second from a thread that never runs Python;
+ * ten missed in a row mean the whole process is stuck (stopped, deadlocked),
+ * which no amount of waiting fixes. */
+#define HEARTBEAT_LOST_NS 10000000000ull
 
 static int keep_open(int fd)
 {
@@ -146,6 +150,7 @@ int rm_worker_spawn(rm_server_t *s, uint32_t lane)
     w->outstanding = 0;
     w->ctl_len = 0;
     w->spawned_ns = rm_now_ns();
+    w->last_heartbeat_ns = w->spawned_ns;
     w->app_gen = s->app_gen;
     w->retiring = false;
     w->stop_sent = false;
@@ -227,7 +232,10 @@ static void on_message(rm_server_t *s, rm_worker_t *w, const rm_ctl_msg_t *m)
         }
         break;
     case RM_CTL_HEARTBEAT:
-        w->served = m->served;
+        /* From the worker's control thread, which never touches Python: it
+         * proves the process runs, whatever its interpreter is doing. */
+        w->last_heartbeat_ns = rm_now_ns();
+        w->heartbeat_served = m->served;
         break;
     default:
         RM_WARN("worker %u sent an unexpected %s message", w->lane.index,
@@ -466,6 +474,16 @@ void rm_workers_maintain(rm_server_t *s, uint64_t now)
         if (w->state == RM_WORKER_STOPPING && !w->stop_sent && w->outstanding == 0 &&
             w->pid > 0)
             send_stop(w);
+        if ((w->state == RM_WORKER_READY || w->state == RM_WORKER_STOPPING) && w->pid > 0 &&
+            now > w->last_heartbeat_ns + HEARTBEAT_LOST_NS) {
+            RM_WARN("worker %u (pid %d) killed: no heartbeat for %llu s (the process is wedged, "
+                    "not just busy)",
+                    w->lane.index, (int)w->pid,
+                    (unsigned long long)((now - w->last_heartbeat_ns) / 1000000000ull));
+            w->last_heartbeat_ns = now; /* one kill */
+            kill(w->pid, SIGKILL);
+            continue;
+        }
         if (w->state != RM_WORKER_READY || !fresh(s, w))
             continue;
         char why[64];

@@ -39,6 +39,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#define HEARTBEAT_MS 1000 /* control-channel heartbeat period */
 #define POP_SPIN 200 /* empty polls before sleeping: a few microseconds of spinning */
 /* Bound on noticing our own stop: rm_lane_wake_all ends a futex wait early only
  * once the supervisor set RM_LANE_STOPPING, so a stop from a signal or the
@@ -69,6 +70,7 @@ int rm_worker_init(rm_worker_t *w, const rm_worker_conf_t *conf)
     memset(w, 0, sizeof(*w));
     w->conf = conf;
     atomic_init(&w->stop, false);
+    atomic_init(&w->served, 0);
     int err = pthread_mutex_init(&w->gate.lock, NULL);
     if (err == 0 && (err = pthread_cond_init(&w->gate.cond, NULL)) != 0)
         pthread_mutex_destroy(&w->gate.lock);
@@ -330,8 +332,10 @@ static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
             .flags = RM_DONE_LAST | out.flags,
         };
         rc = push(t->w, &d, true, exporter, &held);
-        if (rc == 0)
+        if (rc == 0) {
             out.chunk = RM_CHUNK_NONE; /* the supervisor's now */
+            atomic_fetch_add_explicit(&t->w->served, 1, memory_order_relaxed);
+        }
     }
     if (rc < 0)
         rm_out_abandon(&out); /* stopping: the supervisor fails the request */
@@ -463,11 +467,25 @@ static void *control_main(void *arg)
     rm_ctl_msg_t msg;
 
     while (!rm_worker_stopping(w)) {
-        if (poll(fds, 2, -1) < 0) {
+        int ready = poll(fds, 2, HEARTBEAT_MS);
+        if (ready < 0) {
             if (errno == EINTR)
                 continue;
             RM_ERROR("poll on the control socket: %s; stopping", strerror(errno));
             break;
+        }
+        if (ready == 0) {
+            /* Alive, and how far along: with requests outstanding and
+             * heartbeats arriving, the supervisor knows a slow request from a
+             * wedged process. */
+            rm_ctl_msg_t beat = {.type = RM_CTL_HEARTBEAT,
+                                 .served = atomic_load_explicit(&w->served,
+                                                                memory_order_relaxed)};
+            if (rm_ctl_send(w->conf->control_fd, &beat) < 0) {
+                RM_WARN("cannot send a heartbeat; the supervisor is gone; stopping");
+                break;
+            }
+            continue;
         }
         if (fds[1].revents) {
             if (!rm_worker_stopping(w))

@@ -7,6 +7,7 @@
  *   request.c   the _ringmaster module: Request, Headers and the body exporter
  *   response.c  an app's return value -> HTTP/1.1 bytes in chunks; Date cache
  *   serve.c     serving threads, the control thread, stopping
+ *   wsgi.c      PEP 3333: environ, wsgi.input, start_response, streamed responses (wsgi.h)
  *
  * Threads: T serving threads, each waiting for a request without holding
  * Python (detached), attaching to build the Request, run the app and write the
@@ -256,6 +257,7 @@ typedef struct rm_worker {
     rm_lane_t lane;
     uint32_t owner;   /* RM_OWNER_LANE(conf->lane) */
     atomic_bool stop; /* set once, never cleared */
+    atomic_uint_fast64_t served; /* requests answered, for the heartbeat */
     int wake_fd;      /* eventfd: wakes the control thread (signals, stop) */
     rm_host_t host;
     /* Threads, owned by rm_worker_start/rm_worker_wait. */

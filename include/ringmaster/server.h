@@ -133,6 +133,8 @@ typedef struct rm_worker {
     uint32_t app_gen;      /* the app generation it imported (SIGHUP bumps it) */
     uint64_t served_limit; /* --max-requests plus jitter, 0 = none */
     uint64_t spawned_ns;
+    uint64_t last_heartbeat_ns; /* the worker's control thread beats every second */
+    uint64_t heartbeat_served;  /* requests it says it answered */
     uint32_t outstanding;  /* requests dispatched and not finished */
     uint64_t served;
     rm_held_t *held;

@@ -49,3 +49,22 @@ def test_kill9_storm_under_load(start_server):
     text = server.stderr()
     assert rc == 0, f"exit status {rc} after SIGTERM"
     assert "chunk pool clean" in text, f"the supervisor reports a leak:\n{text[-3000:]}"
+
+
+def test_wedged_worker_without_heartbeats_is_replaced(start_server):
+    """A stopped worker process (SIGSTOP: no heartbeat from its control
+    thread) is killed after 10 s of silence and replaced."""
+    server = start_server(BASIC, workers=1)
+    wait_until(lambda: one_request(server.port, "/")[0] == 200, 15, "a first answer")
+    [victim] = worker_pids(server)
+    os.kill(victim, signal.SIGSTOP)
+    try:
+        wait_until(lambda: worker_pids(server) and victim not in worker_pids(server), 20,
+                   "the stopped worker to be replaced")
+    finally:
+        try:
+            os.kill(victim, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    wait_until(lambda: one_request(server.port, "/")[0] == 200, 15, "answers from the new worker")
+    assert "no heartbeat" in server.stderr(), server.stderr()[-2000:]
