@@ -172,3 +172,13 @@ def test_autoscaling_grows_under_load_and_shrinks_when_idle(start_server):
     text = server.stderr()
     assert "growing to 2" in text and "growing to 3" in text, text[-2000:]
     assert "shrinking to 2" in text and "shrinking to 1" in text, text[-2000:]
+
+
+def test_max_rss_recycles_a_worker_over_the_limit(start_server):
+    """--max-rss 1 (MiB): every embedded interpreter is above it, so workers are
+    recycled once a second; requests keep succeeding meanwhile."""
+    server = start_server(BASIC, workers=1, args=("--max-rss", "1"))
+    wait_until(lambda: one_request(server.port, "/")[0] == 200, 15, "a first answer")
+    wait_until(lambda: "over --max-rss" in server.stderr(), 15, "a recycle for RSS in the log")
+    statuses = [one_request(server.port, "/")[0] for _ in range(50)]
+    assert statuses.count(200) == 50, f"statuses while recycling for RSS: {statuses}"
