@@ -429,10 +429,15 @@ rm_http_result_t rm_http_feed(rm_http_parser_t *p, const char *buf, size_t len, 
     if (err == HPE_INVALID_METHOD && !p->head_done) {
         if (starts_with_token_and_space(buf, len)) {
             *status = 501;
-        } else if (len < 32 && all_tchars(buf, len)) {
+        } else if (all_tchars(buf, len)) {
             /* Only part of a method so far ("QUE"): wait for the rest to tell
              * an unknown method (501) from garbage (400). The caller parses
-             * a grown head again from a fresh rm_http_begin. */
+             * a grown head again from a fresh rm_http_begin; a token as long
+             * as a whole head is an unknown method all the same. */
+            if (len >= p->limits.max_head) {
+                *status = 501;
+                return RM_HTTP_ERROR;
+            }
             *consumed = len;
             return RM_HTTP_NEED_MORE;
         }
