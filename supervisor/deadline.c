@@ -73,8 +73,13 @@ static uint8_t kind_for(const rm_server_t *s, const rm_conn_t *c)
 {
     if (c->state == RM_CONN_FREE)
         return RM_TIMER_NONE;
-    if (c->state == RM_CONN_DISPATCHED) /* the app's time, even for a client gone */
+    if (c->state == RM_CONN_DISPATCHED) {
+        /* Output waiting on a slow reader: the client's time, not the app's
+         * (a streaming worker is held back by the send window meanwhile). */
+        if (!c->closing && (c->out_head != RM_CHUNK_NONE || c->send_busy))
+            return RM_TIMER_WRITE;
         return s->timer_ns[RM_TIMER_REQUEST] ? RM_TIMER_REQUEST : RM_TIMER_NONE;
+    }
     if (c->closing || c->state == RM_CONN_QUEUED)
         return RM_TIMER_NONE; /* the queue has its own deadline */
     if (c->out_head != RM_CHUNK_NONE || c->send_busy)
