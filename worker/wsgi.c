@@ -6,8 +6,8 @@
  * interpreter (WsgiState, reached through the module state, so each
  * subinterpreter has its own) and a template dict holding all of them, plus
  * placeholders for the per-request keys, is copied per request (a dict copy
- * is a memcpy of its table, and the copy is big enough for the headers that
- * follow without growing). Per request only the values are made: the method
+ * is a memcpy of its table, and the copy has room for some twenty headers
+ * before it grows). Per request only the values are made: the method
  * is an interned string, PATH_INFO is decoded once, headers of common names
  * get interned HTTP_* keys.
  *
@@ -27,12 +27,12 @@
  *     until the head is known.
  * Every produced piece is pushed before the next one is asked for (PEP 3333
  * forbids holding it back), except for wsgi.file_wrapper, whose reads never
- * wait on the app and are packed into full chunks. Pushed bytes stay within a
- * window of what the supervisor reports sent (rm_wire_sent), so a slow reader
- * holds at most WINDOW_CHUNKS chunks; a client that went away (rm_wire_client_gone)
- * ends the iteration. close() of the iterable is always called, before the
- * final completion, so nothing it does can reach memory the supervisor has
- * recycled.
+ * wait on the app and are packed into full chunks. At most WINDOW_CHUNKS
+ * pushed chunks are not yet sent (the supervisor publishes what it sent,
+ * rm_wire_sent), so a slow reader holds a bounded part of the region; a
+ * client that went away (rm_wire_client_gone) ends the iteration. close() of
+ * the iterable is always called, before the final completion, so nothing it
+ * does can reach memory the supervisor has recycled.
  *
  * An app that raises, or breaks the protocol, before anything was pushed gets
  * a 500; after that the connection is closed, so the client sees a truncated
@@ -60,7 +60,7 @@
 #define RINGMASTER_VERSION "dev"
 #endif
 
-#define WINDOW_CHUNKS 16 /* response chunks in flight to one client at most */
+#define WINDOW_CHUNKS 16 /* pushed response chunks not yet sent, per response, at most */
 #define LOG_PATH_MAX 200 /* bytes of a path quoted in a log line */
 #define MAX_FWD_LINES 16 /* X-Forwarded-For / -Proto / Forwarded lines looked at, each */
 #define PATH_STACK 4096  /* PATH_INFO decoded on the stack up to this size */
@@ -772,7 +772,12 @@ typedef struct wsgi_resp {
     int64_t length; /* body bytes the head announced, -1 unknown */
     uint64_t body_written;
     uint64_t pushed_bytes; /* in completions already pushed */
-    int err;               /* sticky: -ECANCELED, -ECONNRESET (client gone) */
+    /* The pushed chunks the supervisor may not have sent yet, oldest first:
+     * where each ends, in pushed_bytes. A streamed piece takes a chunk of its
+     * own however small, so the window counts chunks, not bytes. */
+    uint64_t inflight_end[WINDOW_CHUNKS];
+    unsigned inflight_first, inflight_count;
+    int err; /* sticky: -ECANCELED, -ECONNRESET (client gone) */
 } wsgi_resp_t;
 
 static bool resp_done(const wsgi_resp_t *r)
@@ -781,14 +786,21 @@ static bool resp_done(const wsgi_resp_t *r)
            (r->bodyless || (r->length >= 0 && r->body_written >= (uint64_t)r->length));
 }
 
-/* Wait while more than the window is pushed and not yet sent. */
+/* Wait while WINDOW_CHUNKS pushed chunks are not yet sent (the supervisor
+ * publishes the bytes it sent, rm_wire_sent). */
 static int wait_window(wsgi_resp_t *r)
 {
     rm_worker_t *w = r->out->t->w;
-    uint64_t window = (uint64_t)WINDOW_CHUNKS * r->out->t->pool.chunk_size;
     long ns = 20000;
 
-    while (r->pushed_bytes > rm_wire_sent(r->live) + window) {
+    for (;;) {
+        uint64_t sent = rm_wire_sent(r->live);
+        while (r->inflight_count > 0 && r->inflight_end[r->inflight_first] <= sent) {
+            r->inflight_first = (r->inflight_first + 1) % WINDOW_CHUNKS;
+            r->inflight_count--;
+        }
+        if (r->inflight_count < WINDOW_CHUNKS)
+            return 0;
         if (rm_wire_client_gone(r->live))
             return -ECONNRESET;
         if (rm_worker_stopping(w))
@@ -800,7 +812,6 @@ static int wait_window(wsgi_resp_t *r)
         if (ns < 2000000)
             ns *= 2;
     }
-    return 0;
 }
 
 /* Push the current chunk as a completion that is not the last. */
@@ -820,6 +831,8 @@ static int out_push(wsgi_resp_t *r)
         return r->err = rc;
     out->pushed++;
     r->pushed_bytes += out->used;
+    r->inflight_end[(r->inflight_first + r->inflight_count) % WINDOW_CHUNKS] = r->pushed_bytes;
+    r->inflight_count++;        /* wait_window made room */
     out->chunk = RM_CHUNK_NONE; /* the supervisor's now: never touch it again */
     out->base = NULL;
     out->used = 0;
@@ -1854,14 +1867,14 @@ int rm_wsgi_run(rm_pymod_state_t *st, const rm_req_view_t *view, rm_out_t *out)
     } else if (rc == -EINVAL) {
         rc = app_failed(&r, view, result == NULL ? "raised" : "failed:");
     }
+    /* The response is decided: start_response and write() now raise, also
+     * from close(). Nothing the app kept may reach the request's chunks. */
+    if (start != NULL)
+        ((StartObject *)start)->resp = NULL;
     if (result != NULL) {
         close_result(ws, result, view);
         Py_DECREF(result);
     }
-
-    /* Nothing the app kept may reach the request's chunks after this. */
-    if (start != NULL)
-        ((StartObject *)start)->resp = NULL;
     Py_XDECREF(start);
     Py_XDECREF(env);
     if (input != NULL) {

@@ -14,7 +14,8 @@ Two workloads, each answered by the same WSGI app file on every server:
 
 Servers, one worker process each (--workers): ringmaster (--interface wsgi),
 granian --interface wsgi, gunicorn with sync workers and with gthread workers
-(4 threads), uWSGI (--http11-socket, keep-alive). The peers and Flask are
+(4 threads), uWSGI (--http-socket, a connection per request as with gunicorn's sync
+workers: its keep-alive mode serves one connection at a time). The peers and Flask are
 installed from PyPI, pinned below, into .venv-bench-wsgi made from
 /usr/bin/python3: the interpreter the default ringmaster build embeds, so every
 server runs the app on the same CPython (ringmaster gets VIRTUAL_ENV pointing
@@ -138,10 +139,14 @@ def specs(args, tmp, module):
         "gunicorn-sync": (lambda p: gunicorn + ["-k", "sync", "-b", f"127.0.0.1:{p}"], {}, None),
         "gunicorn-gthread": (lambda p: gunicorn + ["-k", "gthread", "--threads", "4", "-b",
                                                    f"127.0.0.1:{p}"], {}, None),
-        "uwsgi": (lambda p: [str(vbin / "uwsgi"), "--http11-socket", f"127.0.0.1:{p}",
-                             "--wsgi-file", app_file, "--callable", "app", "--processes", w,
-                             "--master", "--die-on-term", "--need-app", "--disable-logging",
-                             "--lazy-apps"], {}, None),
+        # --http-socket: a connection per request. uWSGI's keep-alive mode
+        # (--http11-socket) serves one connection at a time per process, so
+        # 63 of wrk's 64 connections would only wait; its figures then measure
+        # one connection, not a server.
+        "uwsgi": (lambda p: [str(vbin / "uwsgi"), "--http-socket", f"127.0.0.1:{p}",
+                             "--add-header", "Connection: close", "--wsgi-file", app_file,
+                             "--callable", "app", "--processes", w, "--master", "--die-on-term",
+                             "--need-app", "--disable-logging", "--lazy-apps"], {}, None),
     }
 
 

@@ -99,20 +99,24 @@ def read_head(rfile, sent):
 def read_chunked(rfile, sent):
     """The chunks of a chunked body: (body, terminated) -- terminated is False
     when the connection ended before the last chunk."""
-    body = b""
+    parts = []
     while True:
         line = rfile.readline()
         if not line:
-            return body, False
+            return b"".join(parts), False
         size = int(line.split(b";")[0].strip(), 16)
         if size == 0:
             rfile.readline()
-            return body, True
+            return b"".join(parts), True
         data = rfile.read(size)
+        parts.append(data)
         if len(data) < size:
-            return body + data, False
-        body += data
-        expect(rfile.readline() == b"\r\n", sent, show(body), "CRLF after a chunk")
+            return b"".join(parts), False
+        crlf = rfile.readline()
+        if crlf != b"\r\n":
+            body = b"".join(parts)
+            expect(False, sent, f"{crlf!r} after a chunk, body so far {show(body)}",
+                   "CRLF after a chunk")
 
 
 def read_body(rfile, r, sent):
@@ -575,6 +579,33 @@ def test_client_disconnect_stops_the_iterable_and_closes_it(edge, tmp_path):
     assert mark.read_text().startswith("closed after "), mark.read_text()
     r = get(edge, "/list?n=1&size=2")
     expect(r.status == 200, "GET /list after the disconnect", r, "200: the thread is free again")
+
+
+def test_a_stalled_reader_holds_a_bounded_share_of_the_region(start_server):
+    # 5000 one-KiB pieces, each its own chunk, to a client that reads nothing
+    # for a while, on a region of 64 chunks: only a window of them may wait
+    # for the client (the kernel's socket buffers take the first MiBs), so
+    # another request on the same worker is still served meanwhile.
+    server = start_server(EDGE, workers=1,
+                          args=["--interface", "wsgi", "--threads", "2", "--chunks", "64"])
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    slow.settimeout(TIMEOUT)
+    slow.connect(("127.0.0.1", server.port))
+    req = b"GET /stream?n=5000&size=1024 HTTP/1.1\r\nHost: h\r\n\r\n"
+    slow.sendall(req)
+    time.sleep(1.0 * SLOW)  # the stream fills every buffer on the way
+    r = get(server, "/list?n=1&size=2")
+    expect(r.status == 200 and r.body == b"AA", "GET /list while another client stalls",
+           r, "200 b'AA': the stalled stream holds only a window of chunks")
+    rfile = slow.makefile("rb")
+    try:
+        head = read_head(rfile, req)
+        body = read_body(rfile, head, req)
+    finally:
+        hang_up(slow, rfile)
+    want = b"".join(bytes([65 + i % 26]) * 1024 for i in range(5000))
+    expect(body == want, req, f"{head} {show(body)}", f"the whole stream, {show(want)}")
 
 
 def test_file_wrapper(edge, tmp_path):
