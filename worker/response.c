@@ -173,8 +173,7 @@ static bool name_is(const char *p, size_t n, const char *lower)
     return n == strlen(lower) && strncasecmp(p, lower, n) == 0;
 }
 
-/* Does a comma-separated list hold `token` (any case)? */
-static bool has_token(const char *p, size_t n, const char *token)
+bool rm_header_has_token(const char *p, size_t n, const char *token)
 {
     size_t tlen = strlen(token);
     size_t i = 0;
@@ -245,7 +244,7 @@ static int add_header(rm_reply_t *r, PyObject *name_obj, PyObject *value_obj, ch
         name_is(h.name, h.name_len, "transfer-encoding"))
         return 0;
     if (name_is(h.name, h.name_len, "connection")) {
-        r->app_close = r->app_close || has_token(h.value, h.value_len, "close");
+        r->app_close = r->app_close || rm_header_has_token(h.value, h.value_len, "close");
         return 0;
     }
     if (name_is(h.name, h.name_len, "content-type"))

@@ -347,6 +347,10 @@ int rm_response_write(rm_out_t *out, rm_pymod_state_t *st, PyObject *result, uin
  * req_flags 0 to close the connection. Returns 0 or -ECANCELED. */
 int rm_response_write_error(rm_out_t *out, int status, uint32_t req_flags, uint8_t http_minor);
 
+/* Does the comma-separated header value p[0..n) list `token` (any case,
+ * whitespace around elements ignored)? For "Connection: keep-alive, close". */
+bool rm_header_has_token(const char *p, size_t n, const char *token);
+
 /* The current IMF-fixdate, regenerated at most once per second. */
 const char *rm_date_get(rm_date_cache_t *cache);
 

@@ -1025,26 +1025,6 @@ static bool name_is(const char *p, size_t n, const char *lower)
     return n == strlen(lower) && strncasecmp(p, lower, n) == 0;
 }
 
-/* Does a comma-separated list hold `token` (any case)? */
-static bool has_token(const char *p, size_t n, const char *token)
-{
-    size_t tlen = strlen(token), i = 0;
-
-    while (i < n) {
-        while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == ','))
-            i++;
-        size_t start = i;
-        while (i < n && p[i] != ',')
-            i++;
-        size_t end = i;
-        while (end > start && (p[end - 1] == ' ' || p[end - 1] == '\t'))
-            end--;
-        if (end - start == tlen && strncasecmp(p + start, token, tlen) == 0)
-            return true;
-    }
-    return false;
-}
-
 /* A Content-Length value: digits only, at most 18 of them. */
 static int64_t parse_length(const char *p, size_t n)
 {
@@ -1152,7 +1132,7 @@ static int render_header(start_args_t *a, PyObject *item, Py_ssize_t i)
         goto out;
     }
     if (name_is(name, nlen, "connection")) {
-        a->app_close = a->app_close || has_token(value, vlen, "close");
+        a->app_close = a->app_close || rm_header_has_token(value, vlen, "close");
         rc = 0;
         goto out;
     }
