@@ -215,7 +215,7 @@ static void on_message(rm_server_t *s, rm_worker_t *w, const rm_ctl_msg_t *m)
             s->any_ready = true;
             RM_INFO("worker %u ready (pid %d, Python %s, mode %s%s)", w->lane.index, (int)w->pid,
                     w->python[0] ? w->python : "?", w->mode[0] ? w->mode : "?",
-                    gil_back ? ", but the app turned the GIL on" : "");
+                    gil_back ? ", but with the GIL on" : "");
             rm_dispatch_pending(s);
         }
         break;

@@ -18,6 +18,10 @@
 #ifndef RINGMASTER_VERSION
 #define RINGMASTER_VERSION "dev"
 #endif
+/* The embedded interpreter's worker tag, "3.13" or "3.13t" (CMake). */
+#ifndef RINGMASTER_PYTHON_TAG
+#define RINGMASTER_PYTHON_TAG "unknown"
+#endif
 
 #define USAGE                                                                                      \
     "usage: ringmaster-worker --region-fd FD --control-fd FD --doorbell-fd FD --lane N "           \
@@ -208,7 +212,8 @@ int rm_worker_conf_parse(rm_worker_conf_t *conf, int argc, char *const argv[], c
             snprintf(why, why_len, "%s", USAGE);
             return 1;
         case OPT_VERSION:
-            snprintf(why, why_len, "ringmaster-worker %s\n", RINGMASTER_VERSION);
+            snprintf(why, why_len, "ringmaster-worker %s (CPython %s)\n", RINGMASTER_VERSION,
+                     RINGMASTER_PYTHON_TAG);
             return 1;
         case ':':
             return fail(why, why_len, "%s needs a value", argv[optind - 1]);
