@@ -8,7 +8,9 @@
 #include "ringmaster/wire.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdbool.h>
+#include <string.h>
 
 static bool span_ok(uint64_t off, uint64_t len, uint32_t chunk_size)
 {
@@ -38,6 +40,16 @@ int rm_wire_meta_check(const rm_req_meta_t *meta, size_t meta_len, uint32_t chun
         if (!span_ok(headers[i].name_off, headers[i].name_len, chunk_size) ||
             !span_ok(headers[i].value_off, headers[i].value_len, chunk_size))
             return -EBADMSG;
+    }
+
+    if (meta->flags & RM_REQ_BODY_FILE) {
+        /* The path runs from after the headers to a NUL inside the block. */
+        const char *path = (const char *)(headers + header_count);
+        size_t room = meta_len - rm_wire_meta_size(header_count, 0);
+        if (slice_count != 0 || room < 2 || path[0] != '/')
+            return -EBADMSG;
+        const char *nul = memchr(path, '\0', room < PATH_MAX ? room : PATH_MAX);
+        return nul != NULL ? 0 : -EBADMSG;
     }
 
     const rm_slice_t *body = (const rm_slice_t *)(headers + header_count);

@@ -29,6 +29,8 @@ enum {
     OPT_LOG_LEVEL,
     OPT_LOG_FORMAT,
     OPT_MAX_BODY,
+    OPT_BODY_SPILL_SIZE,
+    OPT_SPILL_DIR,
     OPT_MAX_CONNECTIONS,
     OPT_GRACEFUL_TIMEOUT,
     OPT_REQUEST_TIMEOUT,
@@ -65,6 +67,8 @@ static const struct option options[] = {
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
     {"log-format", required_argument, NULL, OPT_LOG_FORMAT},
     {"max-body-size", required_argument, NULL, OPT_MAX_BODY},
+    {"body-spill-size", required_argument, NULL, OPT_BODY_SPILL_SIZE},
+    {"spill-dir", required_argument, NULL, OPT_SPILL_DIR},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"graceful-timeout", required_argument, NULL, OPT_GRACEFUL_TIMEOUT},
     {"timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
@@ -120,7 +124,12 @@ void rm_config_usage(void *fp)
           "                             default 127.0.0.1,::1)\n"
           "      --worker-binary PATH   ringmaster-worker to run (RINGMASTER_WORKER_BINARY;\n"
           "                             default: next to this binary)\n"
-          "      --max-body-size BYTES  largest request body, 413 beyond (default 1048576)\n"
+          "      --max-body-size BYTES  largest request body, 413 beyond; K, M, G suffixes\n"
+          "                             (RINGMASTER_MAX_BODY_SIZE; default 1M)\n"
+          "      --body-spill-size BYTES  a larger body goes to a file in --spill-dir instead\n"
+          "                             of shared memory (RINGMASTER_BODY_SPILL_SIZE; default 1M)\n"
+          "      --spill-dir DIR        where spilled bodies go (RINGMASTER_SPILL_DIR; default\n"
+          "                             $TMPDIR or /tmp)\n"
           "      --max-connections N    open client connections at most (default 10000)\n"
           "      --graceful-timeout S   seconds SIGTERM waits for in-flight requests (default 30)\n"
           "      --workers-min N        autoscaling: never fewer workers (default: --workers)\n"
@@ -179,6 +188,59 @@ static bool parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *ou
         return false;
     *out = v;
     return true;
+}
+
+/* Bytes, with an optional binary suffix: "1048576", "512K", "1M", "2G". */
+static bool parse_bytes(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (!text || !*text || *text == '-')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(text, &end, 10);
+    if (errno || end == text)
+        return false;
+    unsigned shift = 0;
+    switch (*end) {
+    case 'k': case 'K': shift = 10; break;
+    case 'm': case 'M': shift = 20; break;
+    case 'g': case 'G': shift = 30; break;
+    case '\0': break;
+    default: return false;
+    }
+    if (shift && *++end == 'i')
+        end++; /* "MiB" reads like "M" */
+    if (shift && (*end == 'b' || *end == 'B'))
+        end++;
+    if (*end || v > (UINT64_MAX >> shift))
+        return false;
+    v <<= shift;
+    if (v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+static int parse_body_size(uint64_t *slot, const char *text, const char *source, char *err,
+                           size_t err_len)
+{
+    uint64_t n;
+    if (!parse_bytes(text, 0, UINT64_MAX / 2, &n))
+        return fail(err, err_len, "%s: expected bytes (e.g. 1048576, 64K, 1M, 2G), got '%s'",
+                    source, text);
+    *slot = n;
+    return 0;
+}
+
+static int parse_spill_dir(rm_config_t *cfg, const char *text, const char *source, char *err,
+                           size_t err_len)
+{
+    if (text[0] != '/')
+        return fail(err, err_len, "%s: expected an absolute directory, got '%s'", source, text);
+    if (strlen(text) >= sizeof(cfg->spill_dir))
+        return fail(err, err_len, "%s: longer than %zu bytes", source, sizeof(cfg->spill_dir) - 1);
+    snprintf(cfg->spill_dir, sizeof(cfg->spill_dir), "%s", text);
+    return 0;
 }
 
 /* Seconds, possibly fractional ("0.5"), from 1 ms to a day. */
@@ -396,6 +458,10 @@ static void set_defaults(rm_config_t *cfg)
     cfg->max_head = 16384;
     cfg->max_target = 8192;
     cfg->max_body = 1024 * 1024;
+    cfg->body_spill_size = 1024 * 1024;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(cfg->spill_dir, sizeof(cfg->spill_dir), "%s",
+             tmp && tmp[0] == '/' && strlen(tmp) < sizeof(cfg->spill_dir) ? tmp : "/tmp");
     cfg->graceful_timeout_ms = 30000;
     cfg->request_timeout_ms = 30000;
     cfg->idle_timeout_ms = 60000;
@@ -453,6 +519,16 @@ static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
         return rc;
     if ((v = getenv("RINGMASTER_MODE")) && *v &&
         (rc = parse_mode(cfg, v, "RINGMASTER_MODE", err, err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_MAX_BODY_SIZE")) && *v &&
+        (rc = parse_body_size(&cfg->max_body, v, "RINGMASTER_MAX_BODY_SIZE", err, err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_BODY_SPILL_SIZE")) && *v &&
+        (rc = parse_body_size(&cfg->body_spill_size, v, "RINGMASTER_BODY_SPILL_SIZE", err,
+                              err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_SPILL_DIR")) && *v &&
+        (rc = parse_spill_dir(cfg, v, "RINGMASTER_SPILL_DIR", err, err_len)))
         return rc;
     if ((v = getenv("RINGMASTER_PIN")) && *v && parse_flag_value(v, &cfg->pin))
         return fail(err, err_len, "RINGMASTER_PIN: expected 1 or 0, got '%s'", v);
@@ -529,9 +605,17 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
                 return fail(err, err_len, "--log-format: expected plain|json, got '%s'", optarg);
             break;
         case OPT_MAX_BODY:
-            if (!parse_u64(optarg, 0, UINT64_MAX / 2, &n))
-                return fail(err, err_len, "--max-body-size: expected bytes, got '%s'", optarg);
-            cfg->max_body = n;
+            if ((rc = parse_body_size(&cfg->max_body, optarg, "--max-body-size", err, err_len)))
+                return rc;
+            break;
+        case OPT_BODY_SPILL_SIZE:
+            if ((rc = parse_body_size(&cfg->body_spill_size, optarg, "--body-spill-size", err,
+                                      err_len)))
+                return rc;
+            break;
+        case OPT_SPILL_DIR:
+            if ((rc = parse_spill_dir(cfg, optarg, "--spill-dir", err, err_len)))
+                return rc;
             break;
         case OPT_MAX_CONNECTIONS:
             if (!parse_u64(optarg, 1, 1u << 20, &n))

@@ -71,6 +71,8 @@ rm_conn_t *rm_conn_alloc(rm_server_t *s, int fd)
     c->meta_chunk = RM_CHUNK_NONE;
     c->body_pack = RM_CHUNK_NONE;
     c->body_pack_len = 0;
+    c->spill_fd = -1;
+    c->spill_pack = RM_CHUNK_NONE;
     c->queue_next = UINT32_MAX;
     c->timer_kind = RM_TIMER_NONE;
     c->timer_prev = c->timer_next = UINT32_MAX;
@@ -109,9 +111,13 @@ void rm_conn_drop_request(rm_server_t *s, rm_conn_t *c)
         rm_chunk_unref(s, c->meta_chunk);
         c->meta_chunk = RM_CHUNK_NONE;
     }
+    rm_spill_drop(s, c);
     c->slice_count = 0;
     c->body_pack = RM_CHUNK_NONE;
     c->body_pack_len = 0;
+    c->body_expected = 0;
+    c->sink_status = 0;
+    c->spill_failed = false;
     c->req_id = 0;
     c->parsing = false;
     c->head_continue = false;
@@ -177,6 +183,7 @@ static const char *reason_of(int status)
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
     case 505: return "HTTP Version Not Supported";
+    case 507: return "Insufficient Storage";
     default: return "Error";
     }
 }
@@ -289,11 +296,19 @@ static int on_body_piece(void *ctx, const char *at, size_t len)
     rm_conn_t *c = s->feed_conn;
     rm_chunk_pool_t *pool = &s->region.pool;
     uint32_t chunk, off;
+    if (c->spill_fd >= 0)
+        return rm_spill_piece(s, c, at, (uint32_t)len) ? 0 : -1;
     if (!ensure_meta(s, c))
         return -1;
+    rm_slice_t *slices = (rm_slice_t *)(rm_chunk_pool_ptr(pool, c->meta_chunk) + SLICE_SCRATCH_OFF);
     size_t cap = (pool->chunk_size - SLICE_SCRATCH_OFF) / sizeof(rm_slice_t);
-    if (c->slice_count >= cap)
-        return -1;
+    /* parser.body_seen already counts this piece. */
+    if (rm_spill_wanted(s, c, c->parser.body_seen - len, len, c->slice_count >= cap)) {
+        if (!rm_spill_begin(s, c, slices, c->slice_count))
+            return -1;
+        c->slice_count = 0;
+        return rm_spill_piece(s, c, at, (uint32_t)len) ? 0 : -1;
+    }
     if (len < pool->chunk_size / 2) {
         if (!pack_piece(s, c, at, (uint32_t)len, &chunk, &off))
             return -1;
@@ -303,7 +318,6 @@ static int on_body_piece(void *ctx, const char *at, size_t len)
         chunk = c->feed_chunk;
         off = (uint32_t)((const unsigned char *)at - rm_chunk_pool_ptr(pool, chunk));
     }
-    rm_slice_t *slices = (rm_slice_t *)(rm_chunk_pool_ptr(pool, c->meta_chunk) + SLICE_SCRATCH_OFF);
     rm_slice_t *last = c->slice_count ? &slices[c->slice_count - 1] : NULL;
     if (last && last->chunk == chunk && last->off + last->len == off) {
         last->len += (uint32_t)len; /* contiguous with the previous piece */
@@ -384,14 +398,20 @@ static bool write_head_meta(rm_server_t *s, rm_conn_t *c, uint32_t head_chunk, u
                                    .value_len = f->value_len};
     }
     c->keep_alive = (h->flags & RM_HTTP_KEEP_ALIVE) != 0;
+    c->body_expected = h->flags & RM_HTTP_CHUNKED ? 0 : h->content_length;
     return true;
 }
 
-/* Move the body slices after the header references and finish the meta. */
+/* Move the body slices after the header references (or write the spilled
+ * body's path there) and finish the meta. */
 static void finish_meta(rm_server_t *s, rm_conn_t *c)
 {
     unsigned char *mc = rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk);
     rm_req_meta_t *m = (rm_req_meta_t *)mc;
+    if (c->spill_fd >= 0) {
+        rm_spill_finish_meta(s, c, m);
+        return;
+    }
     rm_slice_t *slices = (rm_slice_t *)(mc + SLICE_SCRATCH_OFF);
     rm_slice_t *dest = rm_wire_body(m);
     uint64_t total = 0;
@@ -443,8 +463,20 @@ void rm_conn_abort_request(rm_server_t *s, rm_conn_t *c, int status)
 
 static void parse_error(rm_server_t *s, rm_conn_t *c, int status)
 {
+    if (status == 413 && c->sink_status)
+        status = c->sink_status; /* the body sink failed for another reason */
     RM_DEBUG("connection %u: bad request, answering %d", (unsigned)(c - s->conns), status);
     rm_conn_abort_request(s, c, status);
+}
+
+void rm_conn_request_complete(rm_server_t *s, rm_conn_t *c)
+{
+    if (!ensure_meta(s, c)) {
+        parse_error(s, c, 503);
+        return;
+    }
+    finish_meta(s, c);
+    rm_dispatch_request(s, c);
 }
 
 /* Feed the front of the input queue to the parser until a request is complete
@@ -453,7 +485,13 @@ void rm_conn_process(rm_server_t *s, rm_conn_t *c)
 {
     rm_chunk_pool_t *pool = &s->region.pool;
     s->feed_conn = c;
-    while (c->state == RM_CONN_READING && !c->close_after && c->in_head != RM_CHUNK_NONE) {
+    while (c->state == RM_CONN_READING && !c->close_after && !c->spill_waiting &&
+           c->in_head != RM_CHUNK_NONE) {
+        if (rm_spill_throttled(c)) {
+            c->recv_paused = true; /* rm_spill_on_write resumes */
+            rm_server_cancel_recv(s, c);
+            return;
+        }
         uint32_t ch = c->in_head;
         char *data = (char *)rm_chunk_pool_ptr(pool, ch) + s->chunk_off[ch];
         uint32_t len = s->chunk_len[ch];
@@ -535,12 +573,11 @@ void rm_conn_process(rm_server_t *s, rm_conn_t *c)
         input_consume(s, c, (uint32_t)used);
 
         if (r == RM_HTTP_COMPLETE) {
-            if (!ensure_meta(s, c)) {
-                parse_error(s, c, 503);
+            if (c->spill_fd >= 0 && !rm_spill_complete(s, c)) {
+                c->spill_waiting = true; /* the last write's completion goes on */
                 return;
             }
-            finish_meta(s, c);
-            rm_dispatch_request(s, c);
+            rm_conn_request_complete(s, c);
             return;
         }
         if (rm_http_head_done(&c->parser) && !head_was_done &&

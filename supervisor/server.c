@@ -65,7 +65,18 @@ void rm_server_arm_recv(rm_server_t *s, rm_conn_t *c)
     sqe->buf_group = BUF_GROUP;
     io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_RECV, c->gen, (uint32_t)(c - s->conns)));
     c->recv_armed = true;
+    c->cancel_sent = false;
     c->wants_buffers = false;
+}
+
+void rm_server_cancel_recv(rm_server_t *s, rm_conn_t *c)
+{
+    if (!c->recv_armed || c->cancel_sent)
+        return;
+    struct io_uring_sqe *sqe = rm_server_sqe(s);
+    io_uring_prep_cancel64(sqe, rm_user_data(RM_OP_RECV, c->gen, (uint32_t)(c - s->conns)), 0);
+    io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_CANCEL, 0, 0));
+    c->cancel_sent = true;
 }
 
 void rm_server_close_conn(rm_server_t *s, rm_conn_t *c)
@@ -81,17 +92,12 @@ void rm_server_close_conn(rm_server_t *s, rm_conn_t *c)
             rm_wire_set_gone((rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk));
     }
     if (c->recv_armed) {
-        if (!c->cancel_sent) {
-            struct io_uring_sqe *sqe = rm_server_sqe(s);
-            io_uring_prep_cancel64(
-                sqe, rm_user_data(RM_OP_RECV, c->gen, (uint32_t)(c - s->conns)), 0);
-            io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_CANCEL, 0, 0));
-            c->cancel_sent = true;
-        }
+        rm_server_cancel_recv(s, c);
         return;
     }
-    if (c->send_busy || c->state == RM_CONN_DISPATCHED || c->state == RM_CONN_QUEUED)
-        return; /* the send or the worker's completion calls us again */
+    if (c->send_busy || c->spill_pending || c->state == RM_CONN_DISPATCHED ||
+        c->state == RM_CONN_QUEUED)
+        return; /* the send, a spill write or the worker's completion calls us again */
     close(c->fd);
     rm_conn_release(s, c);
 }
@@ -226,6 +232,12 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
             c->wants_buffers = true; /* re-armed when chunks come back */
             return;
         }
+        if (res == -ECANCELED) {
+            /* We paused reading (spill.c); it may have resumed meanwhile. */
+            if (!c->recv_paused && !c->recv_armed && !c->close_after)
+                rm_server_arm_recv(s, c);
+            return;
+        }
         if (res != -ECONNRESET)
             RM_DEBUG("recv: %s", strerror(-res));
         rm_server_close_conn(s, c);
@@ -233,7 +245,7 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
     }
     if (c->state == RM_CONN_READING)
         rm_conn_process(s, c);
-    if (!more && !c->recv_armed && !c->closing && !c->close_after)
+    if (!more && !c->recv_armed && !c->closing && !c->close_after && !c->recv_paused)
         rm_server_arm_recv(s, c);
 }
 
@@ -363,6 +375,10 @@ static void handle_cqe(rm_server_t *s, struct io_uring_cqe *cqe)
     uint32_t gen = (uint32_t)(ud >> 32) & 0xffffff;
     uint32_t idx = (uint32_t)ud;
     rm_conn_t *c = NULL;
+    if (op == RM_OP_SPILL_WRITE) {
+        rm_spill_on_write(s, gen, idx, cqe->res);
+        return;
+    }
     if (op == RM_OP_RECV || op == RM_OP_SEND) {
         c = idx < s->conn_cap ? &s->conns[idx] : NULL;
         if (!c || c->gen != gen || c->state == RM_CONN_FREE) {
@@ -402,6 +418,7 @@ static void handle_cqe(rm_server_t *s, struct io_uring_cqe *cqe)
         break;
     case RM_OP_CANCEL:
     case RM_OP_TIMEOUT:
+    case RM_OP_SPILL_WRITE: /* handled above */
         break;
     }
 }

@@ -25,6 +25,7 @@
  * costs nothing where a GIL serialises): the exporter's counters, the
  * Request's lazily built attributes and its detach, a Headers' detach.
  */
+#include "body.h"
 #include "worker.h"
 
 #include <arpa/inet.h>
@@ -547,10 +548,12 @@ static PyObject *build_headers(RequestObject *self)
     return (PyObject *)h;
 }
 
-/* The body as owned bytes: joins several slices, copies one. */
+/* The body as owned bytes: joins several slices, copies one, or reads a
+ * spilled body's file whole. */
 static PyObject *body_copy(RequestObject *self)
 {
     const rm_req_meta_t *m = &self->view.meta;
+    rm_body_reader_t reader;
 
     if (m->body_len == 0)
         return Py_NewRef(self->st->empty_bytes);
@@ -559,11 +562,19 @@ static PyObject *body_copy(RequestObject *self)
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)m->body_len);
     if (out == NULL)
         return NULL;
-    char *dst = PyBytes_AS_STRING(out);
-    for (uint32_t i = 0; i < m->body_slice_count; i++) {
-        const rm_slice_t *s = &self->view.body[i];
-        memcpy(dst, rm_chunk_pool_ptr(self->view.pool, s->chunk) + s->off, s->len);
-        dst += s->len;
+    size_t got = 0;
+    int rc = rm_body_reader_open(&reader, &self->view);
+    if (rc == 0) {
+        Py_BEGIN_ALLOW_THREADS /* a file read may take a while */
+        got = rm_body_reader_read(&reader, PyBytes_AS_STRING(out), (size_t)m->body_len);
+        Py_END_ALLOW_THREADS
+        rc = -reader.error;
+        rm_body_reader_close(&reader);
+    }
+    if (rc < 0 || got != m->body_len) {
+        Py_DECREF(out);
+        errno = rc < 0 ? -rc : ENODATA;
+        return PyErr_SetFromErrno(PyExc_OSError);
     }
     return out;
 }

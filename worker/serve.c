@@ -33,11 +33,13 @@
 #include "ringmaster/futex.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/eventfd.h>
 #include <unistd.h>
 
@@ -250,6 +252,27 @@ static int view_open(const rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_r
     view->body = rm_wire_body(meta);
     view->head = rm_chunk_pool_ptr(pool, meta->head_chunk);
     view->pool = pool;
+    view->body_fd = -1;
+    if (view->meta.flags & RM_REQ_BODY_FILE) {
+        /* Opened now, while the supervisor keeps the file: it removes it once
+         * the request ends, and our descriptor reads on. */
+        const char *path = rm_wire_body_path(meta);
+        struct stat st;
+        view->body_fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (view->body_fd < 0) {
+            RM_ERROR("request %" PRIu64 ": cannot open its spilled body %s: %s", desc->req_id,
+                     path, strerror(errno));
+            return -EIO;
+        }
+        if (fstat(view->body_fd, &st) < 0 || !S_ISREG(st.st_mode) ||
+            (uint64_t)st.st_size < view->meta.body_len) {
+            RM_ERROR("request %" PRIu64 ": spilled body %s is not the %" PRIu64 " bytes announced",
+                     desc->req_id, path, view->meta.body_len);
+            close(view->body_fd);
+            view->body_fd = -1;
+            return -EIO;
+        }
+    }
     return 0;
 }
 
@@ -310,7 +333,8 @@ static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
     int rc;
 
     rm_out_init(&out, t, desc->req_id);
-    if (view_open(t, desc, &view) == 0) {
+    int vrc = view_open(t, desc, &view);
+    if (vrc == 0) {
         if (desc->deadline_ns != 0 && now_ns() > desc->deadline_ns) {
             /* It waited in the lane past --queue-timeout: the client has
              * likely given up, so do not spend the app's time on it. */
@@ -320,9 +344,12 @@ static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
         } else {
             rc = run_app(t, &view, &out, &exporter);
         }
+        if (view.body_fd >= 0)
+            close(view.body_fd); /* readers that live on hold their own */
     } else {
-        RM_ERROR("request %" PRIu64 ": malformed meta block (chunk %u, %u bytes); answered 500",
-                 desc->req_id, desc->meta_chunk, desc->meta_len);
+        if (vrc == -EBADMSG)
+            RM_ERROR("request %" PRIu64 ": malformed meta block (chunk %u, %u bytes); answered 500",
+                     desc->req_id, desc->meta_chunk, desc->meta_len);
         rc = rm_response_write_error(&out, 500, 0, 1); /* flags 0: close the connection */
     }
     if (rc == 0) {

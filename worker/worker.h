@@ -7,6 +7,7 @@
  *   request.c   the _ringmaster module: Request, Headers and the body exporter
  *   response.c  an app's return value -> HTTP/1.1 bytes in chunks; Date cache
  *   serve.c     serving threads, the control thread, stopping
+ *   body.c      reading a request body: region slices or a spilled file (body.h)
  *   wsgi.c      PEP 3333: environ, wsgi.input, start_response, streamed responses (wsgi.h)
  *
  * Threads: T serving threads, each waiting for a request without holding
@@ -194,6 +195,7 @@ typedef struct rm_req_view {
     rm_req_meta_t meta;              /* copy of the checked meta block */
     const rm_wire_header_t *headers; /* meta.header_count refs in the meta chunk */
     const rm_slice_t *body;          /* meta.body_slice_count slices in the meta chunk */
+    int body_fd;                     /* RM_REQ_BODY_FILE: the spilled body, open; else -1 */
     const unsigned char *head;       /* first byte of meta.head_chunk */
     const rm_chunk_pool_t *pool;     /* resolves body slices */
 } rm_req_view_t;

@@ -43,6 +43,7 @@
  * the server.
  */
 #include "wsgi.h"
+#include "body.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -323,69 +324,26 @@ static size_t addr_text(uint8_t family, const uint8_t addr[16], bool brackets, c
 
 /* ---- wsgi.input ---------------------------------------------------------------- */
 
-/* A read-only file over the request body's slices in the region. Reads copy
- * only what they return. rm_wsgi_run detaches it (copies the unread rest into
- * memory of its own) if the app still holds it when the request ends. */
-typedef struct {
-    uint32_t idx;   /* current slice */
-    uint32_t off;   /* bytes of slices[idx] already read */
-    uint64_t left;  /* unread bytes in all */
-    size_t own_off; /* bytes of `own` already read */
-} input_pos_t;
-
+/* A read-only file over the request body (body.h: region slices or a spilled
+ * file). Reads copy only what they return. rm_wsgi_run detaches it (copies the
+ * unread rest of a region body into memory of its own) if the app still holds
+ * it when the request ends. */
 typedef struct {
     PyObject ob_base;
-    const rm_slice_t *slices; /* in the meta chunk; unused once `own` is set */
-    const rm_chunk_pool_t *pool;
-    uint32_t nslices;
-    unsigned char *own; /* after a detach: PyMem block of the unread rest, or NULL */
-    input_pos_t pos;
+    rm_body_reader_t body;
 } InputObject;
 
-/* The next contiguous unread piece after `pos`: its length (0 at the end)
- * and *p. */
-static size_t input_piece(const InputObject *s, input_pos_t *pos, const unsigned char **p)
+/* Raise for a body that could not be read (a spilled file gone bad). */
+static PyObject *input_error(InputObject *s)
 {
-    if (s->own != NULL) {
-        *p = s->own + pos->own_off;
-        return (size_t)pos->left;
-    }
-    while (pos->left > 0 && pos->idx < s->nslices) {
-        const rm_slice_t *sl = &s->slices[pos->idx];
-        if (pos->off < sl->len) {
-            *p = rm_chunk_pool_ptr(s->pool, sl->chunk) + sl->off + pos->off;
-            return sl->len - pos->off;
-        }
-        pos->idx++;
-        pos->off = 0;
-    }
-    return 0;
-}
-
-/* Move `pos` on by n bytes of the current piece. */
-static void input_consume(const InputObject *s, input_pos_t *pos, size_t n)
-{
-    if (s->own != NULL)
-        pos->own_off += n;
-    else
-        pos->off += (uint32_t)n;
-    pos->left -= n;
+    errno = s->body.error;
+    return PyErr_SetFromErrno(PyExc_OSError);
 }
 
 /* Copy the next n (<= left) bytes out. */
-static void input_copy(InputObject *s, unsigned char *dst, size_t n)
+static size_t input_copy(InputObject *s, unsigned char *dst, size_t n)
 {
-    while (n > 0) {
-        const unsigned char *p;
-        size_t have = input_piece(s, &s->pos, &p);
-        size_t take = have < n ? have : n;
-        if (take == 0)
-            break; /* cannot happen while n <= left */
-        memcpy(dst, p, take);
-        input_consume(s, &s->pos, take);
-        dst += take;
-        n -= take;
-    }
+    return rm_body_reader_read(&s->body, dst, n);
 }
 
 static PyObject *input_take(InputObject *s, size_t n)
@@ -393,17 +351,22 @@ static PyObject *input_take(InputObject *s, size_t n)
     const unsigned char *p;
 
     if (n == 0)
-        return PyBytes_FromStringAndSize(NULL, 0);
+        return s->body.error ? input_error(s) : PyBytes_FromStringAndSize(NULL, 0);
     /* Within the current piece: one copy straight into the bytes. */
-    if (input_piece(s, &s->pos, &p) >= n) {
+    if (rm_body_reader_peek(&s->body, &p) >= n) {
         PyObject *out = PyBytes_FromStringAndSize((const char *)p, (Py_ssize_t)n);
         if (out != NULL)
-            input_consume(s, &s->pos, n);
+            rm_body_reader_skip(&s->body, n);
         return out;
     }
     PyObject *out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)n);
-    if (out != NULL)
-        input_copy(s, (unsigned char *)PyBytes_AS_STRING(out), n);
+    if (out == NULL)
+        return NULL;
+    size_t got = input_copy(s, (unsigned char *)PyBytes_AS_STRING(out), n);
+    if (got < n) {
+        Py_DECREF(out);
+        return input_error(s);
+    }
     return out;
 }
 
@@ -433,8 +396,8 @@ static int size_arg(PyObject *const *args, Py_ssize_t nargs, const char *fn, Py_
 
 static size_t limit_of(const InputObject *s, Py_ssize_t size)
 {
-    if (size < 0 || (uint64_t)size > s->pos.left)
-        return (size_t)s->pos.left;
+    if (size < 0 || (uint64_t)size > s->body.left)
+        return (size_t)s->body.left;
     return (size_t)size;
 }
 
@@ -445,32 +408,48 @@ static PyObject *input_read(PyObject *op, PyObject *const *args, Py_ssize_t narg
 
     if (size_arg(args, nargs, "read", &size) < 0)
         return NULL;
-    if (size < 0 && s->pos.left > PY_SSIZE_T_MAX)
+    if (size < 0 && s->body.left > PY_SSIZE_T_MAX)
         return PyErr_NoMemory();
     return input_take(s, limit_of(s, size));
 }
 
-/* Bytes up to and including the next b"\n", at most `limit`, without
- * consuming them. */
-static size_t line_length(const InputObject *s, size_t limit)
+/* The next line, b"\n" included, at most `limit` bytes. Within one piece it
+ * is one copy; a line over piece boundaries is gathered. */
+static PyObject *input_take_line(InputObject *s, size_t limit)
 {
-    input_pos_t probe = s->pos;
-    size_t n = 0;
+    const unsigned char *p = NULL;
+    size_t have = rm_body_reader_peek(&s->body, &p);
+    if (have == 0 || limit == 0)
+        return input_take(s, 0);
+    if (have > limit)
+        have = limit;
+    const unsigned char *nl = memchr(p, '\n', have);
+    if (nl != NULL || have == limit)
+        return input_take(s, nl != NULL ? (size_t)(nl - p) + 1 : have);
 
-    while (n < limit) {
-        const unsigned char *p;
-        size_t have = input_piece(s, &probe, &p);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, 0);
+    size_t n = 0;
+    while (out != NULL && n < limit) {
+        have = rm_body_reader_peek(&s->body, &p);
         if (have == 0)
             break;
         if (have > limit - n)
             have = limit - n;
-        const unsigned char *nl = memchr(p, '\n', have);
+        nl = memchr(p, '\n', have);
+        size_t take = nl != NULL ? (size_t)(nl - p) + 1 : have;
+        if (_PyBytes_Resize(&out, (Py_ssize_t)(n + take)) < 0)
+            break; /* out is NULL */
+        memcpy(PyBytes_AS_STRING(out) + n, p, take);
+        rm_body_reader_skip(&s->body, take);
+        n += take;
         if (nl != NULL)
-            return n + (size_t)(nl - p) + 1;
-        n += have;
-        input_consume(s, &probe, have);
+            break;
     }
-    return n;
+    if (out != NULL && s->body.error) {
+        Py_DECREF(out);
+        return input_error(s);
+    }
+    return out;
 }
 
 static PyObject *input_readline(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
@@ -480,7 +459,7 @@ static PyObject *input_readline(PyObject *op, PyObject *const *args, Py_ssize_t 
 
     if (size_arg(args, nargs, "readline", &size) < 0)
         return NULL;
-    return input_take(s, line_length(s, limit_of(s, size)));
+    return input_take_line(s, limit_of(s, size));
 }
 
 static PyObject *input_readlines(PyObject *op, PyObject *const *args, Py_ssize_t nargs)
@@ -492,13 +471,13 @@ static PyObject *input_readlines(PyObject *op, PyObject *const *args, Py_ssize_t
     if (size_arg(args, nargs, "readlines", &hint) < 0)
         return NULL;
     PyObject *out = PyList_New(0);
-    while (out != NULL && s->pos.left > 0 && (hint <= 0 || total < (size_t)hint)) {
-        size_t n = line_length(s, (size_t)s->pos.left);
-        PyObject *line = input_take(s, n);
+    while (out != NULL && s->body.left > 0 && (hint <= 0 || total < (size_t)hint)) {
+        PyObject *line = input_take_line(s, (size_t)s->body.left);
         if (line == NULL || PyList_Append(out, line) < 0)
             Py_CLEAR(out);
+        else
+            total += (size_t)PyBytes_GET_SIZE(line);
         Py_XDECREF(line);
-        total += n;
     }
     return out;
 }
@@ -510,9 +489,10 @@ static PyObject *input_readinto(PyObject *op, PyObject *arg)
 
     if (PyObject_GetBuffer(arg, &view, PyBUF_WRITABLE) < 0)
         return NULL;
-    size_t n = limit_of(s, view.len);
-    input_copy(s, view.buf, n);
+    size_t n = input_copy(s, view.buf, limit_of(s, view.len));
     PyBuffer_Release(&view);
+    if (n == 0 && s->body.error)
+        return input_error(s);
     return PyLong_FromSize_t(n);
 }
 
@@ -520,9 +500,9 @@ static PyObject *input_iternext(PyObject *op)
 {
     InputObject *s = (InputObject *)op;
 
-    if (s->pos.left == 0)
-        return NULL; /* StopIteration */
-    return input_take(s, line_length(s, (size_t)s->pos.left));
+    if (s->body.left == 0)
+        return s->body.error ? input_error(s) : NULL; /* NULL: StopIteration */
+    return input_take_line(s, (size_t)s->body.left);
 }
 
 static PyObject *input_true(PyObject *Py_UNUSED(op), PyObject *Py_UNUSED(ignored))
@@ -543,30 +523,21 @@ static PyObject *input_close(PyObject *Py_UNUSED(op), PyObject *Py_UNUSED(ignore
 static void input_dealloc(PyObject *op)
 {
     PyTypeObject *tp = Py_TYPE(op);
-    PyMem_Free(((InputObject *)op)->own);
+    rm_body_reader_close(&((InputObject *)op)->body);
     tp->tp_free(op);
     Py_DECREF(tp);
 }
 
-/* Stop reading the region: the unread rest moves into memory of our own. On
- * failure (no memory) the input reads as empty. */
+/* Stop reading the region: the unread rest moves into memory of our own (a
+ * spilled body keeps its own descriptor). On failure (no memory) the input
+ * reads as empty. */
 static void input_detach(InputObject *s)
 {
-    size_t n = (size_t)s->pos.left;
-    unsigned char *own = n > 0 ? PyMem_Malloc(n) : NULL;
-
-    if (n > 0 && own == NULL) {
-        RM_ERROR("no memory to keep %zu unread bytes of a wsgi.input the app still holds; it "
-                 "now reads as empty",
+    uint64_t n = s->body.left;
+    if (rm_body_reader_detach(&s->body) < 0)
+        RM_ERROR("no memory to keep %" PRIu64 " unread bytes of a wsgi.input the app still "
+                 "holds; it now reads as empty",
                  n);
-        n = 0;
-    } else if (n > 0) {
-        input_copy(s, own, n);
-    }
-    s->slices = NULL;
-    s->nslices = 0;
-    s->own = own;
-    s->pos = (input_pos_t){.left = n};
 }
 
 static PyMethodDef input_methods[] = {
@@ -608,10 +579,12 @@ static PyObject *input_new(const WsgiState *ws, const rm_req_view_t *v)
 
     if (s == NULL)
         return NULL;
-    s->slices = v->body;
-    s->pool = v->pool;
-    s->nslices = v->meta.body_slice_count;
-    s->pos.left = v->meta.body_len;
+    if (rm_body_reader_open(&s->body, v) < 0) {
+        errno = s->body.error;
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(s);
+        return NULL;
+    }
     return (PyObject *)s;
 }
 

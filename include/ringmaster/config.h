@@ -43,6 +43,8 @@ typedef struct rm_config {
     uint32_t max_head;          /* request line + headers, bytes */
     uint32_t max_target;        /* request-target, bytes */
     uint64_t max_body;          /* request body, bytes */
+    uint64_t body_spill_size;   /* a body past this goes to a file in spill_dir */
+    char spill_dir[1024];       /* absolute; where spilled bodies are written */
     uint32_t graceful_timeout_ms;
     uint32_t workers_min;         /* autoscaling floor (default: workers) */
     uint32_t workers_max;         /* autoscaling ceiling (default: workers; equal: off) */

@@ -19,6 +19,7 @@
 #include "ringmaster/config.h"
 #include "ringmaster/http_parse.h"
 #include "ringmaster/region.h"
+#include "ringmaster/wire.h"
 
 #include <liburing.h>
 #include <netinet/in.h>
@@ -66,6 +67,21 @@ typedef struct rm_conn {
     bool parsing;         /* a request has begun (rm_http_begin) and is not dropped */
     bool closing;         /* close requested; the slot lives until I/O and lane let go */
     bool timed_out;       /* its worker was killed for --timeout: answer 504 */
+    bool spill_waiting;   /* body complete, waiting for its file writes to land */
+    bool recv_paused;     /* spill writes lag: no reads until they catch up */
+    bool spill_failed;    /* a write of the spilled body failed */
+    uint16_t sink_status; /* the answer when the body sink refuses a piece (not 413) */
+    uint64_t body_expected; /* the head's Content-Length, 0 for none or chunked */
+
+    /* A body spilled to a file (spill.c): -1 when it lives in the region. */
+    int spill_fd;
+    uint32_t spill_pending;   /* writes in flight; the slot is not reused before 0 */
+    uint32_t spill_pack;      /* chunk gathering small pieces for one write, or none */
+    uint32_t spill_pack_len;
+    uint64_t spill_pack_off;  /* file offset of spill_pack's first byte */
+    uint64_t spill_len;       /* body bytes handed to the file */
+    uint64_t spill_written;   /* bytes the kernel says it wrote */
+    uint64_t spill_seq;       /* names the file: SPILL_DIR/ringmaster-PID-SEQ.body */
 
     /* Input: received chunks not yet fully parsed, linked through chunk_next. */
     uint32_t in_head, in_tail;
@@ -189,6 +205,7 @@ typedef struct rm_server {
     uint32_t timer_head[RM_TIMER_KINDS], timer_tail[RM_TIMER_KINDS];
     uint64_t timer_ns[RM_TIMER_KINDS]; /* duration of each kind */
     uint64_t next_req_seq;
+    uint64_t spill_seq;    /* names spilled bodies */
 
     rm_worker_t *workers;
     uint32_t worker_count;   /* slots (= lanes): twice the pool, so replacements can
@@ -219,6 +236,7 @@ enum rm_op {
     RM_OP_DOORBELL,
     RM_OP_CTL_RECV,
     RM_OP_TIMEOUT,
+    RM_OP_SPILL_WRITE, /* connection index in the generation bits, chunk in the low 32 */
 };
 
 static inline uint64_t rm_user_data(enum rm_op op, uint32_t gen, uint32_t idx)
@@ -235,11 +253,14 @@ int rm_server_run(const rm_config_t *cfg);
 /* server.c: I/O submission. */
 struct io_uring_sqe *rm_server_sqe(rm_server_t *s);
 void rm_server_arm_recv(rm_server_t *s, rm_conn_t *c);
+void rm_server_cancel_recv(rm_server_t *s, rm_conn_t *c); /* ends a multishot recv */
 void rm_server_flush_output(rm_server_t *s, rm_conn_t *c);
 void rm_server_close_conn(rm_server_t *s, rm_conn_t *c);
 uint64_t rm_now_ns(void);
 
 /* conn.c: chunk references and connection input. */
+/* Finish the meta of a request whose body is complete and hand it on. */
+void rm_conn_request_complete(rm_server_t *s, rm_conn_t *c);
 void rm_chunk_ref(rm_server_t *s, uint32_t chunk);
 void rm_chunk_unref(rm_server_t *s, uint32_t chunk);
 uint32_t rm_chunk_alloc(rm_server_t *s); /* owned by the supervisor, one reference */
@@ -255,6 +276,28 @@ void rm_conn_respond_error(rm_server_t *s, rm_conn_t *c, int status, bool close)
 void rm_conn_abort_request(rm_server_t *s, rm_conn_t *c, int status);
 void rm_conn_queue_output(rm_server_t *s, rm_conn_t *c, uint32_t chunk, uint32_t off,
                           uint32_t len);
+
+/* spill.c: request bodies above --body-spill-size go to a file. */
+/* Whether the body of the request on `c` should be in a file rather than the
+ * region, now that `more` bytes are coming after `seen` (slices_full: the meta
+ * chunk has no room for another slice). */
+bool rm_spill_wanted(const rm_server_t *s, const rm_conn_t *c, uint64_t seen, uint64_t more,
+                     bool slices_full);
+/* Create the file and write the body slices gathered so far into it. False
+ * (c->sink_status set) when the file cannot be made. */
+bool rm_spill_begin(rm_server_t *s, rm_conn_t *c, const rm_slice_t *slices, uint32_t count);
+/* Writes lag behind the network: stop parsing (and reading) until they land. */
+bool rm_spill_throttled(const rm_conn_t *c);
+/* Queue a write of one decoded body piece lying in chunk c->feed_chunk. */
+bool rm_spill_piece(rm_server_t *s, rm_conn_t *c, const char *at, uint32_t len);
+/* The body is complete: flush what is gathered. True when it is all on disk
+ * already; otherwise the last write's completion finishes the request. */
+bool rm_spill_complete(rm_server_t *s, rm_conn_t *c);
+/* Write the file's path into the meta after the headers (RM_REQ_BODY_FILE). */
+void rm_spill_finish_meta(rm_server_t *s, rm_conn_t *c, rm_req_meta_t *m);
+void rm_spill_on_write(rm_server_t *s, uint32_t conn_idx, uint32_t chunk, int res);
+/* The request ends: close and remove its file (a worker's open copy lives on). */
+void rm_spill_drop(rm_server_t *s, rm_conn_t *c);
 
 /* deadline.c: per-connection timeouts. */
 void rm_deadline_init(rm_server_t *s);

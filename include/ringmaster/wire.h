@@ -9,6 +9,11 @@
  *   rm_wire_header_t headers[header_count]   offsets into head_chunk
  *   rm_slice_t       body[body_slice_count]  pieces of the (decoded) body, in order
  *
+ * or, for a body spilled to a file (RM_REQ_BODY_FILE, above --body-spill-size),
+ * no slices and in their place the file's absolute path, NUL-terminated, to
+ * the end of the block. The file holds exactly body_len bytes; the supervisor
+ * removes it when the request ends (a worker that opened it keeps reading).
+ *
  * The worker checks every offset against the chunk size before reading
  * (rm_wire_meta_check), so a bug in one side cannot make the other read
  * outside the region.
@@ -42,6 +47,7 @@ typedef struct rm_wire_header {
 #define RM_REQ_KEEP_ALIVE 0x1u /* the connection stays open after this response */
 #define RM_REQ_HEAD 0x2u       /* method is HEAD: send headers, no body */
 #define RM_REQ_CHUNKED 0x4u    /* the body came chunked (already decoded in `body`) */
+#define RM_REQ_BODY_FILE 0x8u  /* the body is in a file: rm_wire_body_path() */
 
 typedef struct rm_req_meta {
     uint32_t head_chunk;  /* chunk holding method, target and header bytes */
@@ -91,6 +97,12 @@ static inline rm_slice_t *rm_wire_body(rm_req_meta_t *meta)
     return (rm_slice_t *)(rm_wire_headers(meta) + meta->header_count);
 }
 
+/* The spilled body's path (RM_REQ_BODY_FILE; checked by rm_wire_meta_check). */
+static inline const char *rm_wire_body_path(const rm_req_meta_t *meta)
+{
+    return (const char *)((const rm_wire_header_t *)(meta + 1) + meta->header_count);
+}
+
 /* Response bytes of this request the client has read: a worker streaming a
  * body keeps what it has pushed within a window of this (backpressure). */
 static inline uint64_t rm_wire_sent(const rm_req_meta_t *live)
@@ -123,7 +135,9 @@ static inline size_t rm_wire_meta_size(uint32_t header_count, uint32_t body_slic
 
 /* Check that a meta block of `meta_len` bytes is self-consistent: its arrays fit
  * in meta_len, every head offset lies in [0, chunk_size), every body slice names
- * a chunk < chunk_count and stays inside it, and body_len is their sum.
+ * a chunk < chunk_count and stays inside it, and body_len is their sum; or,
+ * with RM_REQ_BODY_FILE, there are no slices and an absolute path of at most
+ * PATH_MAX bytes ends with a NUL before meta_len.
  * Returns 0 or -EBADMSG. Pure; reads only `meta`. */
 int rm_wire_meta_check(const rm_req_meta_t *meta, size_t meta_len, uint32_t chunk_size,
                        uint32_t chunk_count);

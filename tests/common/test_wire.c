@@ -175,3 +175,41 @@ Test(wire, body_sum_is_computed_in_64_bits)
     m->body_len = total & 0xFFFFFFFFu; /* what a 32-bit sum would give */
     cr_assert_eq(rm_wire_meta_check(m, len, chunk_size, 8), -EBADMSG);
 }
+
+/* The valid request with its body spilled to a file: no slices, a path. */
+static rm_req_meta_t *file_meta(size_t *len, const char *path)
+{
+    rm_req_meta_t *m = valid_meta(len);
+    m->flags |= RM_REQ_BODY_FILE;
+    m->body_slice_count = 0;
+    m->body_len = 1u << 30; /* a file may hold more than the region */
+    char *p = (char *)rm_wire_body(m);
+    size_t n = strlen(path) + 1;
+    memcpy(p, path, n);
+    *len = rm_wire_meta_size(2, 0) + n;
+    return m;
+}
+
+Test(wire, accepts_a_spilled_body_path)
+{
+    size_t len;
+    rm_req_meta_t *m = file_meta(&len, "/tmp/ringmaster-1-2.body");
+    cr_assert_eq(check(m, len), 0);
+    cr_assert_str_eq(rm_wire_body_path(m), "/tmp/ringmaster-1-2.body");
+    cr_assert_eq(check(m, len + 40), 0, "slack after the NUL is fine");
+}
+
+Test(wire, rejects_a_spilled_body_without_a_proper_path)
+{
+    size_t len;
+    rm_req_meta_t *m = file_meta(&len, "/tmp/x.body");
+    cr_assert_eq(check(m, len - 1), -EBADMSG, "NUL cut off: the path would run on");
+    m->body_slice_count = 1;
+    cr_assert_eq(check(m, len + sizeof(rm_slice_t)), -EBADMSG, "slices and a file at once");
+    m = file_meta(&len, "tmp/x.body");
+    cr_assert_eq(check(m, len), -EBADMSG, "relative path");
+    m = file_meta(&len, "");
+    cr_assert_eq(check(m, len), -EBADMSG, "empty path");
+    m = file_meta(&len, "/x");
+    cr_assert_eq(check(m, rm_wire_meta_size(2, 0)), -EBADMSG, "no room for a path");
+}

@@ -1,0 +1,229 @@
+/*
+ * spill.c - request bodies too large for shared memory go to a file.
+ *
+ * A body stays in the region as a list of slices up to --body-spill-size (and
+ * while the meta chunk has room for its slices). Past that, the request gets a
+ * file in --spill-dir and every decoded piece is written there by io_uring at
+ * its offset, straight from the chunk the kernel received it into: the chunk
+ * is referenced until the write completes, so memory stays bounded by the
+ * chunk pool whatever the body's size (a slow disk stalls recv through the
+ * provided-buffer ring, which is the backpressure). Small pieces (a chunked
+ * upload's fragments) are gathered into one chunk per write.
+ *
+ * Backpressure: the network is usually faster than the disk. Once more than
+ * SPILL_LAG_MAX bytes are handed to the kernel and not yet written, the
+ * connection stops parsing and its recv is cancelled; the write completion
+ * that brings the lag under half of that resumes both. So one upload holds a
+ * few MiB of chunks however large it is, and never drains the pool.
+ *
+ * The request is handed to a worker once every write has landed, with the
+ * file's path in its meta (wire.h, RM_REQ_BODY_FILE). The file is removed when
+ * the request ends; a worker that opened it keeps reading its own descriptor.
+ */
+#include "ringmaster/log.h"
+#include "ringmaster/server.h"
+#include "ringmaster/wire.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define SPILL_LAG_MAX (4u << 20)
+
+static int spill_path(const rm_server_t *s, const rm_conn_t *c, char *buf, size_t len)
+{
+    return snprintf(buf, len, "%s/ringmaster-%d-%llu.body", s->cfg->spill_dir, (int)getpid(),
+                    (unsigned long long)c->spill_seq);
+}
+
+bool rm_spill_throttled(const rm_conn_t *c)
+{
+    return c->spill_fd >= 0 && c->spill_len - c->spill_written > SPILL_LAG_MAX;
+}
+
+bool rm_spill_wanted(const rm_server_t *s, const rm_conn_t *c, uint64_t seen, uint64_t more,
+                     bool slices_full)
+{
+    uint64_t limit = s->cfg->body_spill_size;
+    return slices_full || seen + more > limit || c->body_expected > limit;
+}
+
+/* Queue a write of `len` bytes at `at` (inside `chunk`, whose reference the
+ * write now owns) to file offset `off`. */
+static void submit_write(rm_server_t *s, rm_conn_t *c, uint32_t chunk, const void *at,
+                         uint32_t len, uint64_t off)
+{
+    struct io_uring_sqe *sqe = rm_server_sqe(s);
+    io_uring_prep_write(sqe, c->spill_fd, at, len, off);
+    io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_SPILL_WRITE, (uint32_t)(c - s->conns), chunk));
+    c->spill_pending++;
+}
+
+static void flush_pack(rm_server_t *s, rm_conn_t *c)
+{
+    if (c->spill_pack == RM_CHUNK_NONE)
+        return;
+    submit_write(s, c, c->spill_pack, rm_chunk_pool_ptr(&s->region.pool, c->spill_pack),
+                 c->spill_pack_len, c->spill_pack_off);
+    c->spill_pack = RM_CHUNK_NONE; /* its reference went with the write */
+    c->spill_pack_len = 0;
+}
+
+/* Write a piece referenced where it lies: the write takes a reference. */
+static void write_in_place(rm_server_t *s, rm_conn_t *c, uint32_t chunk, const void *at,
+                           uint32_t len)
+{
+    flush_pack(s, c); /* offsets are explicit, but keep the file written in order */
+    rm_chunk_ref(s, chunk);
+    submit_write(s, c, chunk, at, len, c->spill_len);
+    c->spill_len += len;
+}
+
+bool rm_spill_begin(rm_server_t *s, rm_conn_t *c, const rm_slice_t *slices, uint32_t count)
+{
+    char path[sizeof(s->cfg->spill_dir) + 64];
+
+    c->spill_seq = ++s->spill_seq; /* unique within this process: names only */
+    spill_path(s, c, path, sizeof(path));
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        int err = errno;
+        RM_ERROR("cannot spill a request body to %s: %s", path, strerror(err));
+        c->sink_status = err == ENOSPC || err == EDQUOT ? 507 : 500;
+        return false;
+    }
+    c->spill_fd = fd;
+    c->spill_len = 0;
+    c->spill_written = 0;
+    c->spill_failed = false;
+    c->spill_pack = RM_CHUNK_NONE;
+    c->spill_pack_len = 0;
+    for (uint32_t i = 0; i < count; i++)
+        write_in_place(s, c, slices[i].chunk,
+                       rm_chunk_pool_ptr(&s->region.pool, slices[i].chunk) + slices[i].off,
+                       slices[i].len);
+    return true;
+}
+
+bool rm_spill_piece(rm_server_t *s, rm_conn_t *c, const char *at, uint32_t len)
+{
+    rm_chunk_pool_t *pool = &s->region.pool;
+    if (c->spill_failed) {
+        c->sink_status = 500;
+        return false;
+    }
+    if (len >= pool->chunk_size / 2) {
+        write_in_place(s, c, c->feed_chunk, at, len);
+        return true;
+    }
+    if (c->spill_pack != RM_CHUNK_NONE && c->spill_pack_len + len > pool->chunk_size)
+        flush_pack(s, c);
+    if (c->spill_pack == RM_CHUNK_NONE) {
+        c->spill_pack = rm_chunk_alloc(s);
+        if (c->spill_pack == RM_CHUNK_NONE) {
+            c->sink_status = 503;
+            return false;
+        }
+        c->spill_pack_len = 0;
+        c->spill_pack_off = c->spill_len;
+    }
+    memcpy(rm_chunk_pool_ptr(pool, c->spill_pack) + c->spill_pack_len, at, len);
+    c->spill_pack_len += len;
+    c->spill_len += len;
+    return true;
+}
+
+bool rm_spill_complete(rm_server_t *s, rm_conn_t *c)
+{
+    flush_pack(s, c);
+    return c->spill_pending == 0;
+}
+
+void rm_spill_finish_meta(rm_server_t *s, rm_conn_t *c, rm_req_meta_t *m)
+{
+    char *path = (char *)rm_wire_body(m); /* no slices: the path takes their place */
+    size_t room = s->region.pool.chunk_size - rm_wire_meta_size(m->header_count, 0);
+    int n = spill_path(s, c, path, room);
+    m->flags |= RM_REQ_BODY_FILE;
+    m->body_slice_count = 0;
+    m->body_len = c->spill_len;
+    c->meta_len = (uint32_t)(rm_wire_meta_size(m->header_count, 0) + (size_t)n + 1);
+}
+
+void rm_spill_on_write(rm_server_t *s, uint32_t conn_idx, uint32_t chunk, int res)
+{
+    if (chunk < s->region.pool.count)
+        rm_chunk_unref(s, chunk);
+    if (conn_idx >= s->conn_cap)
+        return;
+    rm_conn_t *c = &s->conns[conn_idx];
+    if (c->spill_pending == 0) {
+        RM_ERROR("spill write completion for connection %u, which has none in flight", conn_idx);
+        return;
+    }
+    c->spill_pending--;
+    if (c->spill_fd < 0) {
+        /* The request was dropped (an error, a timeout): this was its tail. */
+        if (c->spill_pending == 0 && c->closing)
+            rm_server_close_conn(s, c); /* it waited for this write */
+        return;
+    }
+    if (res < 0) {
+        if (!c->spill_failed)
+            RM_ERROR("writing a spilled request body: %s", strerror(-res));
+        c->spill_failed = true;
+    } else {
+        c->spill_written += (uint64_t)res;
+    }
+    if (c->closing) {
+        if (c->spill_pending == 0)
+            rm_server_close_conn(s, c); /* it waited for this write */
+        return;
+    }
+    if (c->recv_paused && c->spill_len - c->spill_written <= SPILL_LAG_MAX / 2) {
+        /* Caught up: parse what is queued, then read again. */
+        c->recv_paused = false;
+        rm_conn_process(s, c);
+        if (c->state != RM_CONN_FREE && !c->recv_armed && !c->closing && !c->close_after &&
+            !c->recv_paused)
+            rm_server_arm_recv(s, c);
+    }
+    if (c->spill_pending > 0)
+        return;
+    if (!c->spill_waiting)
+        return;
+    c->spill_waiting = false;
+    if (c->spill_failed || c->spill_written != c->spill_len) {
+        if (!c->spill_failed)
+            RM_ERROR("a spilled request body was written short (%llu of %llu bytes): disk full?",
+                     (unsigned long long)c->spill_written, (unsigned long long)c->spill_len);
+        rm_conn_abort_request(s, c, 500);
+        return;
+    }
+    rm_conn_request_complete(s, c);
+}
+
+void rm_spill_drop(rm_server_t *s, rm_conn_t *c)
+{
+    if (c->spill_pack != RM_CHUNK_NONE) {
+        rm_chunk_unref(s, c->spill_pack);
+        c->spill_pack = RM_CHUNK_NONE;
+        c->spill_pack_len = 0;
+    }
+    c->recv_paused = false; /* whoever drops the request re-arms or closes */
+    if (c->spill_fd < 0)
+        return;
+    if (c->spill_pending > 0)
+        io_uring_submit(&s->ring); /* queued writes take the file before it closes */
+    char path[sizeof(s->cfg->spill_dir) + 64];
+    spill_path(s, c, path, sizeof(path));
+    if (unlink(path) < 0 && errno != ENOENT)
+        RM_WARN("removing spilled body %s: %s", path, strerror(errno));
+    close(c->spill_fd);
+    c->spill_fd = -1;
+    c->spill_len = 0;
+    c->spill_written = 0;
+    c->spill_waiting = false;
+}
