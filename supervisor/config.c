@@ -48,6 +48,7 @@ enum {
     OPT_CHUNK_SIZE,
     OPT_CHUNKS,
     OPT_VERSION,
+    OPT_METRICS,
     /* The app-interface flags, in enum rm_app_opt order (interface.h). */
     OPT_INTERFACE,
     OPT_ROOT_PATH,
@@ -85,6 +86,7 @@ static const struct option options[] = {
     {"chunks", required_argument, NULL, OPT_CHUNKS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"metrics", required_argument, NULL, OPT_METRICS},
     {"interface", required_argument, NULL, OPT_INTERFACE},
     {"root-path", required_argument, NULL, OPT_ROOT_PATH},
     {"forwarded-allow-ips", required_argument, NULL, OPT_FORWARDED_ALLOW_IPS},
@@ -144,6 +146,8 @@ void rm_config_usage(void *fp)
           "      --worker-queue N       requests handed to one worker at a time (default 1024)\n"
           "      --chunk-size BYTES     region chunk size, multiple of 4096 (default 16384)\n"
           "      --chunks N             region chunks (default 4096)\n"
+          "      --metrics HOST:PORT    serve /metrics (Prometheus), /healthz and /readyz on\n"
+          "                             this address (RINGMASTER_METRICS; default: off)\n"
           "      --log-level LEVEL      error|warn|info|debug (RINGMASTER_LOG_LEVEL; default info)\n"
           "      --log-format FMT       plain|json (RINGMASTER_LOG_FORMAT; default plain)\n"
           "  -h, --help                 this text\n"
@@ -210,8 +214,9 @@ static int parse_request_timeout(rm_config_t *cfg, const char *text, const char 
     return 0;
 }
 
-static int parse_bind(rm_config_t *cfg, const char *text, const char *source, char *err,
-                      size_t err_len)
+/* HOST:PORT, [IPv6]:PORT, or :PORT (all interfaces) into host and port. */
+static int parse_host_port(char *host_out, size_t host_cap, uint16_t *port_out, const char *text,
+                           const char *source, char *err, size_t err_len)
 {
     const char *colon = strrchr(text, ':');
     const char *host = text;
@@ -227,15 +232,31 @@ static int parse_bind(rm_config_t *cfg, const char *text, const char *source, ch
         host = "0.0.0.0";
         host_len = strlen(host);
     }
-    if (host_len >= sizeof(cfg->bind_host))
+    if (host_len >= host_cap)
         return fail(err, err_len, "%s: host too long", source);
     uint64_t port;
     if (!parse_u64(colon + 1, 0, 65535, &port))
         return fail(err, err_len, "%s: bad port in '%s'", source, text);
-    memcpy(cfg->bind_host, host, host_len);
-    cfg->bind_host[host_len] = '\0';
-    cfg->bind_port = (uint16_t)port;
+    memcpy(host_out, host, host_len);
+    host_out[host_len] = '\0';
+    *port_out = (uint16_t)port;
     return 0;
+}
+
+static int parse_bind(rm_config_t *cfg, const char *text, const char *source, char *err,
+                      size_t err_len)
+{
+    return parse_host_port(cfg->bind_host, sizeof(cfg->bind_host), &cfg->bind_port, text, source,
+                           err, err_len);
+}
+
+static int parse_metrics(rm_config_t *cfg, const char *text, const char *source, char *err,
+                         size_t err_len)
+{
+    int rc = parse_host_port(cfg->metrics_host, sizeof(cfg->metrics_host), &cfg->metrics_port,
+                             text, source, err, err_len);
+    cfg->metrics_enabled = rc == 0;
+    return rc;
 }
 
 static int parse_workers(rm_config_t *cfg, const char *text, const char *source, char *err,
@@ -439,6 +460,9 @@ static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
     if ((v = getenv("RINGMASTER_BIND")) && *v &&
         (rc = parse_bind(cfg, v, "RINGMASTER_BIND", err, err_len)))
         return rc;
+    if ((v = getenv("RINGMASTER_METRICS")) && *v &&
+        (rc = parse_metrics(cfg, v, "RINGMASTER_METRICS", err, err_len)))
+        return rc;
     if ((v = getenv("WEB_CONCURRENCY")) && *v &&
         (rc = parse_workers(cfg, v, "WEB_CONCURRENCY", err, err_len)))
         return rc;
@@ -496,6 +520,10 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
         switch (opt) {
         case 'b':
             if ((rc = parse_bind(cfg, optarg, "--bind", err, err_len)))
+                return rc;
+            break;
+        case OPT_METRICS:
+            if ((rc = parse_metrics(cfg, optarg, "--metrics", err, err_len)))
                 return rc;
             break;
         case 'w':

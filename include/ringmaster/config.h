@@ -20,6 +20,9 @@
 typedef struct rm_config {
     char bind_host[256];        /* "127.0.0.1", "::1", "0.0.0.0" */
     uint16_t bind_port;
+    bool metrics_enabled;       /* --metrics given */
+    char metrics_host[256];     /* --metrics HOST:PORT: /metrics, /healthz, /readyz */
+    uint16_t metrics_port;
     uint32_t workers;           /* resolved count, >= 1 */
     uint32_t threads;           /* Python threads per worker */
     const char *mode;           /* static: "auto", "gil", "subinterpreters", "free-threaded" */

@@ -145,6 +145,8 @@ typedef struct rm_worker {
     char mode[24];
 } rm_worker_t;
 
+typedef struct rm_metrics_endpoint rm_metrics_endpoint_t; /* metrics.c */
+
 typedef struct rm_server {
     const rm_config_t *cfg; /* borrowed */
     struct io_uring ring;
@@ -204,6 +206,8 @@ typedef struct rm_server {
     uint32_t rr_next;
     bool any_ready;        /* some worker became ready since start */
 
+    rm_metrics_endpoint_t *metrics; /* owned; NULL without --metrics */
+
     rm_http_head_t scratch_head; /* the head being parsed; valid during one feed */
     rm_conn_t *feed_conn;        /* the connection being fed to its parser */
 } rm_server_t;
@@ -219,6 +223,9 @@ enum rm_op {
     RM_OP_DOORBELL,
     RM_OP_CTL_RECV,
     RM_OP_TIMEOUT,
+    RM_OP_METRICS_ACCEPT, /* the --metrics endpoint (metrics.c) */
+    RM_OP_METRICS_RECV,
+    RM_OP_METRICS_SEND,
 };
 
 static inline uint64_t rm_user_data(enum rm_op op, uint32_t gen, uint32_t idx)
@@ -238,6 +245,11 @@ void rm_server_arm_recv(rm_server_t *s, rm_conn_t *c);
 void rm_server_flush_output(rm_server_t *s, rm_conn_t *c);
 void rm_server_close_conn(rm_server_t *s, rm_conn_t *c);
 uint64_t rm_now_ns(void);
+/* A listening TCP socket on host:port, logged as "<label> http://addr:port";
+ * `bound` (may be NULL) gets the address. Returns the fd, or -errno after
+ * printing one readable line that names `flag`. */
+int rm_server_listen(const char *host, uint16_t port, int backlog, const char *flag,
+                     const char *label, struct sockaddr_storage *bound);
 
 /* conn.c: chunk references and connection input. */
 void rm_chunk_ref(rm_server_t *s, uint32_t chunk);
@@ -277,6 +289,14 @@ void rm_dispatch_lane_lost(rm_server_t *s, uint32_t lane);
  * once the worker is reaped. */
 void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c);
 void rm_held_release_all(rm_server_t *s, rm_worker_t *w);
+
+/* metrics.c: the --metrics endpoint (/metrics, /healthz, /readyz). Without
+ * --metrics every hook does nothing. */
+int rm_metrics_start(rm_server_t *s); /* open the socket; 0 or -errno (logged) */
+void rm_metrics_on_cqe(rm_server_t *s, enum rm_op op, uint32_t gen, uint32_t idx,
+                       const struct io_uring_cqe *cqe);
+void rm_metrics_tick(rm_server_t *s, uint64_t now); /* arm accepts, expire slow clients */
+void rm_metrics_stop(rm_server_t *s);               /* after the ring is gone */
 
 /* workers.c: processes. */
 int rm_workers_start(rm_server_t *s);
