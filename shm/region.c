@@ -100,9 +100,9 @@ static void region_fill(rm_region_t *region, int fd, void *base, const rm_region
     region->stats_off = l->stats_off;
     region->header = base;
     region->stats = (rm_supervisor_stats_t *)(region->base + l->stats_off);
-    region->lane_stats = (rm_lane_stats_t *)(region->base +
-                                             align_up(l->stats_off + sizeof(rm_supervisor_stats_t),
-                                                      RM_CACHELINE));
+    region->lane_stats =
+        (rm_lane_stats_t *)(region->base +
+                            align_up(l->stats_off + sizeof(rm_supervisor_stats_t), RM_CACHELINE));
     rm_chunk_pool_bind(&region->pool, region->base + l->pool_off, region->base + l->chunks_off,
                        conf->chunk_count, conf->chunk_size, pool_hint);
 }

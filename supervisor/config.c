@@ -49,6 +49,8 @@ enum {
     OPT_CHUNKS,
     OPT_VERSION,
     OPT_METRICS,
+    OPT_ACCESS_LOG,
+    OPT_ACCESS_LOG_FORMAT,
     /* The app-interface flags, in enum rm_app_opt order (interface.h). */
     OPT_INTERFACE,
     OPT_ROOT_PATH,
@@ -87,6 +89,8 @@ static const struct option options[] = {
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
     {"metrics", required_argument, NULL, OPT_METRICS},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"access-log-format", required_argument, NULL, OPT_ACCESS_LOG_FORMAT},
     {"interface", required_argument, NULL, OPT_INTERFACE},
     {"root-path", required_argument, NULL, OPT_ROOT_PATH},
     {"forwarded-allow-ips", required_argument, NULL, OPT_FORWARDED_ALLOW_IPS},
@@ -148,6 +152,10 @@ void rm_config_usage(void *fp)
           "      --chunks N             region chunks (default 4096)\n"
           "      --metrics HOST:PORT    serve /metrics (Prometheus), /healthz and /readyz on\n"
           "                             this address (RINGMASTER_METRICS; default: off)\n"
+          "      --access-log -|PATH    one line per request to stdout (-) or a file\n"
+          "                             (RINGMASTER_ACCESS_LOG; default: off)\n"
+          "      --access-log-format F  combined|json (RINGMASTER_ACCESS_LOG_FORMAT;\n"
+          "                             default combined)\n"
           "      --log-level LEVEL      error|warn|info|debug (RINGMASTER_LOG_LEVEL; default info)\n"
           "      --log-format FMT       plain|json (RINGMASTER_LOG_FORMAT; default plain)\n"
           "  -h, --help                 this text\n"
@@ -463,6 +471,12 @@ static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
     if ((v = getenv("RINGMASTER_METRICS")) && *v &&
         (rc = parse_metrics(cfg, v, "RINGMASTER_METRICS", err, err_len)))
         return rc;
+    if ((v = getenv("RINGMASTER_ACCESS_LOG")) && *v)
+        cfg->access_log = v;
+    if ((v = getenv("RINGMASTER_ACCESS_LOG_FORMAT")) && *v &&
+        rm_access_log_parse_format(v, &cfg->access_log_format))
+        return fail(err, err_len, "RINGMASTER_ACCESS_LOG_FORMAT: expected combined|json, got '%s'",
+                    v);
     if ((v = getenv("WEB_CONCURRENCY")) && *v &&
         (rc = parse_workers(cfg, v, "WEB_CONCURRENCY", err, err_len)))
         return rc;
@@ -525,6 +539,16 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
         case OPT_METRICS:
             if ((rc = parse_metrics(cfg, optarg, "--metrics", err, err_len)))
                 return rc;
+            break;
+        case OPT_ACCESS_LOG:
+            if (!*optarg)
+                return fail(err, err_len, "--access-log: expected - or a path");
+            cfg->access_log = optarg;
+            break;
+        case OPT_ACCESS_LOG_FORMAT:
+            if (rm_access_log_parse_format(optarg, &cfg->access_log_format))
+                return fail(err, err_len, "--access-log-format: expected combined|json, got '%s'",
+                            optarg);
             break;
         case 'w':
             if ((rc = parse_workers(cfg, optarg, "--workers", err, err_len)))

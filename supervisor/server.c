@@ -130,6 +130,7 @@ static void on_send(rm_server_t *s, rm_conn_t *c, int res)
     s->chunk_off[ch] += (uint32_t)res;
     s->chunk_len[ch] -= (uint32_t)res;
     c->resp_sent += (uint64_t)res;
+    rm_stat_add(&s->region.stats->bytes_sent, (uint64_t)res);
     if (c->state == RM_CONN_DISPATCHED && c->meta_chunk != RM_CHUNK_NONE)
         /* Opens the window of a worker streaming this response. */
         rm_wire_set_sent((rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk),
@@ -199,6 +200,8 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         uint32_t ch = s->buf_chunk[bid];
         buf_refill(s, bid);
+        if (res > 0)
+            rm_stat_add(&s->region.stats->bytes_received, (uint64_t)res);
         if (res > 0 && !c->closing && ch != RM_CHUNK_NONE) {
             rm_conn_input(s, c, ch, (uint32_t)res); /* the queue takes the reference */
         } else if (ch != RM_CHUNK_NONE) {
@@ -280,6 +283,7 @@ static void on_accept(rm_server_t *s, struct io_uring_cqe *cqe)
         if (!c) {
             close(fd); /* over --max-connections, or stopping */
         } else {
+            rm_stat_add(&s->region.stats->connections_accepted, 1);
             socklen_t len = sizeof(c->peer);
             if (getpeername(fd, (struct sockaddr *)&c->peer, &len) < 0)
                 memset(&c->peer, 0, sizeof(c->peer));
@@ -660,6 +664,16 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
     raise_fd_limit(cfg);
     if ((rc = open_listener(s)) || (rc = rm_metrics_start(s)) || (rc = setup_ring(s)))
         return rc;
+    if (cfg->access_log) {
+        s->access_log_format = cfg->access_log_format;
+        s->access_log_line = malloc(RM_ACCESS_LOG_LINE_MAX);
+        if (!s->access_log_line) {
+            fprintf(stderr, "ringmaster: error: out of memory\n");
+            return -ENOMEM;
+        }
+        if ((rc = rm_access_log_start(&s->access_log, cfg->access_log)))
+            return rc;
+    }
     return 0;
 }
 
@@ -668,6 +682,8 @@ static void teardown(rm_server_t *s)
     if (s->ring_ready)
         io_uring_queue_exit(&s->ring);
     rm_metrics_stop(s);
+    rm_access_log_stop(&s->access_log); /* writes what is queued */
+    free(s->access_log_line);
     if (s->buf_ring)
         munmap(s->buf_ring, s->buf_ring_size);
     for (uint32_t i = 0; s->workers && i < s->worker_count; i++) {

@@ -16,7 +16,9 @@
 #ifndef RINGMASTER_SERVER_H
 #define RINGMASTER_SERVER_H
 
+#include "ringmaster/access_log.h"
 #include "ringmaster/config.h"
+#include "ringmaster/exchange.h"
 #include "ringmaster/http_parse.h"
 #include "ringmaster/region.h"
 
@@ -66,6 +68,7 @@ typedef struct rm_conn {
     bool parsing;         /* a request has begun (rm_http_begin) and is not dropped */
     bool closing;         /* close requested; the slot lives until I/O and lane let go */
     bool timed_out;       /* its worker was killed for --timeout: answer 504 */
+    rm_exchange_t ex;     /* the current exchange, for metrics and the access log */
 
     /* Input: received chunks not yet fully parsed, linked through chunk_next. */
     uint32_t in_head, in_tail;
@@ -130,6 +133,8 @@ typedef struct rm_worker {
     bool retiring;         /* to be replaced (recycling, scale-down): drained when a
                               fresh worker can take over */
     bool stop_sent;        /* draining: "stop" went out */
+    uint8_t exit_cause;    /* enum rm_restart_cause: why it is leaving (crash unless
+                              we asked it to) */
     uint32_t app_gen;      /* the app generation it imported (SIGHUP bumps it) */
     uint64_t served_limit; /* --max-requests plus jitter, 0 = none */
     uint64_t spawned_ns;
@@ -207,6 +212,9 @@ typedef struct rm_server {
     bool any_ready;        /* some worker became ready since start */
 
     rm_metrics_endpoint_t *metrics; /* owned; NULL without --metrics */
+    rm_access_log_t access_log;     /* started only with --access-log */
+    rm_access_log_format_t access_log_format;
+    char *access_log_line;          /* owned: RM_ACCESS_LOG_LINE_MAX bytes to format into */
 
     rm_http_head_t scratch_head; /* the head being parsed; valid during one feed */
     rm_conn_t *feed_conn;        /* the connection being fed to its parser */
@@ -289,6 +297,15 @@ void rm_dispatch_lane_lost(rm_server_t *s, uint32_t lane);
  * once the worker is reaped. */
 void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c);
 void rm_held_release_all(rm_server_t *s, rm_worker_t *w);
+
+/* exchange.c: each request/response, counted and logged (exchange.h). */
+#define RM_ACCESS_LOG_LINE_MAX (96u * 1024u) /* fits the longest line exchange.c makes */
+void rm_exchange_begin(rm_server_t *s, rm_conn_t *c);            /* first byte parsed */
+void rm_exchange_capture_head(rm_server_t *s, rm_conn_t *c);     /* meta just written */
+void rm_exchange_capture_raw(rm_server_t *s, rm_conn_t *c);      /* refused before its head */
+void rm_exchange_output(rm_conn_t *c, const unsigned char *data, uint32_t len); /* queued */
+void rm_exchange_end(rm_server_t *s, rm_conn_t *c);              /* last byte queued */
+void rm_exchange_discard(rm_conn_t *c);                          /* connection released */
 
 /* metrics.c: the --metrics endpoint (/metrics, /healthz, /readyz). Without
  * --metrics every hook does nothing. */
