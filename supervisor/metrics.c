@@ -6,9 +6,11 @@
  *
  * Its clients may be hostile, so everything is bounded: at most
  * METRICS_MAX_CONNS connections (more are closed at once), a request head of
- * RM_METRICS_MAX_REQUEST bytes, one request per connection, and
- * METRICS_TIMEOUT_NS from accept to the last byte sent (then the connection is
- * cancelled and closed). Each connection has at most one operation in flight.
+ * RM_METRICS_MAX_REQUEST bytes, one request per connection, 2 s from accept
+ * to a complete request and 10 s more to send the answer (then the connection
+ * is cancelled and closed): a client that holds slots without sending cannot
+ * keep probes out for long. Each connection has at most one operation in
+ * flight.
  */
 #include "ringmaster/metrics.h"
 #include "ringmaster/log.h"
@@ -22,7 +24,8 @@
 #include <unistd.h>
 
 #define METRICS_MAX_CONNS 64
-#define METRICS_TIMEOUT_NS 10000000000ull
+#define METRICS_READ_TIMEOUT_NS 2000000000ull  /* accept to a complete request */
+#define METRICS_WRITE_TIMEOUT_NS 10000000000ull /* then to the last byte sent */
 
 typedef struct metrics_conn {
     int fd;       /* -1: free slot */
@@ -216,7 +219,7 @@ static void on_accept(rm_server_t *s, rm_metrics_endpoint_t *m, int res, bool mo
     c->busy = c->cancelled = false;
     c->in_len = c->out_sent = 0;
     rm_textbuf_init(&c->out);
-    c->deadline_ns = rm_now_ns() + METRICS_TIMEOUT_NS;
+    c->deadline_ns = rm_now_ns() + METRICS_READ_TIMEOUT_NS;
     arm_recv(s, m, c);
 }
 
@@ -239,6 +242,7 @@ static void on_recv(rm_server_t *s, rm_metrics_endpoint_t *m, metrics_conn_t *c,
         return;
     }
     shutdown(c->fd, SHUT_RD); /* one request per connection */
+    c->deadline_ns = rm_now_ns() + METRICS_WRITE_TIMEOUT_NS;
     arm_send(s, m, c);
 }
 

@@ -95,6 +95,28 @@ def test_unknown_paths_and_bad_requests(start_server):
     server.assert_running()
 
 
+def test_silent_clients_are_dropped(start_server):
+    server = start_with_metrics(start_server)
+    port = server.metrics_port
+    # Fill every slot (64) with clients that send nothing; one more is refused.
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) for _ in range(64)]
+    try:
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
+        with extra:
+            assert extra.recv(100) == b"", "a connection over the bound was kept"
+        # Each silent client is closed after 2 s without a request.
+        started = time.monotonic()
+        for s in idle:
+            assert s.recv(100) == b""
+        assert time.monotonic() - started < TIMEOUT
+        assert probe(port, "/healthz")[0] == 200
+    finally:
+        for s in idle:
+            s.close()
+    server.assert_running()
+
+
 def test_metrics_env_variable(start_server):
     mport = free_port()
     server = start_server(env={"RINGMASTER_METRICS": f"127.0.0.1:{mport}"})
