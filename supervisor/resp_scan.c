@@ -25,6 +25,13 @@ size_t rm_resp_scan_feed(rm_resp_scan_t *scan, const char *data, size_t len)
     static const char end[] = "\r\n\r\n";
     size_t i = 0;
     while (i < len && !scan->head_done) {
+        if (scan->prefix_len == sizeof(scan->prefix) && scan->crlf == 0) {
+            /* Past the status line's start: only a CR can begin the end. */
+            const char *cr = memchr(data + i, '\r', len - i);
+            if (!cr)
+                return 0;
+            i = (size_t)(cr - data);
+        }
         char ch = data[i++];
         if (scan->prefix_len < sizeof(scan->prefix)) {
             scan->prefix[scan->prefix_len++] = ch;

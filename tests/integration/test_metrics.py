@@ -261,6 +261,27 @@ def test_recycling_counts_max_requests(start_server):
     assert wait_for(lambda: recycled() == 1, 15 * SLOW), recycled()
 
 
+def restarts(server, cause):
+    return sample(scrape(server.metrics_port), "ringmaster_worker_restarts_total", cause=cause)
+
+
+def test_timeout_and_reload_causes(start_server):
+    server = start_with_metrics(start_server, workers=1, args=["--timeout", "1"])
+    wait_ready(server)
+    before = scrape(server.metrics_port)
+    # The handler sleeps past --timeout: its worker is killed, the client gets 504.
+    assert get(server, "/sleep?ms=4000") == 504
+    assert wait_for(lambda: restarts(server, "timeout") == 1, TIMEOUT), server.stderr()
+    after = scrape(server.metrics_port)
+    assert (sample(after, "ringmaster_requests_total", status_class="5xx")
+            - sample(before, "ringmaster_requests_total", status_class="5xx")) == 1
+    assert restarts(server, "crash") == 0
+    wait_workers_ready(server, 1)
+    server.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: restarts(server, "reload") == 1, 15 * SLOW), server.stderr()
+    assert restarts(server, "crash") == 0
+
+
 # ---------------------------------------------------------------- access log
 
 COMBINED = (r'^(?P<host>\S+) - - \[(?P<time>\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d \+0000)\] '
