@@ -124,6 +124,17 @@ def test_metrics_env_variable(start_server):
     server.assert_running()
 
 
+def test_metrics_port_in_use():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        rc, err, _, _ = run_to_exit(["-b", f"127.0.0.1:{free_port()}", "--metrics",
+                                     f"127.0.0.1:{port}", str(APPS / "basic.py")], timeout=10)
+    assert rc != 0
+    assert f"--metrics: cannot listen on 127.0.0.1:{port}" in err, err
+
+
 @pytest.mark.parametrize("value", ["nocolon", "127.0.0.1:notaport", "127.0.0.1:70000"])
 def test_bad_metrics_flag(value):
     rc, err, _, _ = run_to_exit(["--metrics", value, str(APPS / "basic.py")], timeout=10)
