@@ -31,7 +31,7 @@ static_assert(sizeof(rm_region_header_t) <= PAGE, "region header fits a page");
 static_assert(offsetof(rm_region_header_t, doorbell) % RM_CACHELINE == 0, "doorbell line");
 
 typedef struct layout {
-    uint64_t lanes_off, lane_stride, pool_off, chunks_off, size;
+    uint64_t stats_off, lanes_off, lane_stride, pool_off, chunks_off, size;
 } layout_t;
 
 static inline uint64_t align_up(uint64_t v, uint64_t a)
@@ -43,7 +43,9 @@ static inline uint64_t align_up(uint64_t v, uint64_t a)
  * overflows 64 bits. */
 static void layout_of(const rm_region_conf_t *conf, layout_t *out)
 {
-    out->lanes_off = align_up(sizeof(rm_region_header_t), RM_CACHELINE);
+    out->stats_off = align_up(sizeof(rm_region_header_t), RM_CACHELINE);
+    out->lanes_off = align_up(out->stats_off + sizeof(rm_supervisor_stats_t), RM_CACHELINE) +
+                     (uint64_t)conf->lane_count * sizeof(rm_lane_stats_t);
     out->lane_stride = rm_lane_shared_size(conf->lane_capacity);
     out->pool_off = out->lanes_off + (uint64_t)conf->lane_count * out->lane_stride;
     out->chunks_off = align_up(out->pool_off + rm_chunk_pool_shared_size(conf->chunk_count), PAGE);
@@ -95,7 +97,12 @@ static void region_fill(rm_region_t *region, int fd, void *base, const rm_region
     region->lane_stride = l->lane_stride;
     region->pool_off = l->pool_off;
     region->chunks_off = l->chunks_off;
+    region->stats_off = l->stats_off;
     region->header = base;
+    region->stats = (rm_supervisor_stats_t *)(region->base + l->stats_off);
+    region->lane_stats =
+        (rm_lane_stats_t *)(region->base +
+                            align_up(l->stats_off + sizeof(rm_supervisor_stats_t), RM_CACHELINE));
     rm_chunk_pool_bind(&region->pool, region->base + l->pool_off, region->base + l->chunks_off,
                        conf->chunk_count, conf->chunk_size, pool_hint);
 }
@@ -132,6 +139,7 @@ int rm_region_create(rm_region_t *region, const rm_region_conf_t *conf)
     h->lane_stride = l.lane_stride;
     h->pool_off = l.pool_off;
     h->chunks_off = l.chunks_off;
+    h->stats_off = l.stats_off;
     atomic_store_explicit(&h->doorbell.sleeping, 0, memory_order_relaxed);
     atomic_store_explicit(&h->doorbell.rings, 0, memory_order_relaxed);
     for (uint32_t i = 0; i < conf->lane_count; i++)
@@ -179,7 +187,8 @@ int rm_region_attach(rm_region_t *region, int fd, uint32_t pool_hint)
     layout_t l;
     layout_of(&h.conf, &l);
     if (l.lanes_off != h.lanes_off || l.lane_stride != h.lane_stride || l.pool_off != h.pool_off ||
-        l.chunks_off != h.chunks_off || l.size != h.size || l.size != (uint64_t)st.st_size) {
+        l.chunks_off != h.chunks_off || l.stats_off != h.stats_off || l.size != h.size ||
+        l.size != (uint64_t)st.st_size) {
         r = -EINVAL;
         goto fail_map;
     }
@@ -227,4 +236,8 @@ void rm_region_lane_reset(rm_region_t *region, uint32_t index)
 {
     assert(index < region->conf.lane_count);
     rm_lane_shared_reset(lane_mem(region, index), region->conf.lane_capacity);
+    rm_lane_stats_t *st = &region->lane_stats[index];
+    atomic_store_explicit(&st->requests, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->exceptions, 0, memory_order_relaxed);
+    atomic_store_explicit(&st->in_flight, 0, memory_order_relaxed);
 }

@@ -50,6 +50,9 @@ enum {
     OPT_CHUNK_SIZE,
     OPT_CHUNKS,
     OPT_VERSION,
+    OPT_METRICS,
+    OPT_ACCESS_LOG,
+    OPT_ACCESS_LOG_FORMAT,
     /* The app-interface flags, in enum rm_app_opt order (interface.h). */
     OPT_INTERFACE,
     OPT_ROOT_PATH,
@@ -89,6 +92,9 @@ static const struct option options[] = {
     {"chunks", required_argument, NULL, OPT_CHUNKS},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, OPT_VERSION},
+    {"metrics", required_argument, NULL, OPT_METRICS},
+    {"access-log", required_argument, NULL, OPT_ACCESS_LOG},
+    {"access-log-format", required_argument, NULL, OPT_ACCESS_LOG_FORMAT},
     {"interface", required_argument, NULL, OPT_INTERFACE},
     {"root-path", required_argument, NULL, OPT_ROOT_PATH},
     {"forwarded-allow-ips", required_argument, NULL, OPT_FORWARDED_ALLOW_IPS},
@@ -153,6 +159,12 @@ void rm_config_usage(void *fp)
           "      --worker-queue N       requests handed to one worker at a time (default 1024)\n"
           "      --chunk-size BYTES     region chunk size, multiple of 4096 (default 16384)\n"
           "      --chunks N             region chunks (default 4096)\n"
+          "      --metrics HOST:PORT    serve /metrics (Prometheus), /healthz and /readyz on\n"
+          "                             this address (RINGMASTER_METRICS; default: off)\n"
+          "      --access-log -|PATH    one line per request to stdout (-) or a file\n"
+          "                             (RINGMASTER_ACCESS_LOG; default: off)\n"
+          "      --access-log-format F  combined|json (RINGMASTER_ACCESS_LOG_FORMAT;\n"
+          "                             default combined)\n"
           "      --log-level LEVEL      error|warn|info|debug (RINGMASTER_LOG_LEVEL; default info)\n"
           "      --log-format FMT       plain|json (RINGMASTER_LOG_FORMAT; default plain)\n"
           "  -h, --help                 this text\n"
@@ -272,8 +284,9 @@ static int parse_request_timeout(rm_config_t *cfg, const char *text, const char 
     return 0;
 }
 
-static int parse_bind(rm_config_t *cfg, const char *text, const char *source, char *err,
-                      size_t err_len)
+/* HOST:PORT, [IPv6]:PORT, or :PORT (all interfaces) into host and port. */
+static int parse_host_port(char *host_out, size_t host_cap, uint16_t *port_out, const char *text,
+                           const char *source, char *err, size_t err_len)
 {
     const char *colon = strrchr(text, ':');
     const char *host = text;
@@ -289,15 +302,31 @@ static int parse_bind(rm_config_t *cfg, const char *text, const char *source, ch
         host = "0.0.0.0";
         host_len = strlen(host);
     }
-    if (host_len >= sizeof(cfg->bind_host))
+    if (host_len >= host_cap)
         return fail(err, err_len, "%s: host too long", source);
     uint64_t port;
     if (!parse_u64(colon + 1, 0, 65535, &port))
         return fail(err, err_len, "%s: bad port in '%s'", source, text);
-    memcpy(cfg->bind_host, host, host_len);
-    cfg->bind_host[host_len] = '\0';
-    cfg->bind_port = (uint16_t)port;
+    memcpy(host_out, host, host_len);
+    host_out[host_len] = '\0';
+    *port_out = (uint16_t)port;
     return 0;
+}
+
+static int parse_bind(rm_config_t *cfg, const char *text, const char *source, char *err,
+                      size_t err_len)
+{
+    return parse_host_port(cfg->bind_host, sizeof(cfg->bind_host), &cfg->bind_port, text, source,
+                           err, err_len);
+}
+
+static int parse_metrics(rm_config_t *cfg, const char *text, const char *source, char *err,
+                         size_t err_len)
+{
+    int rc = parse_host_port(cfg->metrics_host, sizeof(cfg->metrics_host), &cfg->metrics_port,
+                             text, source, err, err_len);
+    cfg->metrics_enabled = rc == 0;
+    return rc;
 }
 
 static int parse_workers(rm_config_t *cfg, const char *text, const char *source, char *err,
@@ -505,6 +534,15 @@ static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
     if ((v = getenv("RINGMASTER_BIND")) && *v &&
         (rc = parse_bind(cfg, v, "RINGMASTER_BIND", err, err_len)))
         return rc;
+    if ((v = getenv("RINGMASTER_METRICS")) && *v &&
+        (rc = parse_metrics(cfg, v, "RINGMASTER_METRICS", err, err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_ACCESS_LOG")) && *v)
+        cfg->access_log = v;
+    if ((v = getenv("RINGMASTER_ACCESS_LOG_FORMAT")) && *v &&
+        rm_access_log_parse_format(v, &cfg->access_log_format))
+        return fail(err, err_len, "RINGMASTER_ACCESS_LOG_FORMAT: expected combined|json, got '%s'",
+                    v);
     if ((v = getenv("WEB_CONCURRENCY")) && *v &&
         (rc = parse_workers(cfg, v, "WEB_CONCURRENCY", err, err_len)))
         return rc;
@@ -573,6 +611,20 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
         case 'b':
             if ((rc = parse_bind(cfg, optarg, "--bind", err, err_len)))
                 return rc;
+            break;
+        case OPT_METRICS:
+            if ((rc = parse_metrics(cfg, optarg, "--metrics", err, err_len)))
+                return rc;
+            break;
+        case OPT_ACCESS_LOG:
+            if (!*optarg)
+                return fail(err, err_len, "--access-log: expected - or a path");
+            cfg->access_log = optarg;
+            break;
+        case OPT_ACCESS_LOG_FORMAT:
+            if (rm_access_log_parse_format(optarg, &cfg->access_log_format))
+                return fail(err, err_len, "--access-log-format: expected combined|json, got '%s'",
+                            optarg);
             break;
         case 'w':
             if ((rc = parse_workers(cfg, optarg, "--workers", err, err_len)))

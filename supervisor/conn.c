@@ -126,6 +126,9 @@ void rm_conn_drop_request(rm_server_t *s, rm_conn_t *c)
 
 void rm_conn_release(rm_server_t *s, rm_conn_t *c)
 {
+    if (c->ex.active && c->ex.scan.prefix_len > 0)
+        rm_exchange_end(s, c); /* a response cut short still happened */
+    rm_exchange_discard(c);
     rm_deadline_clear(s, c);
     rm_conn_drop_request(s, c);
     drop_list(s, &c->in_head, &c->in_tail);
@@ -156,6 +159,7 @@ void rm_conn_queue_output(rm_server_t *s, rm_conn_t *c, uint32_t chunk, uint32_t
 {
     s->chunk_off[chunk] = off;
     s->chunk_len[chunk] = len;
+    rm_exchange_output(c, rm_chunk_pool_ptr(&s->region.pool, chunk) + off, len);
     list_append(s, &c->out_head, &c->out_tail, chunk);
     rm_server_flush_output(s, c);
 }
@@ -209,6 +213,7 @@ void rm_conn_respond_error(rm_server_t *s, rm_conn_t *c, int status, bool close)
     if (close)
         c->close_after = true;
     rm_conn_queue_output(s, c, ch, 0, (uint32_t)n);
+    rm_exchange_end(s, c);
 }
 
 static void send_continue(rm_server_t *s, rm_conn_t *c)
@@ -399,6 +404,7 @@ static bool write_head_meta(rm_server_t *s, rm_conn_t *c, uint32_t head_chunk, u
     }
     c->keep_alive = (h->flags & RM_HTTP_KEEP_ALIVE) != 0;
     c->body_expected = h->flags & RM_HTTP_CHUNKED ? 0 : h->content_length;
+    rm_exchange_capture_head(s, c);
     return true;
 }
 
@@ -445,6 +451,7 @@ void rm_conn_abort_request(rm_server_t *s, rm_conn_t *c, int status)
 {
     if (c->state == RM_CONN_DISPATCHED)
         return; /* a worker has it: it answers */
+    rm_exchange_capture_raw(s, c);
     c->state = RM_CONN_READING;
     rm_conn_drop_request(s, c);
     drop_list(s, &c->in_head, &c->in_tail);
@@ -503,6 +510,7 @@ void rm_conn_process(rm_server_t *s, rm_conn_t *c)
         if (!c->parsing) {
             /* A new request starts here: parse in place. */
             c->parsing = true;
+            rm_exchange_begin(s, c);
             rm_http_begin(&c->parser, &s->scratch_head, data, on_body_piece, s);
             c->feed_chunk = ch;
             r = rm_http_feed(&c->parser, data, len, &used, &status);

@@ -186,6 +186,7 @@ static void violation(rm_server_t *s, rm_worker_t *w, const char *what, uint64_t
              w->lane.index, what, (unsigned long long)req_id);
     if (w->pid > 0)
         kill(w->pid, SIGKILL);
+    w->exit_cause = RM_RESTART_PROTOCOL;
     w->state = RM_WORKER_STOPPING; /* dispatch nothing more to it */
     w->cut_off = true;             /* and take nothing more from it */
 }
@@ -193,6 +194,7 @@ static void violation(rm_server_t *s, rm_worker_t *w, const char *what, uint64_t
 /* The request on `c` is finished (its last completion arrived). */
 static void request_finished(rm_server_t *s, rm_worker_t *w, rm_conn_t *c, uint32_t flags)
 {
+    rm_exchange_end(s, c);
     w->outstanding--;
     w->served++;
     if (flags & RM_DONE_HOLD)
@@ -285,6 +287,7 @@ void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c)
             since_beat < 3000 ? "the process was alive (heartbeats), its handler was busy"
                               : "no recent heartbeat: the process itself was stuck");
     w->state = RM_WORKER_STOPPING; /* hand it nothing more while it dies */
+    w->exit_cause = RM_RESTART_TIMEOUT;
     kill(w->pid, SIGKILL);
 }
 

@@ -136,6 +136,7 @@ static void on_send(rm_server_t *s, rm_conn_t *c, int res)
     s->chunk_off[ch] += (uint32_t)res;
     s->chunk_len[ch] -= (uint32_t)res;
     c->resp_sent += (uint64_t)res;
+    rm_stat_add(&s->region.stats->bytes_sent, (uint64_t)res);
     if (c->state == RM_CONN_DISPATCHED && c->meta_chunk != RM_CHUNK_NONE)
         /* Opens the window of a worker streaming this response. */
         rm_wire_set_sent((rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk),
@@ -205,6 +206,8 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
         uint16_t bid = (uint16_t)(cqe->flags >> IORING_CQE_BUFFER_SHIFT);
         uint32_t ch = s->buf_chunk[bid];
         buf_refill(s, bid);
+        if (res > 0)
+            rm_stat_add(&s->region.stats->bytes_received, (uint64_t)res);
         if (res > 0 && !c->closing && ch != RM_CHUNK_NONE) {
             rm_conn_input(s, c, ch, (uint32_t)res); /* the queue takes the reference */
         } else if (ch != RM_CHUNK_NONE) {
@@ -292,6 +295,7 @@ static void on_accept(rm_server_t *s, struct io_uring_cqe *cqe)
         if (!c) {
             close(fd); /* over --max-connections, or stopping */
         } else {
+            rm_stat_add(&s->region.stats->connections_accepted, 1);
             socklen_t len = sizeof(c->peer);
             if (getpeername(fd, (struct sockaddr *)&c->peer, &len) < 0)
                 memset(&c->peer, 0, sizeof(c->peer));
@@ -416,6 +420,11 @@ static void handle_cqe(rm_server_t *s, struct io_uring_cqe *cqe)
     case RM_OP_CTL_RECV:
         rm_workers_on_ctl(s, idx, gen, cqe->res);
         break;
+    case RM_OP_METRICS_ACCEPT:
+    case RM_OP_METRICS_RECV:
+    case RM_OP_METRICS_SEND:
+        rm_metrics_on_cqe(s, op, gen, idx, cqe);
+        break;
     case RM_OP_CANCEL:
     case RM_OP_TIMEOUT:
     case RM_OP_SPILL_WRITE: /* handled above */
@@ -469,18 +478,18 @@ static bool stop_step(rm_server_t *s, uint64_t now)
 
 /* ---- set-up ---- */
 
-static int open_listener(rm_server_t *s)
+int rm_server_listen(const char *host, uint16_t port_num, int backlog, const char *flag,
+                     const char *label, struct sockaddr_storage *bound)
 {
-    const rm_config_t *cfg = s->cfg;
     char port[8];
-    snprintf(port, sizeof(port), "%u", cfg->bind_port);
+    snprintf(port, sizeof(port), "%u", port_num);
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
                              .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
     struct addrinfo *res = NULL;
-    int rc = getaddrinfo(cfg->bind_host, port, &hints, &res);
+    int rc = getaddrinfo(host, port, &hints, &res);
     if (rc) {
-        fprintf(stderr, "ringmaster: error: cannot resolve bind address %s: %s\n",
-                cfg->bind_host, gai_strerror(rc));
+        fprintf(stderr, "ringmaster: error: %s: cannot resolve %s: %s\n", flag, host,
+                gai_strerror(rc));
         return -EINVAL;
     }
     int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -490,35 +499,48 @@ static int open_listener(rm_server_t *s)
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     /* Accepted sockets inherit TCP_NODELAY from the listener on Linux. */
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, cfg->backlog) < 0)
+    if (bind(fd, res->ai_addr, res->ai_addrlen) < 0 || listen(fd, backlog) < 0)
         goto fail;
     struct sockaddr_storage ss;
     socklen_t len = sizeof(ss);
-    char host[NI_MAXHOST], serv[NI_MAXSERV];
+    char name[NI_MAXHOST], serv[NI_MAXSERV];
     if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0) {
-        s->listen_addr = ss;
-        s->listen_wildcard =
-            (ss.ss_family == AF_INET &&
-             ((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
-            (ss.ss_family == AF_INET6 &&
-             IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr));
+        if (bound)
+            *bound = ss;
+        if (getnameinfo((struct sockaddr *)&ss, len, name, sizeof(name), serv, sizeof(serv),
+                        NI_NUMERICHOST | NI_NUMERICSERV) == 0)
+            RM_INFO("%s http://%s%s%s:%s", label, ss.ss_family == AF_INET6 ? "[" : "", name,
+                    ss.ss_family == AF_INET6 ? "]" : "", serv);
     }
-    if (getsockname(fd, (struct sockaddr *)&ss, &len) == 0 &&
-        getnameinfo((struct sockaddr *)&ss, len, host, sizeof(host), serv, sizeof(serv),
-                    NI_NUMERICHOST | NI_NUMERICSERV) == 0)
-        RM_INFO("listening on http://%s%s%s:%s", ss.ss_family == AF_INET6 ? "[" : "", host,
-                ss.ss_family == AF_INET6 ? "]" : "", serv);
     freeaddrinfo(res);
-    s->listen_fd = fd;
-    return 0;
+    return fd;
 fail:
     rc = -errno;
-    fprintf(stderr, "ringmaster: error: cannot listen on %s:%u: %s\n", cfg->bind_host,
-            cfg->bind_port, strerror(errno));
+    fprintf(stderr, "ringmaster: error: %s: cannot listen on %s:%u: %s\n", flag, host, port_num,
+            strerror(errno));
     if (fd >= 0)
         close(fd);
     freeaddrinfo(res);
     return rc;
+}
+
+static int open_listener(rm_server_t *s)
+{
+    const rm_config_t *cfg = s->cfg;
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof(ss));
+    int fd = rm_server_listen(cfg->bind_host, cfg->bind_port, cfg->backlog, "--bind",
+                              "listening on", &ss);
+    if (fd < 0)
+        return fd;
+    s->listen_addr = ss;
+    s->listen_wildcard =
+        (ss.ss_family == AF_INET &&
+         ((struct sockaddr_in *)&ss)->sin_addr.s_addr == htonl(INADDR_ANY)) ||
+        (ss.ss_family == AF_INET6 &&
+         IN6_IS_ADDR_UNSPECIFIED(&((struct sockaddr_in6 *)&ss)->sin6_addr));
+    s->listen_fd = fd;
+    return 0;
 }
 
 static int setup_ring(rm_server_t *s)
@@ -657,8 +679,18 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
     }
     rm_deadline_init(s);
     raise_fd_limit(cfg);
-    if ((rc = open_listener(s)) || (rc = setup_ring(s)))
+    if ((rc = open_listener(s)) || (rc = rm_metrics_start(s)) || (rc = setup_ring(s)))
         return rc;
+    if (cfg->access_log) {
+        s->access_log_format = cfg->access_log_format;
+        s->access_log_line = malloc(RM_ACCESS_LOG_LINE_MAX);
+        if (!s->access_log_line) {
+            fprintf(stderr, "ringmaster: error: out of memory\n");
+            return -ENOMEM;
+        }
+        if ((rc = rm_access_log_start(&s->access_log, cfg->access_log)))
+            return rc;
+    }
     return 0;
 }
 
@@ -666,6 +698,9 @@ static void teardown(rm_server_t *s)
 {
     if (s->ring_ready)
         io_uring_queue_exit(&s->ring);
+    rm_metrics_stop(s);
+    rm_access_log_stop(&s->access_log); /* writes what is queued */
+    free(s->access_log_line);
     if (s->buf_ring)
         munmap(s->buf_ring, s->buf_ring_size);
     for (uint32_t i = 0; s->workers && i < s->worker_count; i++) {
@@ -734,6 +769,7 @@ int rm_server_run(const rm_config_t *cfg)
         if (s->bufs_missing)
             buf_refill_missing(s);
         rm_deadline_expire(s, now);
+        rm_metrics_tick(s, now);
         if (s->accept_paused_until_ns && now >= s->accept_paused_until_ns) {
             s->accept_paused_until_ns = 0;
             if (!s->accept_armed && !s->stopping && s->listen_fd >= 0)

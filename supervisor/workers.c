@@ -154,6 +154,7 @@ int rm_worker_spawn(rm_server_t *s, uint32_t lane)
     w->app_gen = s->app_gen;
     w->retiring = false;
     w->stop_sent = false;
+    w->exit_cause = RM_RESTART_CRASH;
     w->served = 0;
     w->served_limit = 0;
     if (s->cfg->max_requests) {
@@ -267,6 +268,7 @@ void rm_workers_on_ctl(rm_server_t *s, uint32_t lane, uint32_t gen, int res)
             break;
         if (n < 0) {
             RM_ERROR("worker %u sent a malformed control frame; killing it", lane);
+            w->exit_cause = RM_RESTART_PROTOCOL;
             kill(w->pid, SIGKILL);
             close(w->ctl_fd);
             w->ctl_fd = -1;
@@ -279,6 +281,7 @@ void rm_workers_on_ctl(rm_server_t *s, uint32_t lane, uint32_t gen, int res)
     w->ctl_len -= (uint32_t)pos;
     if (w->ctl_len == sizeof(w->ctl_buf)) {
         RM_ERROR("worker %u sent an oversized control frame; killing it", lane);
+        w->exit_cause = RM_RESTART_PROTOCOL;
         kill(w->pid, SIGKILL);
         return;
     }
@@ -310,6 +313,7 @@ static void worker_gone(rm_server_t *s, rm_worker_t *w, int status)
         RM_WARN("worker %u (pid %d) died: %s", lane, (int)w->pid, why);
 
     bool was_ready_now = w->state == RM_WORKER_READY || w->state == RM_WORKER_STOPPING;
+    unsigned w_cause = w->exit_cause < RM_RESTART_CAUSES ? w->exit_cause : RM_RESTART_CRASH;
     /* Take what it finished, answer what it had started, then reclaim. */
     if (!w->cut_off)
         rm_dispatch_drain(s);
@@ -330,6 +334,7 @@ static void worker_gone(rm_server_t *s, rm_worker_t *w, int status)
 
     if (s->stopping)
         return;
+    rm_stat_add(&s->region.stats->restarts[w_cause], 1);
     if (!s->any_ready && !WIFSIGNALED(status)) {
         /* Exited by itself during start-up before any worker was ready: the app
          * cannot run. (A worker killed from outside is simply replaced.) */
@@ -387,9 +392,10 @@ static uint64_t rss_mib(pid_t pid)
     return n == 2 ? (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) >> 20 : 0;
 }
 
-static void retire(rm_worker_t *w, const char *why)
+static void retire(rm_worker_t *w, enum rm_restart_cause cause, const char *why)
 {
     w->retiring = true;
+    w->exit_cause = (uint8_t)cause;
     RM_INFO("worker %u (pid %d) recycled: %s", w->lane.index, (int)w->pid, why);
 }
 
@@ -481,6 +487,7 @@ void rm_workers_maintain(rm_server_t *s, uint64_t now)
                     w->lane.index, (int)w->pid,
                     (unsigned long long)((now - w->last_heartbeat_ns) / 1000000000ull));
             w->last_heartbeat_ns = now; /* one kill */
+            w->exit_cause = RM_RESTART_HEARTBEAT;
             kill(w->pid, SIGKILL);
             continue;
         }
@@ -489,13 +496,13 @@ void rm_workers_maintain(rm_server_t *s, uint64_t now)
         char why[64];
         if (w->served_limit && w->served >= w->served_limit) {
             snprintf(why, sizeof(why), "served %llu requests", (unsigned long long)w->served);
-            retire(w, why);
+            retire(w, RM_RESTART_MAX_REQUESTS, why);
             continue;
         }
         uint64_t rss;
         if (check_rss && (rss = rss_mib(w->pid)) > cfg->max_rss_mib) {
             snprintf(why, sizeof(why), "RSS %llu MiB over --max-rss", (unsigned long long)rss);
-            retire(w, why);
+            retire(w, RM_RESTART_MAX_RSS, why);
             continue;
         }
         ready_fresh++;
@@ -517,7 +524,7 @@ void rm_workers_maintain(rm_server_t *s, uint64_t now)
                 ready_fresh--;
             else
                 starting--;
-            retire(w, "the pool shrank");
+            retire(w, RM_RESTART_SCALE_DOWN, "the pool shrank");
         }
     }
     /* Too few: start more in free slots, respecting the crash back-off. */
@@ -545,6 +552,8 @@ void rm_workers_maintain(rm_server_t *s, uint64_t now)
             keep--;
             continue;
         }
+        if (!w->retiring)
+            w->exit_cause = RM_RESTART_RELOAD; /* old app generation */
         drain(w);
     }
 }

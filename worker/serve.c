@@ -296,6 +296,7 @@ static int run_app(rm_serve_thread_t *t, const rm_req_view_t *view, rm_out_t *ou
     if (req != NULL)
         result = PyObject_CallOneArg(st->app, req);
     if (result == NULL) {
+        out->app_failed = true;
         rm_host_take_exception(why, sizeof(why), true);
         RM_ERROR("%.*s %.*s: the app raised %s; answered 500", (int)m->method_len, method, path_len,
                  path, why);
@@ -304,6 +305,7 @@ static int run_app(rm_serve_thread_t *t, const rm_req_view_t *view, rm_out_t *ou
         rc = rm_response_write(out, st, result, m->flags, m->http_minor, why, sizeof(why));
         Py_DECREF(result);
         if (rc == -EINVAL) {
+            out->app_failed = true;
             RM_ERROR("%.*s %.*s: %s; answered 500", (int)m->method_len, method, path_len, path,
                      why);
             rc = rm_response_write_error(out, 500, m->flags, m->http_minor);
@@ -342,7 +344,14 @@ static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
                     desc->req_id);
             rc = rm_response_write_error(&out, 503, view.meta.flags, view.meta.http_minor);
         } else {
+            /* The lane's counters (stats.h): for /metrics only. */
+            rm_lane_stats_t *stats = &t->w->region.lane_stats[t->w->lane.index];
+            rm_lane_stat_add(&stats->in_flight, 1);
             rc = run_app(t, &view, &out, &exporter);
+            rm_lane_stat_add(&stats->in_flight, -1);
+            rm_lane_stat_add(&stats->requests, 1);
+            if (out.app_failed)
+                rm_lane_stat_add(&stats->exceptions, 1);
         }
         if (view.body_fd >= 0)
             close(view.body_fd); /* readers that live on hold their own */

@@ -329,6 +329,7 @@ typedef struct rm_out {
     uint32_t flags;      /* RM_DONE_CLOSE when the connection must close */
     unsigned pushed;     /* chunks already handed to the supervisor */
     int err;             /* sticky: the first write failure (-ECANCELED), or 0 */
+    bool app_failed;     /* the app raised or returned what cannot be sent (stats) */
 } rm_out_t;
 
 void rm_out_init(rm_out_t *out, rm_serve_thread_t *t, uint64_t req_id);

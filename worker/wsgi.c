@@ -1767,6 +1767,7 @@ static int app_failed(wsgi_resp_t *r, const rm_req_view_t *v, const char *what)
     char why[768];
 
     rm_host_take_exception(why, sizeof(why), true);
+    out->app_failed = true;
     if (out->pushed == 0) {
         RM_ERROR("%.*s %.*s: the WSGI app %s %s; answered 500", n.method_len, n.method, n.path_len,
                  n.path, what, why);

@@ -8,6 +8,7 @@
 #ifndef RINGMASTER_CONFIG_H
 #define RINGMASTER_CONFIG_H
 
+#include "ringmaster/access_log.h"
 #include "ringmaster/log.h"
 
 #include <limits.h>
@@ -20,6 +21,12 @@
 typedef struct rm_config {
     char bind_host[256];        /* "127.0.0.1", "::1", "0.0.0.0" */
     uint16_t bind_port;
+    bool metrics_enabled;       /* --metrics given */
+    char metrics_host[256];     /* --metrics HOST:PORT: /metrics, /healthz, /readyz */
+    uint16_t metrics_port;
+    const char *access_log;     /* --access-log: "-" (stdout) or a path; NULL: off.
+                                   Borrowed: argv or environ */
+    rm_access_log_format_t access_log_format; /* --access-log-format */
     uint32_t workers;           /* resolved count, >= 1 */
     uint32_t threads;           /* Python threads per worker */
     const char *mode;           /* static: "auto", "gil", "subinterpreters", "free-threaded" */

@@ -8,6 +8,9 @@
  *   +--------------------+ 0
  *   | rm_region_header_t |  magic, layout version, creator pid, geometry
  *   | rm_doorbell_shared |  (inside the header)
+ *   +--------------------+ stats_off
+ *   | supervisor stats   |  rm_supervisor_stats_t (stats.h)
+ *   | lane stats 0..n-1  |  rm_lane_stats_t, one line per lane
  *   +--------------------+ lanes_off
  *   | lane 0             |  rm_lane_shared_t + request ring + completion ring
  *   | ...                |  lane_stride bytes each
@@ -27,12 +30,13 @@
 #include "ringmaster/chunk_pool.h"
 #include "ringmaster/doorbell.h"
 #include "ringmaster/lane.h"
+#include "ringmaster/stats.h"
 
 #include <stddef.h>
 #include <stdint.h>
 
 #define RM_REGION_MAGIC 0x31474552474e4d52ULL /* "RMNGREG1" little-endian */
-#define RM_REGION_LAYOUT_VERSION 1u
+#define RM_REGION_LAYOUT_VERSION 2u
 
 typedef struct rm_region_conf {
     uint32_t lane_count;    /* workers that can be attached at once */
@@ -51,6 +55,7 @@ typedef struct rm_region_header {
     uint64_t lane_stride;
     uint64_t pool_off;
     uint64_t chunks_off;
+    uint64_t stats_off;
     rm_doorbell_shared_t doorbell; /* wakes the supervisor */
 } rm_region_header_t;
 
@@ -63,8 +68,10 @@ typedef struct rm_region {
     unsigned char *base;         /* owned mapping */
     size_t size;
     rm_region_conf_t conf;       /* local copy of the geometry */
-    uint64_t lanes_off, lane_stride, pool_off, chunks_off;
+    uint64_t lanes_off, lane_stride, pool_off, chunks_off, stats_off;
     rm_region_header_t *header;  /* == base */
+    rm_supervisor_stats_t *stats; /* in the region: see stats.h for who writes what */
+    rm_lane_stats_t *lane_stats;  /* conf.lane_count of them */
     rm_chunk_pool_t pool;        /* local handle on the region's pool */
 } rm_region_t;
 
@@ -89,7 +96,8 @@ void rm_region_detach(rm_region_t *region);
 /* Bind a local handle on lane `index` (< conf.lane_count). */
 void rm_region_lane(const rm_region_t *region, uint32_t index, rm_lane_t *lane);
 
-/* Reset lane `index` to empty (supervisor, when no worker uses it). */
+/* Reset lane `index` to empty and zero its stats (supervisor, when no worker
+ * uses it). */
 void rm_region_lane_reset(rm_region_t *region, uint32_t index);
 
 #endif

@@ -16,7 +16,9 @@
 #ifndef RINGMASTER_SERVER_H
 #define RINGMASTER_SERVER_H
 
+#include "ringmaster/access_log.h"
 #include "ringmaster/config.h"
+#include "ringmaster/exchange.h"
 #include "ringmaster/http_parse.h"
 #include "ringmaster/region.h"
 #include "ringmaster/wire.h"
@@ -82,6 +84,7 @@ typedef struct rm_conn {
     uint64_t spill_len;       /* body bytes handed to the file */
     uint64_t spill_written;   /* bytes the kernel says it wrote */
     uint64_t spill_seq;       /* names the file: SPILL_DIR/ringmaster-PID-SEQ.body */
+    rm_exchange_t ex;     /* the current exchange, for metrics and the access log */
 
     /* Input: received chunks not yet fully parsed, linked through chunk_next. */
     uint32_t in_head, in_tail;
@@ -146,6 +149,8 @@ typedef struct rm_worker {
     bool retiring;         /* to be replaced (recycling, scale-down): drained when a
                               fresh worker can take over */
     bool stop_sent;        /* draining: "stop" went out */
+    uint8_t exit_cause;    /* enum rm_restart_cause: why it is leaving (crash unless
+                              we asked it to) */
     uint32_t app_gen;      /* the app generation it imported (SIGHUP bumps it) */
     uint64_t served_limit; /* --max-requests plus jitter, 0 = none */
     uint64_t spawned_ns;
@@ -160,6 +165,8 @@ typedef struct rm_worker {
     char python[32];
     char mode[24];
 } rm_worker_t;
+
+typedef struct rm_metrics_endpoint rm_metrics_endpoint_t; /* metrics.c */
 
 typedef struct rm_server {
     const rm_config_t *cfg; /* borrowed */
@@ -221,6 +228,11 @@ typedef struct rm_server {
     uint32_t rr_next;
     bool any_ready;        /* some worker became ready since start */
 
+    rm_metrics_endpoint_t *metrics; /* owned; NULL without --metrics */
+    rm_access_log_t access_log;     /* started only with --access-log */
+    rm_access_log_format_t access_log_format;
+    char *access_log_line;          /* owned: RM_ACCESS_LOG_LINE_MAX bytes to format into */
+
     rm_http_head_t scratch_head; /* the head being parsed; valid during one feed */
     rm_conn_t *feed_conn;        /* the connection being fed to its parser */
 } rm_server_t;
@@ -237,6 +249,9 @@ enum rm_op {
     RM_OP_CTL_RECV,
     RM_OP_TIMEOUT,
     RM_OP_SPILL_WRITE, /* connection index in the generation bits, chunk in the low 32 */
+    RM_OP_METRICS_ACCEPT, /* the --metrics endpoint (metrics.c) */
+    RM_OP_METRICS_RECV,
+    RM_OP_METRICS_SEND,
 };
 
 static inline uint64_t rm_user_data(enum rm_op op, uint32_t gen, uint32_t idx)
@@ -257,6 +272,11 @@ void rm_server_cancel_recv(rm_server_t *s, rm_conn_t *c); /* ends a multishot re
 void rm_server_flush_output(rm_server_t *s, rm_conn_t *c);
 void rm_server_close_conn(rm_server_t *s, rm_conn_t *c);
 uint64_t rm_now_ns(void);
+/* A listening TCP socket on host:port, logged as "<label> http://addr:port";
+ * `bound` (may be NULL) gets the address. Returns the fd, or -errno after
+ * printing one readable line that names `flag`. */
+int rm_server_listen(const char *host, uint16_t port, int backlog, const char *flag,
+                     const char *label, struct sockaddr_storage *bound);
 
 /* conn.c: chunk references and connection input. */
 /* Finish the meta of a request whose body is complete and hand it on. */
@@ -320,6 +340,23 @@ void rm_dispatch_lane_lost(rm_server_t *s, uint32_t lane);
  * once the worker is reaped. */
 void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c);
 void rm_held_release_all(rm_server_t *s, rm_worker_t *w);
+
+/* exchange.c: each request/response, counted and logged (exchange.h). */
+#define RM_ACCESS_LOG_LINE_MAX (96u * 1024u) /* fits the longest line exchange.c makes */
+void rm_exchange_begin(rm_server_t *s, rm_conn_t *c);            /* first byte parsed */
+void rm_exchange_capture_head(rm_server_t *s, rm_conn_t *c);     /* meta just written */
+void rm_exchange_capture_raw(rm_server_t *s, rm_conn_t *c);      /* refused before its head */
+void rm_exchange_output(rm_conn_t *c, const unsigned char *data, uint32_t len); /* queued */
+void rm_exchange_end(rm_server_t *s, rm_conn_t *c);              /* last byte queued */
+void rm_exchange_discard(rm_conn_t *c);                          /* connection released */
+
+/* metrics.c: the --metrics endpoint (/metrics, /healthz, /readyz). Without
+ * --metrics every hook does nothing. */
+int rm_metrics_start(rm_server_t *s); /* open the socket; 0 or -errno (logged) */
+void rm_metrics_on_cqe(rm_server_t *s, enum rm_op op, uint32_t gen, uint32_t idx,
+                       const struct io_uring_cqe *cqe);
+void rm_metrics_tick(rm_server_t *s, uint64_t now); /* arm accepts, expire slow clients */
+void rm_metrics_stop(rm_server_t *s);               /* after the ring is gone */
 
 /* workers.c: processes. */
 int rm_workers_start(rm_server_t *s);
