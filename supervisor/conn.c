@@ -465,6 +465,10 @@ void rm_conn_abort_request(rm_server_t *s, rm_conn_t *c, int status)
         rm_server_close_conn(s, c);
         return;
     }
+    /* The client may still be sending (a body we refused): if we closed with
+     * its bytes unread, the kernel would answer them with a reset, which can
+     * destroy our answer before the client reads it. Linger instead. */
+    c->linger = true;
     rm_conn_respond_error(s, c, status, true);
 }
 

@@ -33,6 +33,9 @@ void rm_deadline_init(rm_server_t *s)
     s->timer_ns[RM_TIMER_KEEPALIVE] = (uint64_t)cfg->keepalive_timeout_ms * 1000000ull;
     s->timer_ns[RM_TIMER_WRITE] = (uint64_t)cfg->write_timeout_ms * 1000000ull;
     s->timer_ns[RM_TIMER_REQUEST] = (uint64_t)cfg->request_timeout_ms * 1000000ull;
+    /* Long enough for the answer to reach the client and its close to come
+     * back; a client still sending after that is cut off. */
+    s->timer_ns[RM_TIMER_LINGER] = 2000ull * 1000000ull;
 }
 
 void rm_deadline_clear(rm_server_t *s, rm_conn_t *c)
@@ -73,6 +76,8 @@ static uint8_t kind_for(const rm_server_t *s, const rm_conn_t *c)
 {
     if (c->state == RM_CONN_FREE)
         return RM_TIMER_NONE;
+    if (c->lingering)
+        return RM_TIMER_LINGER;
     if (c->state == RM_CONN_DISPATCHED) {
         /* Output waiting on a slow reader: the client's time, not the app's
          * (a streaming worker is held back by the send window meanwhile). */
@@ -115,6 +120,12 @@ static void expire_one(rm_server_t *s, rm_conn_t *c, uint8_t kind)
         break;
     case RM_TIMER_REQUEST:
         rm_dispatch_timed_out(s, c);
+        break;
+    case RM_TIMER_LINGER:
+        c->lingering = false;
+        c->linger = false;
+        c->close_after = false;
+        rm_server_close_conn(s, c);
         break;
     case RM_TIMER_KEEPALIVE:
     case RM_TIMER_WRITE:

@@ -81,8 +81,19 @@ void rm_server_cancel_recv(rm_server_t *s, rm_conn_t *c)
 
 void rm_server_close_conn(rm_server_t *s, rm_conn_t *c)
 {
-    if (c->state == RM_CONN_FREE)
+    if (c->state == RM_CONN_FREE || c->lingering)
+        return; /* a lingering connection closes on EOF or its timer */
+    if (c->linger && c->close_after && !c->closing && c->out_head == RM_CHUNK_NONE &&
+        !c->send_busy && c->state == RM_CONN_READING) {
+        /* Our answer is out: send FIN, drop what the client still sends
+         * until it closes too (or the linger timer ends it). */
+        c->lingering = true;
+        shutdown(c->fd, SHUT_WR);
+        if (!c->recv_armed && !c->recv_paused)
+            rm_server_arm_recv(s, c);
+        rm_deadline_update(s, c, false);
         return;
+    }
     if (!c->closing) {
         c->closing = true;
         /* No more reads; what is in flight to us is still delivered. */
@@ -208,7 +219,7 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
         buf_refill(s, bid);
         if (res > 0)
             rm_stat_add(&s->region.stats->bytes_received, (uint64_t)res);
-        if (res > 0 && !c->closing && ch != RM_CHUNK_NONE) {
+        if (res > 0 && !c->closing && !c->lingering && ch != RM_CHUNK_NONE) {
             rm_conn_input(s, c, ch, (uint32_t)res); /* the queue takes the reference */
         } else if (ch != RM_CHUNK_NONE) {
             rm_chunk_unref(s, ch);
@@ -216,6 +227,19 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
     }
     if (!more)
         c->recv_armed = false;
+    if (c->lingering) {
+        if (res > 0 || res == -ENOBUFS) {
+            if (!more)
+                rm_server_arm_recv(s, c);
+            return;
+        }
+        /* The client closed (or reset): now close for good. */
+        c->lingering = false;
+        c->linger = false;
+        c->close_after = false;
+        rm_server_close_conn(s, c);
+        return;
+    }
     if (c->closing) {
         if (!more)
             rm_server_close_conn(s, c);
@@ -458,8 +482,10 @@ static bool stop_step(rm_server_t *s, uint64_t now)
         rm_conn_t *c = &s->conns[i];
         if (c->state == RM_CONN_FREE || c->closing)
             continue;
-        if (s->fast_stop || past_deadline || conn_idle(c))
+        if (s->fast_stop || past_deadline || conn_idle(c)) {
+            c->lingering = c->linger = false;
             rm_server_close_conn(s, c);
+        }
         else
             c->close_after = true; /* finish this exchange, then close */
     }

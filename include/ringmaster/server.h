@@ -51,6 +51,7 @@ enum rm_timer_kind {
     RM_TIMER_KEEPALIVE, /* the next request on an idle connection */
     RM_TIMER_WRITE,     /* the client to read queued output: restarts on progress */
     RM_TIMER_REQUEST,   /* a worker's next completion for its request (--timeout) */
+    RM_TIMER_LINGER,    /* reading what a rejected client still sends, before closing */
     RM_TIMER_KINDS,
 };
 
@@ -71,6 +72,8 @@ typedef struct rm_conn {
     bool timed_out;       /* its worker was killed for --timeout: answer 504 */
     bool spill_waiting;   /* body complete, waiting for its file writes to land */
     bool recv_paused;     /* spill writes lag: no reads until they catch up */
+    bool linger;          /* an error answered mid-request: close in stages (RFC 9112 9.6) */
+    bool lingering;       /* our side is shut for writing; input is read and dropped */
     bool spill_failed;    /* a write of the spilled body failed */
     uint16_t sink_status; /* the answer when the body sink refuses a piece (not 413) */
     uint64_t body_expected; /* the head's Content-Length, 0 for none or chunked */
