@@ -20,6 +20,12 @@
  * past `count` in the last word are set at init and never cleared, so no
  * allocation lands there.
  *
+ * Every allocation searches first-fit from the process's home word (`hint`,
+ * spread per process so they rarely share a word). The lowest free chunks are
+ * the ones just freed, still in cache, so the pages a process touches stay
+ * about as many as it holds at its peak: a search that moved on from where it
+ * last succeeded would sweep the whole region and make all of it resident.
+ *
  * Only an owner frees, transfers or reclaims its own chunks (reclaim only once
  * it is dead); the CASes make a wrong or double free fail with -EPERM without
  * touching the chunk. `in_use` is statistics: a process killed inside an
@@ -117,7 +123,6 @@ uint32_t rm_chunk_pool_alloc(rm_chunk_pool_t *pool, uint32_t owner)
                 continue;
             }
             atomic_fetch_or_explicit(&pool->bitmap[w], 1ULL << bit, memory_order_relaxed);
-            pool->hint = w;
             return idx;
         }
     }

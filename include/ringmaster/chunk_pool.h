@@ -41,7 +41,7 @@ typedef struct rm_chunk_pool {
     unsigned char *chunks;          /* first chunk's first byte */
     uint32_t count;                 /* local copy: chunks in the pool */
     uint32_t chunk_size;            /* local copy: bytes per chunk */
-    uint32_t hint;                  /* bitmap word where this process searches first */
+    uint32_t hint;                  /* bitmap word where this process always searches first */
 } rm_chunk_pool_t;
 
 /* Bytes the shared bookkeeping for `count` chunks needs. */
