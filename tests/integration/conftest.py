@@ -19,6 +19,7 @@ behind. When a test fails, the stderr of every server it used is attached to
 the failure report.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -388,15 +389,23 @@ def start_server():
         pytest.fail("\n\n".join(errors))
 
 
-@pytest.fixture(scope="module")
-def shared_server():
-    """One `-w 2` server on apps/basic.py shared by a module's read-only tests."""
+@contextlib.contextmanager
+def serving(app=APPS / "basic.py", **kwargs):
+    """A server for a module-scoped fixture: started on entry, stopped cleanly
+    (exit 0, no worker left) on exit, as start_server's are."""
     factory = ServerFactory()
-    server = factory()
+    server = factory(app, **kwargs)
     yield server
     errors = factory.stop_all()
     if errors:
         pytest.fail("\n\n".join(errors))
+
+
+@pytest.fixture(scope="module")
+def shared_server():
+    """One `-w 2` server on apps/basic.py shared by a module's read-only tests."""
+    with serving() as server:
+        yield server
 
 
 @pytest.fixture
