@@ -20,9 +20,8 @@ import pytest
 
 from conftest import APPS, SLOW, serving, wait_for
 from test_wsgi import (at_eof, connect, expect, get, hang_up, hang_up_mid_stream, read_body,
-                       read_chunked, read_head, show)
+                       read_chunked, read_head, show, stall_then_read)
 
-TIMEOUT = 10.0 * SLOW
 APP = APPS / "streaming.py"
 
 
@@ -232,6 +231,18 @@ def test_client_disconnect_stops_the_generator_and_closes_it(srv, tmp_path):
     mark = tmp_path / "m"
     req = b"GET /forever?mark=%s HTTP/1.1\r\nHost: h\r\n\r\n" % str(mark).encode()
     hang_up_mid_stream(srv, req, mark, "/gen?n=2&size=3", b"AAABBB")
+
+
+def test_a_large_body_of_known_length_is_windowed_too(start_server):
+    # 8 MiB of bytes (512 chunks) on a region of 64 chunks, to a client that
+    # reads nothing for a while: only a window of chunks may wait for it, so
+    # the worker's other thread still gets chunks to answer another client.
+    server = start_server(APP, workers=1, args=["--threads", "2", "--chunks", "64"])
+    req = b"GET /big-bytes?mib=8 HTTP/1.1\r\nHost: h\r\n\r\n"
+    head, body = stall_then_read(server, req, "/gen?n=2&size=3", b"AAABBB")
+    want = blocks(8)
+    expect(head.header("content-length") == str(len(want)) and body == want, req,
+           f"{head} {show(body)}", f"Content-Length framing and {show(want)}")
 
 
 def vm_rss_kib(pid):

@@ -589,6 +589,27 @@ def test_client_disconnect_stops_the_iterable_and_closes_it(edge, tmp_path):
     hang_up_mid_stream(edge, req, mark, "/list?n=1&size=2", b"AA")
 
 
+def stall_then_read(server, req, probe, probe_body):
+    """Send req and read nothing for a second while GET probe must come back
+    200 probe_body (the stalled response holds only a window of the region's
+    chunks); then read the stalled response. Returns (head, body)."""
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    slow.settimeout(TIMEOUT)
+    slow.connect(("127.0.0.1", server.port))
+    slow.sendall(req)
+    time.sleep(1.0 * SLOW)  # the response fills every buffer on the way
+    r = get(server, probe)
+    expect(r.status == 200 and r.body == probe_body, f"GET {probe} while another client stalls",
+           r, f"200 {probe_body!r}: the stalled response holds only a window of chunks")
+    rfile = slow.makefile("rb")
+    try:
+        head = read_head(rfile, req)
+        return head, read_body(rfile, head, req)
+    finally:
+        hang_up(slow, rfile)
+
+
 def test_a_stalled_reader_holds_a_bounded_share_of_the_region(start_server):
     # 5000 one-KiB pieces, each its own chunk, to a client that reads nothing
     # for a while, on a region of 64 chunks: only a window of them may wait
@@ -596,22 +617,8 @@ def test_a_stalled_reader_holds_a_bounded_share_of_the_region(start_server):
     # another request on the same worker is still served meanwhile.
     server = start_server(EDGE, workers=1,
                           args=["--interface", "wsgi", "--threads", "2", "--chunks", "64"])
-    slow = socket.socket()
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    slow.settimeout(TIMEOUT)
-    slow.connect(("127.0.0.1", server.port))
     req = b"GET /stream?n=5000&size=1024 HTTP/1.1\r\nHost: h\r\n\r\n"
-    slow.sendall(req)
-    time.sleep(1.0 * SLOW)  # the stream fills every buffer on the way
-    r = get(server, "/list?n=1&size=2")
-    expect(r.status == 200 and r.body == b"AA", "GET /list while another client stalls",
-           r, "200 b'AA': the stalled stream holds only a window of chunks")
-    rfile = slow.makefile("rb")
-    try:
-        head = read_head(rfile, req)
-        body = read_body(rfile, head, req)
-    finally:
-        hang_up(slow, rfile)
+    head, body = stall_then_read(server, req, "/list?n=1&size=2", b"AA")
     want = b"".join(bytes([65 + i % 26]) * 1024 for i in range(5000))
     expect(body == want, req, f"{head} {show(body)}", f"the whole stream, {show(want)}")
 

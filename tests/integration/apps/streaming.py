@@ -12,6 +12,7 @@ Routes:
     /length         /gen with Content-Length: length (default n * size)
     /blocks         mib MiB in 64 KiB blocks, block i = i.to_bytes(4, "big") * 16384,
                     with the declared length when ?length=1
+    /big-bytes      mib MiB of /blocks as one bytes object (not streamed)
     /forever        1 KiB pieces until the server stops asking (mark in close())
     /raise-early    raises before the first piece
     /raise-late     b"first piece\\n", then raises
@@ -107,6 +108,9 @@ def app(request):
         count = int(q.get("mib", "1")) * 16
         headers = {"content-length": str(count * 65536)} if q.get("length") == "1" else None
         return Response(Pieces(_block, count, mark), headers=headers)
+
+    if path == "/big-bytes":
+        return b"".join(_block(i) for i in range(int(q.get("mib", "1")) * 16))
 
     if path == "/forever":
         return Response(Pieces(_letters(1024), None, mark))
