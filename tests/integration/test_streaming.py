@@ -47,7 +47,8 @@ def blocks(mib):
 
 
 def raw(server, req, until_eof=False):
-    """Send req on a fresh connection; return (head, body, terminated, closed)."""
+    """Send req on a fresh connection; return (head, body, terminated, closed):
+    closed when the connection did not serve another request after it."""
     sock, rfile = connect(server)
     try:
         sock.sendall(req)
@@ -63,10 +64,18 @@ def raw(server, req, until_eof=False):
             terminated = len(body) == n
         else:
             body, terminated = b"", True
-        closed = until_eof or at_eof(sock, rfile, wait=3.0)
-        return head, body, terminated, closed
+        return head, body, terminated, until_eof or not answers_next(sock, rfile)
     finally:
         hang_up(sock, rfile)
+
+
+def answers_next(sock, rfile):
+    """Does the connection still serve a request after the response just read?"""
+    try:
+        sock.sendall(b"GET /gen?n=1&size=2 HTTP/1.1\r\nHost: h\r\n\r\n")
+        return rfile.readline().startswith(b"HTTP/1.1 200")
+    except OSError:
+        return False
 
 
 def mark_text(mark, what):
