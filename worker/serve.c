@@ -44,7 +44,7 @@
 #include <unistd.h>
 
 #define HEARTBEAT_MS 1000 /* control-channel heartbeat period */
-#define POP_SPIN 200      /* empty polls before sleeping: a few microseconds of spinning */
+#define POP_SPIN 200 /* empty polls before sleeping: a few microseconds of spinning */
 /* Bound on noticing our own stop: rm_lane_wake_all ends a futex wait early only
  * once the supervisor set RM_LANE_STOPPING, so a stop from a signal or the
  * control socket waits out the current sleep. Idle cost: 10 wakeups/s/thread. */
@@ -532,7 +532,8 @@ static void *control_main(void *arg)
              * heartbeats arriving, the supervisor knows a slow request from a
              * wedged process. */
             rm_ctl_msg_t beat = {.type = RM_CTL_HEARTBEAT,
-                                 .served = atomic_load_explicit(&w->served, memory_order_relaxed)};
+                                 .served = atomic_load_explicit(&w->served,
+                                                                memory_order_relaxed)};
             if (rm_ctl_send(w->conf->control_fd, &beat) < 0) {
                 RM_WARN("cannot send a heartbeat; the supervisor is gone; stopping");
                 break;

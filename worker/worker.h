@@ -286,10 +286,10 @@ typedef struct rm_worker {
     bool gil_enabled;             /* after the app was imported (reported in ready) */
     rm_region_t region;
     rm_lane_t lane;
-    uint32_t owner;              /* RM_OWNER_LANE(conf->lane) */
-    atomic_bool stop;            /* set once, never cleared */
+    uint32_t owner;   /* RM_OWNER_LANE(conf->lane) */
+    atomic_bool stop; /* set once, never cleared */
     atomic_uint_fast64_t served; /* requests answered, for the heartbeat */
-    int wake_fd;                 /* eventfd: wakes the control thread (signals, stop) */
+    int wake_fd;      /* eventfd: wakes the control thread (signals, stop) */
     rm_host_t host;
     /* Threads, owned by rm_worker_start/rm_worker_wait. */
     rm_serve_thread_t *threads; /* conf->threads entries, or NULL */
