@@ -277,6 +277,7 @@ def test_a_client_that_never_reads_100_mib_costs_bounded_memory(start_server, tm
     stuck.connect(("127.0.0.1", server.port))
     req = b"GET /blocks?mib=100&mark=%s HTTP/1.1\r\nHost: h\r\n\r\n" % str(mark).encode()
     stuck.sendall(req)
+    sent_at = time.monotonic()
 
     peak, served, failures = 0, 0, []
     stop = threading.Event()
@@ -298,6 +299,7 @@ def test_a_client_that_never_reads_100_mib_costs_bounded_memory(start_server, tm
         while not mark.exists() and time.monotonic() < deadline:
             peak = max(peak, vm_rss_kib(pid))
             time.sleep(0.05)
+        closed_after = time.monotonic() - sent_at
     finally:
         stop.set()
         t.join()
@@ -309,6 +311,9 @@ def test_a_client_that_never_reads_100_mib_costs_bounded_memory(start_server, tm
     text = mark.read_text()
     produced = int(text.split(", ")[1].split()[0])
     expect(produced < 100 << 20, req, text, "the stream stopped well before its 100 MiB")
+    # Only the write timeout may end it: the client is still connected.
+    expect(closed_after >= 0.9 * write_timeout, req, f"close() ran after {closed_after:.1f} s",
+           f"close() no sooner than the {write_timeout} s write timeout")
     expect(peak < 64 * 1024, req, f"supervisor VmRSS peaked at {peak} KiB",
            "under 64 MiB while the client read nothing")
     expect(served >= 5 and not failures, "GET /gen?n=2&size=3 meanwhile",
