@@ -26,12 +26,14 @@
  * piece pushed before the next is asked for, within the send window
  * (stream.h). Framing: the app's Content-Length when it gave one, else
  * Transfer-Encoding: chunked for HTTP/1.1 and a close-delimited body for
- * HTTP/1.0. HEAD and bodyless statuses never iterate it. Pieces must be
- * bytes-like. Whatever goes wrong (the iterator raises, yields a str, breaks
- * its Content-Length) is a 500 while nothing was pushed, and afterwards a
- * closed connection without the chunked terminator, so the client sees the
- * body truncated, never a wrong framing. close() of the iterable always runs
- * before the final completion (PEP 3333's rule, kept for native apps too).
+ * HTTP/1.0; a list or tuple of bytes is complete when returned and gets its
+ * total as Content-Length. HEAD and bodyless statuses never iterate it.
+ * Pieces must be bytes-like. Whatever goes wrong (the iterator raises, yields
+ * a str, breaks its Content-Length) is a 500 while nothing was pushed, and
+ * afterwards a closed connection without the chunked terminator, so the
+ * client sees the body truncated, never a wrong framing. close() of the
+ * iterable always runs before the final completion (PEP 3333's rule, kept for
+ * native apps too).
  */
 #include "worker.h"
 
@@ -589,6 +591,7 @@ typedef struct framing {
     int64_t length;       /* Content-Length to announce, -1 for none */
     bool chunked;         /* Transfer-Encoding: chunked */
     bool close_delimited; /* the body ends with the connection */
+    bool packed;          /* pieces never wait on the app: fill chunks, push only full ones */
 } framing_t;
 
 static int write_head(rm_out_t *out, const rm_reply_t *r, uint32_t req_flags, uint8_t http_minor,
@@ -675,11 +678,40 @@ static int stream_piece(rm_out_t *out, PyObject *item, framing_t f, uint64_t *wr
         else
             rm_out_put(out, view.buf, n);
         *written += n;
-        if (f.length < 0 || *written < (uint64_t)f.length)
+        if (!f.packed && (f.length < 0 || *written < (uint64_t)f.length))
             rm_out_flush(out);
     }
     PyBuffer_Release(&view);
     return rc;
+}
+
+#define SEQ_UNKNOWN (-1)   /* a piece of another bytes-like type: streamed, length unknown */
+#define SEQ_NOT_BYTES (-2) /* a piece that is not bytes-like at all */
+
+/* A list or tuple body is complete when returned: the sum of its pieces when
+ * they are bytes or bytearray, else SEQ_*; *bad_type names the first piece
+ * that is not bytes-like. Nothing here runs Python code; a list another thread
+ * changes meanwhile (free-threaded) breaks the length, which the stream then
+ * reports as the app's error. */
+static int64_t sequence_length(PyObject *seq, const char **bad_type)
+{
+    int64_t total = 0;
+    bool unknown = false;
+
+    for (Py_ssize_t i = 0, n = PySequence_Fast_GET_SIZE(seq); i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (PyBytes_Check(item)) {
+            total += PyBytes_GET_SIZE(item);
+        } else if (PyByteArray_Check(item)) {
+            total += PyByteArray_GET_SIZE(item);
+        } else if (PyUnicode_Check(item) || !PyObject_CheckBuffer(item)) {
+            *bad_type = Py_TYPE(item)->tp_name;
+            return SEQ_NOT_BYTES;
+        } else {
+            unknown = true; /* still look for a piece that is not bytes-like */
+        }
+    }
+    return unknown ? SEQ_UNKNOWN : total;
 }
 
 /* A streamed body: the head, then each piece as the iterator yields it, until
@@ -700,6 +732,17 @@ static int write_streamed(rm_out_t *out, const rm_reply_t *r, const rm_req_view_
             return bad(why, why_len,
                        "Content-Length '%.*s' of a streamed response is not one number",
                        (int)r->app_length_len, r->app_length_text);
+    }
+    if (f.length < 0 && (PyList_CheckExact(r->iterable) || PyTuple_CheckExact(r->iterable))) {
+        const char *bad_type = NULL;
+        int64_t n;
+        RM_BEGIN_CRITICAL_SECTION(r->iterable);
+        n = sequence_length(r->iterable, &bad_type);
+        RM_END_CRITICAL_SECTION();
+        if (n == SEQ_NOT_BYTES)
+            return bad(why, why_len, "the response body holds %s, not bytes", bad_type);
+        f.length = bodyless ? -1 : n;
+        f.packed = n >= 0;
     }
     if (f.length < 0 && !no_body) {
         f.chunked = m->http_minor >= 1;

@@ -107,10 +107,17 @@ def test_an_iterable_returned_directly_is_streamed(srv, path):
            f"GET {path}", r, f"200 application/octet-stream {letters(5, 3)!r}")
 
 
-def test_iterable_in_a_response_keeps_status_and_content_type(srv):
+def test_a_list_body_is_sent_with_its_length(srv):
     r = get(srv, "/list-body")
-    expect(r.status == 201 and r.body == b"abc" and r.header("content-type") == "text/x-parts",
-           "GET /list-body", r, "201 text/x-parts b'abc'")
+    expect(r.status == 201 and r.body == b"abc" and r.header("content-type") == "text/x-parts"
+           and r.header("content-length") == "3" and r.header("transfer-encoding") is None,
+           "GET /list-body", r, "201 text/x-parts, Content-Length: 3, b'abc'")
+    r = get(srv, "/tuple-body")
+    expect(r.status == 200 and r.body == b"x" * 40000 + b"yz"
+           and r.header("content-length") == "40002",
+           "GET /tuple-body", r, "200, Content-Length: 40002, the pieces joined")
+    r = get(srv, "/list-str")
+    expect(r.status == 500, "GET /list-str", r, "500: a str piece")
 
 
 def test_declared_content_length_is_used(srv, tmp_path):

@@ -19,6 +19,8 @@ Routes:
     /str-first      yields a str first
     /str-late       b"ok\\n", then a str
     /list-body      Response([b"a", b"b", b"c"], status=201, content_type="text/x-parts")
+    /tuple-body     Response((b"x" * 40000, bytearray(b"yz")))
+    /list-str       Response([b"a", "b"])
     /status-204     204 with an iterable body (never iterated)
 """
 
@@ -135,6 +137,12 @@ def app(request):
 
     if path == "/list-body":
         return Response([b"a", b"b", b"c"], status=201, content_type="text/x-parts")
+
+    if path == "/tuple-body":
+        return Response((b"x" * 40000, bytearray(b"yz")))
+
+    if path == "/list-str":
+        return Response([b"a", "b"])
 
     if path == "/status-204":
         return Response(Pieces(_letters(size), n, mark), status=204)
