@@ -408,12 +408,18 @@ def shared_server():
         yield server
 
 
+def checked(server):
+    """For a per-test fixture over a module's server: yields it, checked alive
+    before and after the test."""
+    server.assert_running()
+    yield server
+    server.assert_running()
+
+
 @pytest.fixture
 def server(shared_server):
     """The shared server, checked alive before and after each test."""
-    shared_server.assert_running()
-    yield shared_server
-    shared_server.assert_running()
+    yield from checked(shared_server)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from conftest import APPS, SLOW, serving, wait_for
+from conftest import APPS, SLOW, checked, serving, wait_for
 from test_wsgi import (at_eof, connect, expect, get, hang_up, hang_up_mid_stream, read_body,
                        read_chunked, read_head, show, stall_then_read)
 
@@ -33,9 +33,7 @@ def stream_server():
 
 @pytest.fixture
 def srv(stream_server):
-    stream_server.assert_running()
-    yield stream_server
-    stream_server.assert_running()
+    yield from checked(stream_server)
 
 
 def letters(n, size):
