@@ -52,8 +52,8 @@ typedef struct rm_out {
     uint32_t cap;        /* the chunk size */
     uint32_t flags;      /* RM_DONE_CLOSE when the connection must close */
     unsigned pushed;     /* chunks already handed to the supervisor */
-    int err;         /* sticky: the first failure, -ECANCELED (stop) or -ECONNRESET (client gone) */
-    bool app_failed; /* the app raised or returned what cannot be sent (stats) */
+    int err;             /* sticky: -ECANCELED (stop), -ECONNRESET (client gone), or 0 */
+    bool app_failed;     /* the app raised or returned what cannot be sent (stats) */
     uint64_t pushed_bytes; /* bytes in completions already pushed */
     /* The pushed chunks the client may not have taken yet, oldest first: where
      * each ends, in pushed_bytes. Only window_count entries are meaningful. */
