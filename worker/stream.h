@@ -46,14 +46,14 @@ typedef struct rm_out {
     const rm_req_meta_t *live; /* the request's meta in the region (sent, gone), or NULL
                                   when there is none to watch (a malformed request) */
     uint64_t req_id;
-    uint32_t chunk;      /* current chunk, RM_CHUNK_NONE before the first byte */
-    unsigned char *base; /* its first byte */
-    uint32_t used;       /* bytes written into it */
-    uint32_t cap;        /* the chunk size */
-    uint32_t flags;      /* RM_DONE_CLOSE when the connection must close */
-    unsigned pushed;     /* chunks already handed to the supervisor */
-    int err;             /* sticky: -ECANCELED (stop), -ECONNRESET (client gone), or 0 */
-    bool app_failed;     /* the app raised or returned what cannot be sent (stats) */
+    uint32_t chunk;        /* current chunk, RM_CHUNK_NONE before the first byte */
+    unsigned char *base;   /* its first byte */
+    uint32_t used;         /* bytes written into it */
+    uint32_t cap;          /* the chunk size */
+    uint32_t flags;        /* RM_DONE_CLOSE when the connection must close */
+    unsigned pushed;       /* chunks already handed to the supervisor */
+    int err;               /* sticky: -ECANCELED (stop), -ECONNRESET (client gone), or 0 */
+    bool app_failed;       /* the app raised or returned what cannot be sent (stats) */
     uint64_t pushed_bytes; /* bytes in completions already pushed */
     /* The pushed chunks the client may not have taken yet, oldest first: where
      * each ends, in pushed_bytes. Only window_count entries are meaningful. */
