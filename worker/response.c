@@ -10,19 +10,35 @@
  *
  * The head is, in order: status line, Server, Date, Content-Length,
  * Content-Type, the app's headers, Connection, blank line. Header rules:
- *   - Content-Length is always ours (the body's length); an app's is dropped.
- *   - Transfer-Encoding from the app is dropped too: the body is always sent
- *     whole with a Content-Length, and both at once would be a framing lie.
+ *   - Content-Length is ours (the body's length) for a body of known length;
+ *     an app's is dropped. For a streamed body the app's Content-Length is
+ *     kept and enforced (exactly that many bytes, or the stream is cut).
+ *   - Transfer-Encoding from the app is dropped: framing is the server's.
  *   - Connection is ours: "close" when the request was not keep-alive or the
  *     app's Connection header lists "close" (the app's header itself is dropped);
  *     "keep-alive" for a keep-alive HTTP/1.0 request.
  *   - A Content-Type, Server or Date header from the app replaces ours.
  *   - 1xx, 204 and 304 responses carry no body, no Content-Length and no
  *     default Content-Type. HEAD responses keep Content-Length, drop the body.
+ *
+ * Streamed bodies: an iterable (a generator, an iterator, any iterable
+ * Response.body that is not str or bytes-like) goes out piece by piece, each
+ * piece pushed before the next is asked for, within the send window
+ * (stream.h). Framing: the app's Content-Length when it gave one, else
+ * Transfer-Encoding: chunked for HTTP/1.1 and a close-delimited body for
+ * HTTP/1.0; a list or tuple of bytes is complete when returned and gets its
+ * total as Content-Length. HEAD and bodyless statuses never iterate it.
+ * Pieces must be bytes-like. Whatever goes wrong (the iterator raises, yields
+ * a str, breaks its Content-Length) is a 500 while nothing was pushed, and
+ * afterwards a closed connection without the chunked terminator, so the
+ * client sees the body truncated, never a wrong framing. close() of the
+ * iterable always runs before the final completion (PEP 3333's rule, kept for
+ * native apps too).
  */
 #include "worker.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -54,6 +70,13 @@ typedef struct rm_reply {
     size_t nkeep, keep_cap;
     Py_buffer view; /* the body's buffer when has_view */
     bool has_view;
+    /* A streamed body: both NULL otherwise. Strong references. */
+    PyObject *iterable; /* what the app gave; its close() is called */
+    PyObject *iter;     /* iter(iterable) */
+    /* The app's Content-Length header (enforced for a streamed body only). */
+    const char *app_length_text; /* NULL when the app gave none */
+    size_t app_length_len;
+    unsigned app_lengths; /* how many it gave */
     rm_hdr_t hdr_inline[INLINE_HEADERS];
     PyObject *keep_inline[INLINE_KEEP];
 } rm_reply_t;
@@ -74,6 +97,10 @@ static void reply_init(rm_reply_t *r)
     r->nkeep = 0;
     r->keep_cap = INLINE_KEEP;
     r->has_view = false;
+    r->iterable = r->iter = NULL;
+    r->app_length_text = NULL;
+    r->app_length_len = 0;
+    r->app_lengths = 0;
 }
 
 static void reply_clear(rm_reply_t *r)
@@ -81,6 +108,8 @@ static void reply_clear(rm_reply_t *r)
     if (r->has_view)
         PyBuffer_Release(&r->view);
     r->has_view = false;
+    Py_CLEAR(r->iter);
+    Py_CLEAR(r->iterable);
     for (size_t i = 0; i < r->nkeep; i++)
         Py_DECREF(r->keep[i]);
     if (r->keep != r->keep_inline)
@@ -240,8 +269,13 @@ static int add_header(rm_reply_t *r, PyObject *name_obj, PyObject *value_obj, ch
     if (!value_ok(h.value, h.value_len))
         return bad(why, why_len, "header %.*s: value holds CR, LF or NUL", (int)h.name_len, h.name);
 
-    if (name_is(h.name, h.name_len, "content-length") ||
-        name_is(h.name, h.name_len, "transfer-encoding"))
+    if (name_is(h.name, h.name_len, "content-length")) {
+        r->app_length_text = h.value;
+        r->app_length_len = h.value_len;
+        r->app_lengths++;
+        return 0;
+    }
+    if (name_is(h.name, h.name_len, "transfer-encoding"))
         return 0;
     if (name_is(h.name, h.name_len, "connection")) {
         r->app_close = r->app_close || rm_header_has_token(h.value, h.value_len, "close");
@@ -340,6 +374,21 @@ static int body_buffer(rm_reply_t *r, PyObject *obj, char *why, size_t why_len)
     return 0;
 }
 
+/* A streamed body: keep the iterable (for close()) and its iterator. */
+static int body_iter(rm_reply_t *r, PyObject *obj, char *why, size_t why_len)
+{
+    r->iterable = Py_NewRef(obj);
+    r->iter = PyObject_GetIter(obj);
+    if (r->iter == NULL)
+        return bad_exc(why, why_len, "iter() of the response body");
+    return 0;
+}
+
+static bool is_iterable(PyObject *obj)
+{
+    return Py_TYPE(obj)->tp_iter != NULL || PySequence_Check(obj);
+}
+
 static void default_ctype(rm_reply_t *r, const char *ctype)
 {
     r->ctype = ctype;
@@ -366,17 +415,7 @@ static int prepare_response(rm_reply_t *r, rm_pymod_state_t *st, PyObject *resp,
     }
     PyObject *body = attrs[0], *status = attrs[1], *headers = attrs[2], *ctype = attrs[3];
 
-    if (!PyLong_Check(status))
-        return bad(why, why_len, "Response.status must be an int, not %s",
-                   Py_TYPE(status)->tp_name);
-    long code = PyLong_AsLongAndOverflow(status, &overflow);
-    if (code == -1 && PyErr_Occurred())
-        return bad_exc(why, why_len, "Response.status");
-    if (overflow || code < 100 || code > 999)
-        return bad(why, why_len, "Response.status %ld is not in 100..999",
-                   overflow ? (long)overflow * 1000 : code);
-    r->status = (int)code;
-
+    /* The body first: a streamed one is then closed whatever else is wrong. */
     if (body == Py_None) {
         default_ctype(r, CT_OCTET);
     } else if (PyUnicode_Check(body)) {
@@ -387,10 +426,26 @@ static int prepare_response(rm_reply_t *r, rm_pymod_state_t *st, PyObject *resp,
         if (body_buffer(r, body, why, why_len) < 0)
             return -EINVAL;
         default_ctype(r, CT_OCTET);
+    } else if (is_iterable(body)) {
+        if (body_iter(r, body, why, why_len) < 0)
+            return -EINVAL;
+        default_ctype(r, CT_OCTET);
     } else {
-        return bad(why, why_len, "Response.body must be str or bytes-like, not %s",
+        return bad(why, why_len,
+                   "Response.body must be str, bytes-like or an iterable of bytes, not %s",
                    Py_TYPE(body)->tp_name);
     }
+
+    if (!PyLong_Check(status))
+        return bad(why, why_len, "Response.status must be an int, not %s",
+                   Py_TYPE(status)->tp_name);
+    long code = PyLong_AsLongAndOverflow(status, &overflow);
+    if (code == -1 && PyErr_Occurred())
+        return bad_exc(why, why_len, "Response.status");
+    if (overflow || code < 100 || code > 999)
+        return bad(why, why_len, "Response.status %ld is not in 100..999",
+                   overflow ? (long)overflow * 1000 : code);
+    r->status = (int)code;
 
     if (ctype != Py_None) {
         const char *p;
@@ -447,85 +502,18 @@ static int prepare(rm_reply_t *r, rm_pymod_state_t *st, PyObject *result, char *
         default_ctype(r, CT_JSON);
         return rc;
     }
+    /* A tuple stays an error: it looks too much like (body, status). */
+    if (!PyTuple_Check(result) && is_iterable(result)) {
+        default_ctype(r, CT_OCTET);
+        return body_iter(r, result, why, why_len);
+    }
     return bad(why, why_len,
-               "the app returned %s; expected ringmaster.Response, bytes, str, dict or list",
+               "the app returned %s; expected ringmaster.Response, bytes, str, dict, list or an "
+               "iterable of bytes",
                result == Py_None ? "None" : Py_TYPE(result)->tp_name);
 }
 
 /* ---- writing ----------------------------------------------------------------- */
-
-void rm_out_init(rm_out_t *out, rm_serve_thread_t *t, uint64_t req_id)
-{
-    *out = (rm_out_t){.t = t, .req_id = req_id, .chunk = RM_CHUNK_NONE};
-}
-
-void rm_out_abandon(rm_out_t *out)
-{
-    if (out->chunk != RM_CHUNK_NONE)
-        rm_chunk_pool_free(&out->t->pool, out->chunk, out->t->w->owner);
-    out->chunk = RM_CHUNK_NONE;
-    out->base = NULL;
-    out->used = 0;
-}
-
-static int out_next_chunk(rm_out_t *out)
-{
-    out->chunk = rm_serve_alloc_chunk(out->t);
-    if (out->chunk == RM_CHUNK_NONE)
-        return -ECANCELED;
-    out->base = rm_chunk_pool_ptr(&out->t->pool, out->chunk);
-    out->used = 0;
-    return 0;
-}
-
-/* The current chunk is full: hand it over and start another. */
-static int out_spill(rm_out_t *out)
-{
-    rm_done_desc_t d = {
-        .req_id = out->req_id,
-        .chunk = out->chunk,
-        .off = 0,
-        .len = out->used,
-        .flags = 0,
-    };
-    int rc = rm_worker_push_done(out->t->w, &d, true, true);
-    if (rc < 0)
-        return rc;
-    out->pushed++;
-    out->chunk = RM_CHUNK_NONE; /* the supervisor's now: never touch it again */
-    return out_next_chunk(out);
-}
-
-static void put_slow(rm_out_t *out, const char *p, size_t n)
-{
-    uint32_t cap = out->t->pool.chunk_size;
-
-    if (out->err)
-        return;
-    while (n > 0) {
-        if (out->used == cap && (out->err = out_spill(out)) < 0)
-            return;
-        size_t take = n < cap - out->used ? n : cap - out->used;
-        memcpy(out->base + out->used, p, take);
-        out->used += (uint32_t)take;
-        p += take;
-        n -= take;
-    }
-}
-
-/* Append bytes; a failure (a stop while waiting for space) sticks in out->err
- * and turns later puts into no-ops, so a caller checks once at the end. */
-static inline void put(rm_out_t *out, const char *p, size_t n)
-{
-    if (out->err == 0 && n <= out->t->pool.chunk_size - out->used) {
-        memcpy(out->base + out->used, p, n);
-        out->used += (uint32_t)n;
-        return;
-    }
-    put_slow(out, p, n);
-}
-
-#define PUT_LIT(out, lit) put((out), (lit), sizeof(lit) - 1)
 
 /* Reason phrases of the registered codes a server sends (RFC 9110 and friends). */
 static const char *const reasons[512] = {
@@ -593,30 +581,25 @@ static const char *reason_phrase(int status)
     return r != NULL ? r : "Unknown";
 }
 
-/* Decimal digits of v into buf (at least 20 bytes); returns their count. */
-static size_t fmt_u64(char *buf, uint64_t v)
+static bool status_bodyless(int status)
 {
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    return n;
+    return status < 200 || status == 204 || status == 304;
 }
 
-static int write_reply(rm_out_t *out, const rm_reply_t *r, uint32_t req_flags, uint8_t http_minor)
-{
-    bool bodyless = r->status < 200 || r->status == 204 || r->status == 304;
-    bool close = !(req_flags & RM_REQ_KEEP_ALIVE) || r->app_close;
-    const char *reason = reason_phrase(r->status);
-    char line[64];
-    size_t n;
+/* How the head frames the body that follows. */
+typedef struct framing {
+    int64_t length;       /* Content-Length to announce, -1 for none */
+    bool chunked;         /* Transfer-Encoding: chunked */
+    bool close_delimited; /* the body ends with the connection */
+    bool packed;          /* pieces never wait on the app: fill chunks, push only full ones */
+} framing_t;
 
-    if (out->chunk == RM_CHUNK_NONE && (out->err = out_next_chunk(out)) < 0)
-        return out->err;
+static int write_head(rm_out_t *out, const rm_reply_t *r, uint32_t req_flags, uint8_t http_minor,
+                      framing_t f)
+{
+    bool close = !(req_flags & RM_REQ_KEEP_ALIVE) || r->app_close || f.close_delimited;
+    const char *reason = reason_phrase(r->status);
+    char line[16];
 
     /* "HTTP/1.1 ddd Reason\r\n": status is 100..999, so three digits. */
     memcpy(line, "HTTP/1.1 ", 9);
@@ -624,55 +607,211 @@ static int write_reply(rm_out_t *out, const rm_reply_t *r, uint32_t req_flags, u
     line[10] = (char)('0' + r->status / 10 % 10);
     line[11] = (char)('0' + r->status % 10);
     line[12] = ' ';
-    put(out, line, 13);
-    put(out, reason, strlen(reason));
-    PUT_LIT(out, "\r\n");
+    rm_out_put(out, line, 13);
+    rm_out_put(out, reason, strlen(reason));
+    RM_OUT_LIT(out, "\r\n");
     if (!r->app_server)
-        PUT_LIT(out, "Server: ringmaster\r\n");
+        RM_OUT_LIT(out, "Server: ringmaster\r\n");
     if (!r->app_date) {
-        PUT_LIT(out, "Date: ");
-        put(out, rm_date_get(&out->t->date), 29);
-        PUT_LIT(out, "\r\n");
+        RM_OUT_LIT(out, "Date: ");
+        rm_out_put(out, rm_date_get(&out->t->date), 29);
+        RM_OUT_LIT(out, "\r\n");
     }
-    if (!bodyless) {
-        memcpy(line, "Content-Length: ", 16);
-        n = 16 + fmt_u64(line + 16, r->body_len);
-        line[n++] = '\r';
-        line[n++] = '\n';
-        put(out, line, n);
-    }
-    if (r->ctype != NULL && !(bodyless && r->ctype_default)) {
-        PUT_LIT(out, "Content-Type: ");
-        put(out, r->ctype, r->ctype_len);
-        PUT_LIT(out, "\r\n");
+    if (f.length >= 0)
+        rm_out_put_length(out, (uint64_t)f.length);
+    else if (f.chunked)
+        RM_OUT_LIT(out, "Transfer-Encoding: chunked\r\n");
+    if (r->ctype != NULL && !(status_bodyless(r->status) && r->ctype_default)) {
+        RM_OUT_LIT(out, "Content-Type: ");
+        rm_out_put(out, r->ctype, r->ctype_len);
+        RM_OUT_LIT(out, "\r\n");
     }
     for (size_t i = 0; i < r->nhdrs; i++) {
-        put(out, r->hdrs[i].name, r->hdrs[i].name_len);
-        PUT_LIT(out, ": ");
-        put(out, r->hdrs[i].value, r->hdrs[i].value_len);
-        PUT_LIT(out, "\r\n");
+        rm_out_put(out, r->hdrs[i].name, r->hdrs[i].name_len);
+        RM_OUT_LIT(out, ": ");
+        rm_out_put(out, r->hdrs[i].value, r->hdrs[i].value_len);
+        RM_OUT_LIT(out, "\r\n");
     }
     if (close) {
-        PUT_LIT(out, "Connection: close\r\n");
+        RM_OUT_LIT(out, "Connection: close\r\n");
         out->flags |= RM_DONE_CLOSE;
     } else if (http_minor == 0) {
-        PUT_LIT(out, "Connection: keep-alive\r\n");
+        RM_OUT_LIT(out, "Connection: keep-alive\r\n");
     }
-    PUT_LIT(out, "\r\n");
+    return RM_OUT_LIT(out, "\r\n");
+}
+
+/* A body of known length: the head and the body in one pass. */
+static int write_reply(rm_out_t *out, const rm_reply_t *r, uint32_t req_flags, uint8_t http_minor)
+{
+    bool bodyless = status_bodyless(r->status);
+    framing_t f = {.length = bodyless ? -1 : (int64_t)r->body_len};
+
+    write_head(out, r, req_flags, http_minor, f);
     if (!bodyless && !(req_flags & RM_REQ_HEAD) && r->body_len > 0)
-        put(out, r->body, r->body_len);
+        rm_out_put(out, r->body, r->body_len);
     return out->err;
 }
 
-int rm_response_write(rm_out_t *out, rm_pymod_state_t *st, PyObject *result, uint32_t req_flags,
-                      uint8_t http_minor, char *why, size_t why_len)
+/* One piece the body's iterator yielded: framed, appended, pushed (except
+ * the piece that completes an announced length: it rides on the final
+ * completion). */
+static int stream_piece(rm_out_t *out, PyObject *item, framing_t f, uint64_t *written, char *why,
+                        size_t why_len)
+{
+    Py_buffer view;
+    int rc = 0;
+
+    if (PyUnicode_Check(item) || !PyObject_CheckBuffer(item))
+        return bad(why, why_len, "the response body yielded %s, not bytes", Py_TYPE(item)->tp_name);
+    if (PyObject_GetBuffer(item, &view, PyBUF_SIMPLE) < 0)
+        return bad_exc(why, why_len, "a piece of the response body");
+    size_t n = (size_t)view.len;
+    if (f.length >= 0 && n > (uint64_t)f.length - *written) {
+        rc = bad(why, why_len,
+                 "the response body produced more than the %" PRId64
+                 " bytes its Content-Length announced",
+                 f.length);
+    } else if (n > 0) {
+        if (f.chunked)
+            rm_out_put_chunk(out, view.buf, n);
+        else
+            rm_out_put(out, view.buf, n);
+        *written += n;
+        if (!f.packed && (f.length < 0 || *written < (uint64_t)f.length))
+            rm_out_flush(out);
+    }
+    PyBuffer_Release(&view);
+    return rc;
+}
+
+#define SEQ_UNKNOWN (-1)   /* a piece of another bytes-like type: streamed, length unknown */
+#define SEQ_NOT_BYTES (-2) /* a piece that is not bytes-like at all */
+
+/* A list or tuple body is complete when returned: the sum of its pieces when
+ * they are bytes or bytearray, else SEQ_*; *bad_type names the first piece
+ * that is not bytes-like. Nothing here runs Python code; a list another thread
+ * changes meanwhile (free-threaded) breaks the length, which the stream then
+ * reports as the app's error. */
+static int64_t sequence_length(PyObject *seq, const char **bad_type)
+{
+    int64_t total = 0;
+    bool unknown = false;
+
+    for (Py_ssize_t i = 0, n = PySequence_Fast_GET_SIZE(seq); i < n; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(seq, i);
+        if (PyBytes_Check(item)) {
+            total += PyBytes_GET_SIZE(item);
+        } else if (PyByteArray_Check(item)) {
+            total += PyByteArray_GET_SIZE(item);
+        } else if (PyUnicode_Check(item) || !PyObject_CheckBuffer(item)) {
+            *bad_type = Py_TYPE(item)->tp_name;
+            return SEQ_NOT_BYTES;
+        } else {
+            unknown = true; /* still look for a piece that is not bytes-like */
+        }
+    }
+    return unknown ? SEQ_UNKNOWN : total;
+}
+
+/* A streamed body: the head, then each piece as the iterator yields it, until
+ * it ends, fails, or the client leaves. */
+static int write_streamed(rm_out_t *out, const rm_reply_t *r, const rm_req_view_t *v, char *why,
+                          size_t why_len)
+{
+    const rm_req_meta_t *m = &v->meta;
+    bool bodyless = status_bodyless(r->status);
+    bool no_body = bodyless || (m->flags & RM_REQ_HEAD);
+    framing_t f = {.length = -1};
+    uint64_t written = 0;
+    int rc = 0;
+
+    if (r->app_length_text != NULL && !bodyless) {
+        f.length = rm_out_parse_length(r->app_length_text, r->app_length_len);
+        if (f.length < 0 || r->app_lengths > 1)
+            return bad(why, why_len,
+                       "Content-Length '%.*s' of a streamed response is not one number",
+                       (int)r->app_length_len, r->app_length_text);
+    }
+    if (f.length < 0 && (PyList_CheckExact(r->iterable) || PyTuple_CheckExact(r->iterable))) {
+        const char *bad_type = NULL;
+        int64_t n;
+        RM_BEGIN_CRITICAL_SECTION(r->iterable);
+        n = sequence_length(r->iterable, &bad_type);
+        RM_END_CRITICAL_SECTION();
+        if (n == SEQ_NOT_BYTES)
+            return bad(why, why_len, "the response body holds %s, not bytes", bad_type);
+        f.length = bodyless ? -1 : n;
+        f.packed = n >= 0;
+    }
+    if (f.length < 0 && !no_body) {
+        f.chunked = m->http_minor >= 1;
+        f.close_delimited = !f.chunked; /* HTTP/1.0 */
+    }
+    if (write_head(out, r, m->flags, m->http_minor, f) < 0 || no_body)
+        return out->err;
+
+    for (;;) {
+        if (rm_out_client_gone(out)) {
+            out->err = -ECONNRESET;
+            break;
+        }
+        PyObject *item = PyIter_Next(r->iter);
+        if (item == NULL) {
+            if (PyErr_Occurred())
+                rc = bad_exc(why, why_len, "the response body raised");
+            break;
+        }
+        rc = stream_piece(out, item, f, &written, why, why_len);
+        Py_DECREF(item);
+        if (rc < 0 || out->err < 0)
+            break;
+    }
+    if (out->err < 0)
+        return out->err; /* the client left, or a stop */
+    if (rc == 0 && f.length >= 0 && written < (uint64_t)f.length)
+        rc = bad(why, why_len,
+                 "the response body produced %" PRIu64 " of the %" PRId64
+                 " bytes its Content-Length announced",
+                 written, f.length);
+    if (rc == 0) {
+        if (f.chunked)
+            RM_OUT_LIT(out, RM_OUT_LAST_CHUNK);
+        return out->err;
+    }
+    if (out->pushed == 0) {
+        /* Nothing left this process: the caller answers 500 instead. */
+        out->used = 0;
+        out->flags = 0;
+        return rc;
+    }
+    out->app_failed = true;
+    rm_req_name_t n = rm_req_name(v);
+    RM_ERROR("%.*s %.*s: %s after the response began; closing the connection", n.method_len,
+             n.method, n.path_len, n.path, why);
+    out->flags |= RM_DONE_CLOSE; /* no terminator: the client sees the body cut */
+    return 0;
+}
+
+int rm_response_write(rm_out_t *out, rm_pymod_state_t *st, PyObject *result,
+                      const rm_req_view_t *view, char *why, size_t why_len)
 {
     rm_reply_t r;
 
     reply_init(&r);
     int rc = prepare(&r, st, result, why, why_len);
-    if (rc == 0)
-        rc = write_reply(out, &r, req_flags, http_minor);
+    if (rc == 0 && r.iter == NULL)
+        rc = write_reply(out, &r, view->meta.flags, view->meta.http_minor);
+    else if (rc == 0)
+        rc = write_streamed(out, &r, view, why, why_len);
+    if (r.iterable != NULL) {
+        char close_why[512];
+        if (rm_out_close_iterable(r.iterable, NULL, close_why, sizeof(close_why)) < 0) {
+            rm_req_name_t n = rm_req_name(view);
+            RM_ERROR("%.*s %.*s: close() of the response body raised %s", n.method_len, n.method,
+                     n.path_len, n.path, close_why);
+        }
+    }
     reply_clear(&r);
     return rc;
 }

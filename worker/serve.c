@@ -51,7 +51,6 @@
 #define POP_SLEEP_MS 100
 #define BACKOFF_SPINS 64 /* rounds of pure spinning before sleeping */
 #define BACKOFF_MAX_NS 1000000L
-#define LOG_PATH_MAX 200 /* bytes of a path quoted in a log line */
 
 /* The signal handler's only state: where to write. Set by rm_worker_init. */
 static int signal_wake_fd = -1;
@@ -283,9 +282,7 @@ static int run_app(rm_serve_thread_t *t, const rm_req_view_t *view, rm_out_t *ou
 {
     rm_pymod_state_t *st = t->st;
     const rm_req_meta_t *m = &view->meta;
-    const char *method = (const char *)view->head + m->method_off;
-    const char *path = (const char *)view->head + m->path_off;
-    int path_len = m->path_len < LOG_PATH_MAX ? (int)m->path_len : LOG_PATH_MAX;
+    rm_req_name_t n = rm_req_name(view);
     PyObject *result = NULL;
     char why[768];
     int rc;
@@ -298,15 +295,15 @@ static int run_app(rm_serve_thread_t *t, const rm_req_view_t *view, rm_out_t *ou
     if (result == NULL) {
         out->app_failed = true;
         rm_host_take_exception(why, sizeof(why), true);
-        RM_ERROR("%.*s %.*s: the app raised %s; answered 500", (int)m->method_len, method, path_len,
-                 path, why);
+        RM_ERROR("%.*s %.*s: the app raised %s; answered 500", n.method_len, n.method, n.path_len,
+                 n.path, why);
         rc = rm_response_write_error(out, 500, m->flags, m->http_minor);
     } else {
-        rc = rm_response_write(out, st, result, m->flags, m->http_minor, why, sizeof(why));
+        rc = rm_response_write(out, st, result, view, why, sizeof(why));
         Py_DECREF(result);
         if (rc == -EINVAL) {
             out->app_failed = true;
-            RM_ERROR("%.*s %.*s: %s; answered 500", (int)m->method_len, method, path_len, path,
+            RM_ERROR("%.*s %.*s: %s; answered 500", n.method_len, n.method, n.path_len, n.path,
                      why);
             rc = rm_response_write_error(out, 500, m->flags, m->http_minor);
         }
@@ -334,8 +331,8 @@ static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
     bool held = false;
     int rc;
 
-    rm_out_init(&out, t, desc->req_id);
     int vrc = view_open(t, desc, &view);
+    rm_out_init(&out, t, desc->req_id, vrc == 0 ? rm_req_live(&view) : NULL);
     if (vrc == 0) {
         if (desc->deadline_ns != 0 && now_ns() > desc->deadline_ns) {
             /* It waited in the lane past --queue-timeout: the client has
@@ -360,6 +357,12 @@ static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
             RM_ERROR("request %" PRIu64 ": malformed meta block (chunk %u, %u bytes); answered 500",
                      desc->req_id, desc->meta_chunk, desc->meta_len);
         rc = rm_response_write_error(&out, 500, 0, 1); /* flags 0: close the connection */
+    }
+    if (rc == -ECONNRESET) {
+        /* The client left mid-response: drop what is left, end the request. */
+        rm_out_abandon(&out);
+        out.flags |= RM_DONE_CLOSE;
+        rc = 0;
     }
     if (rc == 0) {
         rm_done_desc_t d = {

@@ -6,6 +6,7 @@
  *   host.c      CPython init and finalize, importing the app, exception text
  *   request.c   the _ringmaster module: Request, Headers and the body exporter
  *   response.c  an app's return value -> HTTP/1.1 bytes in chunks; Date cache
+ *   stream.c    rm_out_t: response bytes into chunks and completions, the send window
  *   serve.c     serving threads, the control thread, stopping
  *   body.c      reading a request body: region slices or a spilled file (body.h)
  *   wsgi.c      PEP 3333: environ, wsgi.input, start_response, streamed responses (wsgi.h)
@@ -31,6 +32,7 @@
 #include <Python.h>
 
 #include "conf.h"
+#include "stream.h"
 
 #include "ringmaster/chunk_pool.h"
 #include "ringmaster/lane.h"
@@ -200,6 +202,33 @@ typedef struct rm_req_view {
     const rm_chunk_pool_t *pool;     /* resolves body slices */
 } rm_req_view_t;
 
+/* The request's meta block in the region itself (the view holds a copy),
+ * whose live fields the supervisor updates: it lies right before the header
+ * references, as rm_wire_headers() lays it out. */
+static inline const rm_req_meta_t *rm_req_live(const rm_req_view_t *view)
+{
+    return (const rm_req_meta_t *)view->headers - 1;
+}
+
+#define RM_LOG_PATH_MAX 200 /* bytes of a path quoted in a log line */
+
+/* "METHOD /path" of a request for log lines, printed with "%.*s %.*s". */
+typedef struct rm_req_name {
+    int method_len, path_len;
+    const char *method, *path; /* into the view's head chunk */
+} rm_req_name_t;
+
+static inline rm_req_name_t rm_req_name(const rm_req_view_t *v)
+{
+    const rm_req_meta_t *m = &v->meta;
+    return (rm_req_name_t){
+        .method_len = (int)m->method_len,
+        .path_len = m->path_len < RM_LOG_PATH_MAX ? (int)m->path_len : RM_LOG_PATH_MAX,
+        .method = (const char *)v->head + m->method_off,
+        .path = (const char *)v->head + m->path_off,
+    };
+}
+
 /* Bind `view` to a Request (reusing *spare when set, which is then taken).
  * Returns a new reference, or NULL with an exception set. GIL held. */
 PyObject *rm_request_open(rm_pymod_state_t *st, PyObject **spare, const rm_req_view_t *view);
@@ -319,32 +348,22 @@ void rm_worker_release_hold(rm_worker_t *w, uint64_t req_id);
 
 /* ---- responses (response.c) ---------------------------------------------- */
 
-/* Where a response is being written: the current chunk is ours until pushed. */
-typedef struct rm_out {
-    rm_serve_thread_t *t;
-    uint64_t req_id;
-    uint32_t chunk;      /* current chunk, RM_CHUNK_NONE before the first byte */
-    unsigned char *base; /* its first byte */
-    uint32_t used;       /* bytes written into it */
-    uint32_t flags;      /* RM_DONE_CLOSE when the connection must close */
-    unsigned pushed;     /* chunks already handed to the supervisor */
-    int err;             /* sticky: the first write failure (-ECANCELED), or 0 */
-    bool app_failed;     /* the app raised or returned what cannot be sent (stats) */
-} rm_out_t;
-
-void rm_out_init(rm_out_t *out, rm_serve_thread_t *t, uint64_t req_id);
-
-/* Free the chunk not yet pushed (after a stop cut a response short). */
-void rm_out_abandon(rm_out_t *out);
-
-/* Render the app's return value `result` (borrowed) for a request with
- * RM_REQ_* `req_flags` and HTTP minor version `http_minor`. Chunks that fill up
- * are pushed as they go; the last one stays in `out` for the caller to push
- * with RM_DONE_LAST | out->flags. GIL held.
- * Returns 0; -EINVAL when the value cannot be sent (nothing written, a reason
- * in `why`, any Python exception printed and cleared); -ECANCELED on a stop. */
-int rm_response_write(rm_out_t *out, rm_pymod_state_t *st, PyObject *result, uint32_t req_flags,
-                      uint8_t http_minor, char *why, size_t why_len);
+/* Render the app's return value `result` (borrowed) for the request `view`.
+ * A body of known length is written whole (chunks that fill up are pushed as
+ * they go). A streamed body (an iterable) is pushed piece by piece as it is
+ * produced, within the send window (stream.h), and the iterable's close() has
+ * run on return, whatever happened. The last chunk stays in `out` for the
+ * caller to push with RM_DONE_LAST | out->flags. GIL held. Returns:
+ *   0            done; out->flags has RM_DONE_CLOSE when a stream the app broke
+ *                after its head went out was cut (logged here);
+ *   -EINVAL      the value cannot be sent and nothing went out: a reason in
+ *                `why` (any Python exception printed and cleared), `out` is
+ *                empty again for the caller's 500;
+ *   -ECONNRESET  the client left during a stream (the caller abandons `out`
+ *                and closes);
+ *   -ECANCELED   the worker is stopping. */
+int rm_response_write(rm_out_t *out, rm_pymod_state_t *st, PyObject *result,
+                      const rm_req_view_t *view, char *why, size_t why_len);
 
 /* Write a short plain-text error response with `status` (e.g. 500). Pass
  * req_flags 0 to close the connection. Returns 0 or -ECANCELED. */

@@ -27,10 +27,10 @@
  *     until the head is known.
  * Every produced piece is pushed before the next one is asked for (PEP 3333
  * forbids holding it back), except for wsgi.file_wrapper, whose reads never
- * wait on the app and are packed into full chunks. At most WINDOW_CHUNKS
- * pushed chunks are not yet sent (the supervisor publishes what it sent,
- * rm_wire_sent), so a slow reader holds a bounded part of the region; a
- * client that went away (rm_wire_client_gone) ends the iteration. close() of
+ * wait on the app and are packed into full chunks. At most RM_OUT_WINDOW
+ * pushed chunks are not yet sent (stream.h: the supervisor publishes what it
+ * sent), so a slow reader holds a bounded part of the region; a client that
+ * went away (rm_out_client_gone) ends the iteration. close() of
  * the iterable is always called, before the final completion, so nothing it
  * does can reach memory the supervisor has recycled.
  *
@@ -61,8 +61,6 @@
 #define RINGMASTER_VERSION "dev"
 #endif
 
-#define WINDOW_CHUNKS 16 /* pushed response chunks not yet sent, per response, at most */
-#define LOG_PATH_MAX 200 /* bytes of a path quoted in a log line */
 #define MAX_FWD_LINES 16 /* X-Forwarded-For / -Proto / Forwarded lines looked at, each */
 #define PATH_STACK 4096  /* PATH_INFO decoded on the stack up to this size */
 #define DEFAULT_BLKSIZE 8192
@@ -729,8 +727,7 @@ static int buf_add(buf_t *b, const void *p, size_t n)
 
 /* One request's response, on the serving thread's stack. */
 typedef struct wsgi_resp {
-    rm_out_t *out;
-    const rm_req_meta_t *live; /* the meta in the region: sent, gone */
+    rm_out_t *out; /* failures stick in out->err (stream.h) */
     uint32_t req_flags;
     uint8_t http_major, http_minor;
     /* What start_response said (status 0 until it succeeded). */
@@ -744,118 +741,12 @@ typedef struct wsgi_resp {
     bool chunked, bodyless;
     int64_t length; /* body bytes the head announced, -1 unknown */
     uint64_t body_written;
-    uint64_t pushed_bytes; /* in completions already pushed */
-    /* The pushed chunks the supervisor may not have sent yet, oldest first:
-     * where each ends, in pushed_bytes. A streamed piece takes a chunk of its
-     * own however small, so the window counts chunks, not bytes. */
-    uint64_t inflight_end[WINDOW_CHUNKS];
-    unsigned inflight_first, inflight_count;
-    int err; /* sticky: -ECANCELED, -ECONNRESET (client gone) */
 } wsgi_resp_t;
 
 static bool resp_done(const wsgi_resp_t *r)
 {
     return r->head_sent &&
            (r->bodyless || (r->length >= 0 && r->body_written >= (uint64_t)r->length));
-}
-
-/* Wait while WINDOW_CHUNKS pushed chunks are not yet sent (the supervisor
- * publishes the bytes it sent, rm_wire_sent). */
-static int wait_window(wsgi_resp_t *r)
-{
-    rm_worker_t *w = r->out->t->w;
-    long ns = 20000;
-
-    for (;;) {
-        uint64_t sent = rm_wire_sent(r->live);
-        while (r->inflight_count > 0 && r->inflight_end[r->inflight_first] <= sent) {
-            r->inflight_first = (r->inflight_first + 1) % WINDOW_CHUNKS;
-            r->inflight_count--;
-        }
-        if (r->inflight_count < WINDOW_CHUNKS)
-            return 0;
-        if (rm_wire_client_gone(r->live))
-            return -ECONNRESET;
-        if (rm_worker_stopping(w))
-            return -ECANCELED;
-        struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
-        PyThreadState *saved = PyEval_SaveThread();
-        nanosleep(&ts, NULL);
-        PyEval_RestoreThread(saved);
-        if (ns < 2000000)
-            ns *= 2;
-    }
-}
-
-/* Push the current chunk as a completion that is not the last. */
-static int out_push(wsgi_resp_t *r)
-{
-    rm_out_t *out = r->out;
-    int rc = wait_window(r);
-
-    if (rc == 0) {
-        rm_done_desc_t d = {
-            .req_id = out->req_id, .chunk = out->chunk, .off = 0, .len = out->used, .flags = 0};
-        rc = rm_worker_push_done(out->t->w, &d, true, true);
-        if (rc == -EBADMSG)
-            rc = -ECANCELED; /* a stop is requested */
-    }
-    if (rc < 0)
-        return r->err = rc;
-    out->pushed++;
-    r->pushed_bytes += out->used;
-    r->inflight_end[(r->inflight_first + r->inflight_count) % WINDOW_CHUNKS] = r->pushed_bytes;
-    r->inflight_count++;        /* wait_window made room */
-    out->chunk = RM_CHUNK_NONE; /* the supervisor's now: never touch it again */
-    out->base = NULL;
-    out->used = 0;
-    return 0;
-}
-
-static int out_put(wsgi_resp_t *r, const void *data, size_t n)
-{
-    rm_out_t *out = r->out;
-    uint32_t cap = out->t->pool.chunk_size;
-    const char *p = data;
-
-    while (n > 0 && r->err == 0) {
-        /* A full chunk goes out only when more bytes follow, so the last
-         * one can ride on the final completion. */
-        if (out->chunk != RM_CHUNK_NONE && out->used == cap && out_push(r) < 0)
-            break;
-        if (out->chunk == RM_CHUNK_NONE) {
-            out->chunk = rm_serve_alloc_chunk(out->t);
-            if (out->chunk == RM_CHUNK_NONE) {
-                r->err = -ECANCELED;
-                break;
-            }
-            out->base = rm_chunk_pool_ptr(&out->t->pool, out->chunk);
-            out->used = 0;
-        }
-        size_t take = n < cap - out->used ? n : cap - out->used;
-        memcpy(out->base + out->used, p, take);
-        out->used += (uint32_t)take;
-        p += take;
-        n -= take;
-    }
-    return r->err;
-}
-
-#define OUT_LIT(r, lit) out_put((r), (lit), sizeof(lit) - 1)
-
-static int out_flush(wsgi_resp_t *r)
-{
-    if (r->err == 0 && r->out->chunk != RM_CHUNK_NONE && r->out->used > 0)
-        out_push(r);
-    return r->err;
-}
-
-static void put_length(wsgi_resp_t *r, uint64_t n)
-{
-    char buf[24], *d = decimal(buf, n);
-    OUT_LIT(r, "Content-Length: ");
-    out_put(r, d, (size_t)(buf + 24 - d));
-    OUT_LIT(r, "\r\n");
 }
 
 /* Write the head, announcing `total` body bytes when known (>= 0); the app's
@@ -867,40 +758,40 @@ static int emit_head(wsgi_resp_t *r, int64_t total)
 
     r->length = r->app_length >= 0 ? r->app_length : total;
     r->bodyless = st < 200 || st == 204 || st == 304 || (r->req_flags & RM_REQ_HEAD);
-    out_put(r, r->head.p, r->status_len);
+    rm_out_put(r->out, r->head.p, r->status_len);
     if (!r->app_server)
-        OUT_LIT(r, "Server: ringmaster\r\n");
+        RM_OUT_LIT(r->out, "Server: ringmaster\r\n");
     if (!r->app_date) {
-        OUT_LIT(r, "Date: ");
-        out_put(r, rm_date_get(&out->t->date), 29);
-        OUT_LIT(r, "\r\n");
+        RM_OUT_LIT(r->out, "Date: ");
+        rm_out_put(r->out, rm_date_get(&out->t->date), 29);
+        RM_OUT_LIT(r->out, "\r\n");
     }
     bool close = !(r->req_flags & RM_REQ_KEEP_ALIVE) || r->app_close;
     if (st < 200 || st == 204) {
         /* RFC 9110 8.6: no Content-Length at all. */
     } else if (st == 304) {
         if (r->app_length >= 0)
-            put_length(r, (uint64_t)r->app_length);
+            rm_out_put_length(r->out, (uint64_t)r->app_length);
     } else if (r->length >= 0) {
-        put_length(r, (uint64_t)r->length);
+        rm_out_put_length(r->out, (uint64_t)r->length);
     } else if (r->req_flags & RM_REQ_HEAD) {
         /* Unknown, and nothing follows anyway. */
     } else if (r->http_major == 1 && r->http_minor >= 1) {
-        OUT_LIT(r, "Transfer-Encoding: chunked\r\n");
+        RM_OUT_LIT(r->out, "Transfer-Encoding: chunked\r\n");
         r->chunked = true;
     } else {
         close = true; /* HTTP/1.0: the end of the body is the end of the connection */
     }
-    out_put(r, r->head.p + r->status_len, r->head.len - r->status_len);
+    rm_out_put(r->out, r->head.p + r->status_len, r->head.len - r->status_len);
     if (close) {
-        OUT_LIT(r, "Connection: close\r\n");
+        RM_OUT_LIT(r->out, "Connection: close\r\n");
         out->flags |= RM_DONE_CLOSE;
     } else if (r->http_minor == 0) {
-        OUT_LIT(r, "Connection: keep-alive\r\n");
+        RM_OUT_LIT(r->out, "Connection: keep-alive\r\n");
     }
-    OUT_LIT(r, "\r\n");
+    RM_OUT_LIT(r->out, "\r\n");
     r->head_sent = true;
-    return r->err;
+    return r->out->err;
 }
 
 enum flush_mode { FLUSH_NEVER, FLUSH_UNLESS_DONE, FLUSH_ALWAYS };
@@ -908,13 +799,10 @@ enum flush_mode { FLUSH_NEVER, FLUSH_UNLESS_DONE, FLUSH_ALWAYS };
 /* A piece of body: framed, cut at the announced length, pushed per `mode`. */
 static int send_piece(wsgi_resp_t *r, const char *p, size_t n, enum flush_mode mode)
 {
-    char line[24];
-    size_t len = 0;
-
-    if (n == 0 || r->err)
-        return r->err;
+    if (n == 0 || r->out->err)
+        return r->out->err;
     if (!r->head_sent && emit_head(r, -1) < 0)
-        return r->err;
+        return r->out->err;
     if (r->bodyless)
         return 0;
     if (r->length >= 0) {
@@ -924,24 +812,14 @@ static int send_piece(wsgi_resp_t *r, const char *p, size_t n, enum flush_mode m
         if (n == 0)
             return 0;
     }
-    if (r->chunked) {
-        /* The chunk size in hex, then CRLF. */
-        for (size_t v = n; v != 0; v >>= 4)
-            len++;
-        for (size_t i = 0, v = n; i < len; i++, v >>= 4)
-            line[len - 1 - i] = "0123456789abcdef"[v & 15];
-        line[len++] = '\r';
-        line[len++] = '\n';
-        out_put(r, line, len);
-        out_put(r, p, n);
-        OUT_LIT(r, "\r\n");
-    } else {
-        out_put(r, p, n);
-    }
+    if (r->chunked)
+        rm_out_put_chunk(r->out, p, n);
+    else
+        rm_out_put(r->out, p, n);
     r->body_written += n;
     if (mode == FLUSH_ALWAYS || (mode == FLUSH_UNLESS_DONE && !resp_done(r)))
-        out_flush(r);
-    return r->err;
+        rm_out_flush(r->out);
+    return r->out->err;
 }
 
 /* The body is over: the head if it is still due, the chunked terminator, and
@@ -949,16 +827,16 @@ static int send_piece(wsgi_resp_t *r, const char *p, size_t n, enum flush_mode m
 static int finish_body(wsgi_resp_t *r)
 {
     if (!r->head_sent && emit_head(r, 0) < 0)
-        return r->err;
+        return r->out->err;
     if (r->chunked)
-        OUT_LIT(r, "0\r\n\r\n");
+        RM_OUT_LIT(r->out, RM_OUT_LAST_CHUNK);
     if (!r->bodyless && r->length >= 0 && r->body_written < (uint64_t)r->length) {
         RM_WARN("the WSGI app announced Content-Length %" PRId64 " but produced %" PRIu64
                 " bytes; closing the connection",
                 r->length, r->body_written);
         r->out->flags |= RM_DONE_CLOSE;
     }
-    return r->err;
+    return r->out->err;
 }
 
 /* ---- start_response and write() ------------------------------------------------ */
@@ -996,25 +874,6 @@ static int text_of(PyObject *obj, const char *what, const char **p, size_t *n, P
 static bool name_is(const char *p, size_t n, const char *lower)
 {
     return n == strlen(lower) && strncasecmp(p, lower, n) == 0;
-}
-
-/* A Content-Length value: digits only, at most 18 of them. */
-static int64_t parse_length(const char *p, size_t n)
-{
-    int64_t v = 0;
-
-    while (n > 0 && (*p == ' ' || *p == '\t'))
-        p++, n--;
-    while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-        n--;
-    if (n == 0 || n > 18)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        v = v * 10 + (p[i] - '0');
-    }
-    return v;
 }
 
 /* What a successful start_response leaves in the response. */
@@ -1089,7 +948,7 @@ static int render_header(start_args_t *a, PyObject *item, Py_ssize_t i)
         goto out;
     }
     if (name_is(name, nlen, "content-length")) {
-        int64_t v = parse_length(value, vlen);
+        int64_t v = rm_out_parse_length(value, vlen);
         if (v < 0 || (a->app_length >= 0 && a->app_length != v)) {
             PyErr_Format(PyExc_ValueError, "response header Content-Length: %R is not %s",
                          value_obj, v < 0 ? "a byte count" : "the one given before");
@@ -1635,17 +1494,17 @@ static int send_sequence(wsgi_resp_t *r, PyObject *seq)
         return -EINVAL;
     }
     if (!r->head_sent && emit_head(r, total) < 0)
-        return r->err;
+        return r->out->err;
     for (Py_ssize_t i = 0; i < n && !resp_done(r); i++)
         if (send_piece(r, PyBytes_AS_STRING(items[i]), (size_t)PyBytes_GET_SIZE(items[i]),
                        FLUSH_NEVER) < 0)
-            return r->err;
+            return r->out->err;
     return finish_body(r);
 }
 
 /* The app's iterable: a list or tuple is sent at once, anything else one
  * produced piece at a time. Returns 0, -EINVAL when the app failed (a Python
- * exception is set), or r->err. */
+ * exception is set), or r->out->err. */
 static int send_result(wsgi_resp_t *r, const WsgiState *ws, PyObject *result)
 {
     if (PyTuple_CheckExact(result))
@@ -1674,8 +1533,8 @@ static int send_result(wsgi_resp_t *r, const WsgiState *ws, PyObject *result)
     if (it == NULL)
         return -EINVAL;
     while (!resp_done(r)) {
-        if (rm_wire_client_gone(r->live)) {
-            rc = r->err = -ECONNRESET;
+        if (rm_out_client_gone(r->out)) {
+            rc = r->out->err = -ECONNRESET;
             break;
         }
         PyObject *item = PyIter_Next(it);
@@ -1714,45 +1573,15 @@ static int send_result(wsgi_resp_t *r, const WsgiState *ws, PyObject *result)
     return finish_body(r);
 }
 
-/* "GET /path" for log lines. */
-typedef struct {
-    int method_len, path_len;
-    const char *method, *path;
-} req_name_t;
-
-static req_name_t req_name(const rm_req_view_t *v)
-{
-    const rm_req_meta_t *m = &v->meta;
-    return (req_name_t){
-        .method_len = (int)m->method_len,
-        .path_len = m->path_len < LOG_PATH_MAX ? (int)m->path_len : LOG_PATH_MAX,
-        .method = (const char *)v->head + m->method_off,
-        .path = (const char *)v->head + m->path_off,
-    };
-}
-
 /* PEP 3333: close() of the iterable, whatever happened. */
 static void close_result(const WsgiState *ws, PyObject *result, const rm_req_view_t *v)
 {
-    if (PyList_CheckExact(result) || PyTuple_CheckExact(result))
-        return;
-    PyObject *close = PyObject_GetAttr(result, R(ws, V_CLOSE));
-    if (close == NULL) {
-        if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
-            PyErr_Clear();
-            return;
-        }
-    } else {
-        PyObject *res = PyObject_CallNoArgs(close);
-        Py_DECREF(close);
-        if (res != NULL) {
-            Py_DECREF(res);
-            return;
-        }
-    }
     char why[512];
-    req_name_t n = req_name(v);
-    rm_host_take_exception(why, sizeof(why), true);
+
+    if (PyList_CheckExact(result) || PyTuple_CheckExact(result) ||
+        rm_out_close_iterable(result, R(ws, V_CLOSE), why, sizeof(why)) == 0)
+        return;
+    rm_req_name_t n = rm_req_name(v);
     RM_ERROR("%.*s %.*s: close() of the WSGI response raised %s", n.method_len, n.method,
              n.path_len, n.path, why);
 }
@@ -1763,7 +1592,7 @@ static int app_failed(wsgi_resp_t *r, const rm_req_view_t *v, const char *what)
 {
     const rm_req_meta_t *m = &v->meta;
     rm_out_t *out = r->out;
-    req_name_t n = req_name(v);
+    rm_req_name_t n = rm_req_name(v);
     char why[768];
 
     rm_host_take_exception(why, sizeof(why), true);
@@ -1789,9 +1618,6 @@ int rm_wsgi_run(rm_pymod_state_t *st, const rm_req_view_t *view, rm_out_t *out)
     int rc;
     wsgi_resp_t r = {
         .out = out,
-        /* The live meta in the region (the view keeps a copy): it is right
-         * before the header references, as rm_wire_headers() lays it out. */
-        .live = (const rm_req_meta_t *)view->headers - 1,
         .req_flags = view->meta.flags,
         .http_major = view->meta.http_major,
         .http_minor = view->meta.http_minor,
@@ -1813,11 +1639,11 @@ int rm_wsgi_run(rm_pymod_state_t *st, const rm_req_view_t *view, rm_out_t *out)
     }
 
     rc = result != NULL ? send_result(&r, ws, result) : -EINVAL;
-    if (r.err != 0) {
+    if (out->err != 0) {
         /* A stop, or the client left: whatever the app raised about it
          * (write() raises BrokenPipeError) is no error of its own. */
         PyErr_Clear();
-        rc = r.err;
+        rc = out->err;
     } else if (rc == -EINVAL) {
         rc = app_failed(&r, view, result == NULL ? "raised" : "failed:");
     }
@@ -1837,13 +1663,6 @@ int rm_wsgi_run(rm_pymod_state_t *st, const rm_req_view_t *view, rm_out_t *out)
         Py_DECREF(input);
     }
     PyMem_Free(r.head.p);
-
-    if (rc == -ECONNRESET) {
-        /* The client went away: drop what is left, end the request. */
-        rm_out_abandon(out);
-        out->flags |= RM_DONE_CLOSE;
-        return 0;
-    }
     return rc;
 }
 

@@ -31,8 +31,8 @@ int rm_wsgi_load(rm_pymod_state_t *st, const char *spec, char *why, size_t why_l
  * the request's chunks (a wsgi.input it kept holds a copy of what it had not
  * read). An app that fails before anything was pushed gets a 500; after, the
  * connection is closed (RM_DONE_CLOSE in out->flags). The GIL is held.
- * Returns 0, or -ECANCELED when the worker is stopping (the caller abandons
- * `out`). */
+ * Returns 0, -ECONNRESET when the client left mid-response, or -ECANCELED
+ * when the worker is stopping (the caller abandons `out` either way). */
 int rm_wsgi_run(rm_pymod_state_t *st, const rm_req_view_t *view, rm_out_t *out);
 
 /* The environ rm_wsgi_run would hand the app for `view` (st->wsgi set), its

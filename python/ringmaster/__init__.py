@@ -6,6 +6,8 @@ An app is a callable that takes a ``Request`` and returns one of:
 - ``bytes``, ``bytearray`` or ``memoryview``: 200, application/octet-stream
 - ``str``: 200, text/plain; charset=utf-8 (sent as UTF-8)
 - ``dict`` or ``list``: 200, application/json
+- an iterable of bytes (a generator, an iterator; not a tuple): 200,
+  application/octet-stream, streamed piece by piece (docs/native.md)
 
 ``Request`` and ``Headers`` are implemented in C by ringmaster-worker (module
 ``_ringmaster``). Outside the worker this package still imports, with
@@ -20,11 +22,15 @@ __all__ = ["Headers", "Request", "Response"]
 class Response:
     """An HTTP response.
 
-    body: str (sent as UTF-8) or a bytes-like object.
+    body: str (sent as UTF-8), a bytes-like object, or an iterable of
+        bytes-like pieces (a generator, a list, ...), streamed as it is produced:
+        chunked, or with the Content-Length given in headers (then exactly that
+        many bytes); its close() is always called.
     status: an int from 100 to 999.
     headers: a dict, or a list of (name, value) pairs for repeated names; names
-        and values are str (latin-1) or bytes. Content-Length and
-        Transfer-Encoding are set by the server; Connection: close is honoured.
+        and values are str (latin-1) or bytes. Transfer-Encoding is the
+        server's, and so is Content-Length unless the body is streamed;
+        Connection: close is honoured.
     content_type: the Content-Type when headers do not give one. The default is
         "text/plain; charset=utf-8" for a str body, "application/octet-stream"
         otherwise.

@@ -19,6 +19,7 @@ behind. When a test fails, the stderr of every server it used is attached to
 the failure report.
 """
 
+import contextlib
 import os
 import signal
 import socket
@@ -388,23 +389,37 @@ def start_server():
         pytest.fail("\n\n".join(errors))
 
 
-@pytest.fixture(scope="module")
-def shared_server():
-    """One `-w 2` server on apps/basic.py shared by a module's read-only tests."""
+@contextlib.contextmanager
+def serving(app=APPS / "basic.py", **kwargs):
+    """A server for a module-scoped fixture: started on entry, stopped cleanly
+    (exit 0, no worker left) on exit, as start_server's are."""
     factory = ServerFactory()
-    server = factory()
+    server = factory(app, **kwargs)
     yield server
     errors = factory.stop_all()
     if errors:
         pytest.fail("\n\n".join(errors))
 
 
+@pytest.fixture(scope="module")
+def shared_server():
+    """One `-w 2` server on apps/basic.py shared by a module's read-only tests."""
+    with serving() as server:
+        yield server
+
+
+def checked(server):
+    """For a per-test fixture over a module's server: yields it, checked alive
+    before and after the test."""
+    server.assert_running()
+    yield server
+    server.assert_running()
+
+
 @pytest.fixture
 def server(shared_server):
     """The shared server, checked alive before and after each test."""
-    shared_server.assert_running()
-    yield shared_server
-    shared_server.assert_running()
+    yield from checked(shared_server)
 
 
 @pytest.hookimpl(hookwrapper=True)

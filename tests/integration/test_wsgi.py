@@ -561,12 +561,11 @@ def test_close_is_called_after_a_normal_response(edge, tmp_path):
     assert wait_for(mark.exists, 5.0 * SLOW), "close() of the iterable was not called"
 
 
-def test_client_disconnect_stops_the_iterable_and_closes_it(edge, tmp_path):
-    # The iterable never ends by itself: only the server noticing the client
-    # left can stop it, and close() must then run (it writes the mark).
-    mark = tmp_path / "forever-closed"
-    req = b"GET /forever?mark=%s HTTP/1.1\r\nHost: h\r\n\r\n" % str(mark).encode()
-    sock, rfile = connect(edge)
+def hang_up_mid_stream(server, req, mark, next_path, next_body):
+    """Send req, read its head and 1 KiB, close the socket: the server must stop
+    the (endless) body and call its close(), which writes `mark`, and then
+    answer GET next_path with next_body."""
+    sock, rfile = connect(server)
     sock.sendall(req)
     r = read_head(rfile, req)
     first = rfile.read(1024)
@@ -575,10 +574,40 @@ def test_client_disconnect_stops_the_iterable_and_closes_it(edge, tmp_path):
     hang_up(sock, rfile)
     assert wait_for(mark.exists, 10.0 * SLOW), (
         f"sent {req!r}, read 1 KiB, closed the socket: close() was not called within "
-        f"{10 * SLOW:.0f} s\n{edge.stderr()}")
+        f"{10 * SLOW:.0f} s\n{server.stderr()}")
     assert mark.read_text().startswith("closed after "), mark.read_text()
-    r = get(edge, "/list?n=1&size=2")
-    expect(r.status == 200, "GET /list after the disconnect", r, "200: the thread is free again")
+    r = get(server, next_path)
+    expect(r.status == 200 and r.body == next_body, f"GET {next_path} after the disconnect", r,
+           f"200 {next_body!r}: the thread is free again")
+
+
+def test_client_disconnect_stops_the_iterable_and_closes_it(edge, tmp_path):
+    # The iterable never ends by itself: only the server noticing the client
+    # left can stop it, and close() must then run (it writes the mark).
+    mark = tmp_path / "forever-closed"
+    req = b"GET /forever?mark=%s HTTP/1.1\r\nHost: h\r\n\r\n" % str(mark).encode()
+    hang_up_mid_stream(edge, req, mark, "/list?n=1&size=2", b"AA")
+
+
+def stall_then_read(server, req, probe, probe_body):
+    """Send req and read nothing for a second while GET probe must come back
+    200 probe_body (the stalled response holds only a window of the region's
+    chunks); then read the stalled response. Returns (head, body)."""
+    slow = socket.socket()
+    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    slow.settimeout(TIMEOUT)
+    slow.connect(("127.0.0.1", server.port))
+    slow.sendall(req)
+    time.sleep(1.0 * SLOW)  # the response fills every buffer on the way
+    r = get(server, probe)
+    expect(r.status == 200 and r.body == probe_body, f"GET {probe} while another client stalls",
+           r, f"200 {probe_body!r}: the stalled response holds only a window of chunks")
+    rfile = slow.makefile("rb")
+    try:
+        head = read_head(rfile, req)
+        return head, read_body(rfile, head, req)
+    finally:
+        hang_up(slow, rfile)
 
 
 def test_a_stalled_reader_holds_a_bounded_share_of_the_region(start_server):
@@ -588,22 +617,8 @@ def test_a_stalled_reader_holds_a_bounded_share_of_the_region(start_server):
     # another request on the same worker is still served meanwhile.
     server = start_server(EDGE, workers=1,
                           args=["--interface", "wsgi", "--threads", "2", "--chunks", "64"])
-    slow = socket.socket()
-    slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
-    slow.settimeout(TIMEOUT)
-    slow.connect(("127.0.0.1", server.port))
     req = b"GET /stream?n=5000&size=1024 HTTP/1.1\r\nHost: h\r\n\r\n"
-    slow.sendall(req)
-    time.sleep(1.0 * SLOW)  # the stream fills every buffer on the way
-    r = get(server, "/list?n=1&size=2")
-    expect(r.status == 200 and r.body == b"AA", "GET /list while another client stalls",
-           r, "200 b'AA': the stalled stream holds only a window of chunks")
-    rfile = slow.makefile("rb")
-    try:
-        head = read_head(rfile, req)
-        body = read_body(rfile, head, req)
-    finally:
-        hang_up(slow, rfile)
+    head, body = stall_then_read(server, req, "/list?n=1&size=2", b"AA")
     want = b"".join(bytes([65 + i % 26]) * 1024 for i in range(5000))
     expect(body == want, req, f"{head} {show(body)}", f"the whole stream, {show(want)}")
 
