@@ -90,16 +90,33 @@ static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t p
     snprintf(threads, sizeof(threads), "%u", s->cfg->threads);
     const char *level[] = {"error", "warn", "info", "debug"};
     char *argv[] = {(char *)s->cfg->worker_binary,
-                    "--region-fd", region_fd,
-                    "--control-fd", control_fd,
-                    "--doorbell-fd", doorbell_fd,
-                    "--lane", lane_s,
-                    "--threads", threads,
-                    "--mode", (char *)s->cfg->mode,
-                    "--log-level", (char *)level[s->cfg->log_level],
-                    "--log-format", s->cfg->log_format == RM_LOG_JSON ? "json" : "plain",
-                    "--app", (char *)s->cfg->app,
-                    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+                    "--region-fd",
+                    region_fd,
+                    "--control-fd",
+                    control_fd,
+                    "--doorbell-fd",
+                    doorbell_fd,
+                    "--lane",
+                    lane_s,
+                    "--threads",
+                    threads,
+                    "--mode",
+                    (char *)s->cfg->mode,
+                    "--log-level",
+                    (char *)level[s->cfg->log_level],
+                    "--log-format",
+                    s->cfg->log_format == RM_LOG_JSON ? "json" : "plain",
+                    "--app",
+                    (char *)s->cfg->app,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL,
+                    NULL};
     /* The app-interface flags (the ones the operator set, and the pool's
      * size for wsgi.multiprocess), in the NULLs left above. */
     char workers[16];
@@ -125,8 +142,7 @@ static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t p
 static void arm_ctl(rm_server_t *s, rm_worker_t *w)
 {
     struct io_uring_sqe *sqe = rm_server_sqe(s);
-    io_uring_prep_recv(sqe, w->ctl_fd, w->ctl_buf + w->ctl_len, sizeof(w->ctl_buf) - w->ctl_len,
-                       0);
+    io_uring_prep_recv(sqe, w->ctl_fd, w->ctl_buf + w->ctl_len, sizeof(w->ctl_buf) - w->ctl_len, 0);
     io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_CTL_RECV, w->gen, w->lane.index));
     w->ctl_armed = true;
 }
@@ -202,6 +218,8 @@ int rm_workers_start(rm_server_t *s)
     return 0;
 }
 
+static void worker_gone(rm_server_t *s, rm_worker_t *w, const char *why, bool by_signal);
+
 static void on_message(rm_server_t *s, rm_worker_t *w, const rm_ctl_msg_t *m)
 {
     switch (m->type) {
@@ -209,8 +227,7 @@ static void on_message(rm_server_t *s, rm_worker_t *w, const rm_ctl_msg_t *m)
         snprintf(w->python, sizeof(w->python), "%s", m->python);
         snprintf(w->mode, sizeof(w->mode), "%s", m->mode);
         if (m->pid != w->pid || m->lane != w->lane.index)
-            RM_WARN("worker %u says it is pid %d on lane %u", w->lane.index, (int)m->pid,
-                    m->lane);
+            RM_WARN("worker %u says it is pid %d on lane %u", w->lane.index, (int)m->pid, m->lane);
         break;
     case RM_CTL_READY:
         if (w->state == RM_WORKER_STARTING) {
@@ -264,13 +281,14 @@ void rm_workers_on_ctl(rm_server_t *s, uint32_t lane, uint32_t gen, int res)
         return; /* a previous incarnation's read */
     w->ctl_armed = false;
     if (res <= 0) {
-        /* End of stream: the process is exiting; SIGCHLD (or the pidfd of an
-         * attached worker) finishes the job. An attached process that closed
-         * its channel but lives on gets no more requests. */
+        /* End of stream: the process is exiting; SIGCHLD finishes the job.
+         * An attached worker closes its channel after unmapping the region
+         * (or dies): either way it has detached, and its lane is taken back
+         * now; the process may well live on. */
         close(w->ctl_fd);
         w->ctl_fd = -1;
         if (w->attached)
-            rm_worker_kill(w);
+            worker_gone(s, w, "detached (closed its control channel)", false);
         return;
     }
     w->ctl_len += (uint32_t)res;
@@ -341,6 +359,12 @@ static void worker_gone(rm_server_t *s, rm_worker_t *w, const char *why, bool by
         w->ctl_fd = -1;
     }
     if (w->pidfd >= 0) {
+        if (w->pidfd_armed) {
+            struct io_uring_sqe *sqe = rm_server_sqe(s);
+            io_uring_prep_poll_remove(sqe, rm_user_data(RM_OP_PIDFD, w->gen, lane));
+            io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_CANCEL, 0, 0));
+            w->pidfd_armed = false;
+        }
         close(w->pidfd);
         w->pidfd = -1;
     }
@@ -448,8 +472,7 @@ static void send_stop(rm_worker_t *w)
 static void autoscale(rm_server_t *s, uint64_t now)
 {
     const rm_config_t *cfg = s->cfg;
-    if (cfg->workers_min == cfg->workers_max || cfg->attach_only ||
-        now < s->next_scale_check_ns)
+    if (cfg->workers_min == cfg->workers_max || cfg->attach_only || now < s->next_scale_check_ns)
         return;
     s->next_scale_check_ns = now + 1000000000ull;
     uint32_t ready = 0, busy = 0;
@@ -499,8 +522,7 @@ void rm_workers_maintain(rm_server_t *s, uint64_t now)
 
     for (uint32_t i = 0; i < s->worker_count; i++) {
         rm_worker_t *w = &s->workers[i];
-        if (w->state == RM_WORKER_STOPPING && !w->stop_sent && w->outstanding == 0 &&
-            w->pid > 0)
+        if (w->state == RM_WORKER_STOPPING && !w->stop_sent && w->outstanding == 0 && w->pid > 0)
             send_stop(w);
         if ((w->state == RM_WORKER_READY || w->state == RM_WORKER_STOPPING) && w->pid > 0 &&
             now > w->last_heartbeat_ns + HEARTBEAT_LOST_NS) {
@@ -756,5 +778,5 @@ void rm_workers_on_pidfd(rm_server_t *s, uint32_t lane, uint32_t gen, int res)
     }
     /* POLLIN on a pidfd: the process has exited. We are not its parent, so
      * its status is not ours to read. */
-    worker_gone(s, w, w->cut_off ? "killed (attached)" : "exited (attached)", w->cut_off);
+    worker_gone(s, w, w->cut_off ? "its process was killed" : "its process ended", w->cut_off);
 }
