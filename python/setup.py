@@ -36,7 +36,7 @@ def sources():
         "shm/region.c", "shm/ring.c", "shm/chunk_pool.c", "shm/lane.c", "shm/doorbell.c",
         "shm/futex.c", "shm/stats.c",
         "common/log.c", "common/control.c", "common/control_proto.c", "common/wire.c",
-        "common/forwarded.c", "common/interface.c",
+        "common/forwarded.c", "common/interface.c", "common/attach_client.c",
     ]
     missing = [n for n in names if not (ROOT / n).is_file()]
     if missing:

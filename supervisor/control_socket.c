@@ -163,6 +163,11 @@ static void client_close(rm_control_client_t *c)
      * descriptor nobody reads; its stale generation makes us ignore it. */
     if (c->recv_armed || c->send_busy)
         shutdown(c->fd, SHUT_RDWR);
+    /* Closing a Unix socket with unread input resets the peer, which may
+     * then lose our last answer (a refusal's reason): read what is there. */
+    char sink[4096];
+    for (int i = 0; i < 16 && recv(c->fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        ;
     close(c->fd);
     c->fd = -1;
     c->gen = (c->gen + 1) & 0xffffff;

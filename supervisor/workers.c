@@ -287,8 +287,15 @@ void rm_workers_on_ctl(rm_server_t *s, uint32_t lane, uint32_t gen, int res)
          * now; the process may well live on. */
         close(w->ctl_fd);
         w->ctl_fd = -1;
-        if (w->attached)
-            worker_gone(s, w, "detached (closed its control channel)", false);
+        if (w->attached) {
+            struct pollfd p = {.fd = w->pidfd, .events = POLLIN};
+            bool dead = w->pidfd >= 0 && poll(&p, 1, 0) == 1;
+            worker_gone(s, w,
+                        w->cut_off ? "cut off and killed"
+                        : dead     ? "its process ended"
+                                   : "detached (closed its control channel)",
+                        w->cut_off);
+        }
         return;
     }
     w->ctl_len += (uint32_t)res;

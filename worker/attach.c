@@ -13,133 +13,15 @@
  */
 #include "worker.h"
 
+#include "ringmaster/attach_client.h"
 #include "ringmaster/control.h"
-#include "ringmaster/control_proto.h"
 
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
-
-/* The largest attach answer we accept: it is a few dozen bytes. */
-#define ANSWER_MAX 4096
-
-/* Read one response frame and the descriptors riding on it. Blocking; the
- * caller has released the GIL. Returns 0 with *nfds descriptors, or -errno. */
-static int recv_answer(int fd, char *buf, size_t cap, size_t *len, int fds[3], int *nfds)
-{
-    *len = 0;
-    *nfds = 0;
-    while (rm_ctl_frame_check(buf, *len, RM_CTLP_MAX_FRAME) == 0) {
-        union {
-            struct cmsghdr h;
-            char buf[CMSG_SPACE(sizeof(int) * RM_CTLP_ATTACH_FDS)];
-        } ctl;
-        struct iovec iov = {.iov_base = buf + *len, .iov_len = cap - *len};
-        struct msghdr msg = {.msg_iov = &iov,
-                             .msg_iovlen = 1,
-                             .msg_control = ctl.buf,
-                             .msg_controllen = sizeof(ctl)};
-        if (cap == *len)
-            return -EMSGSIZE;
-        ssize_t n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            return -ECONNRESET;
-        for (struct cmsghdr *cm = CMSG_FIRSTHDR(&msg); cm; cm = CMSG_NXTHDR(&msg, cm)) {
-            if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-                continue;
-            int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            int got[RM_CTLP_ATTACH_FDS];
-            memcpy(got, CMSG_DATA(cm), sizeof(int) * (size_t)(k < 3 ? k : 3));
-            for (int i = 0; i < k && i < 3; i++) {
-                if (*nfds < 3)
-                    fds[(*nfds)++] = got[i];
-                else
-                    close(got[i]);
-            }
-        }
-        *len += (size_t)n;
-    }
-    return 0;
-}
-
-typedef struct attach_req {
-    const char *control; /* socket path */
-    const char *app;
-    unsigned threads;
-    const char *mode;
-} attach_req_t;
-
-/* Connect, ask, and take the answer: a lane and fds[3], or -errno with why. */
-static int ask_for_lane(const attach_req_t *a, uint32_t *lane, int fds[3], char *why,
-                        size_t why_len)
-{
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    char answer[ANSWER_MAX];
-    size_t len = 0;
-    int nfds = 0, rc;
-    char *frame = NULL;
-
-    if (strlen(a->control) >= sizeof(sa.sun_path)) {
-        snprintf(why, why_len, "--attach %s: path too long", a->control);
-        return -ENAMETOOLONG;
-    }
-    memcpy(sa.sun_path, a->control, strlen(a->control) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        rc = -errno;
-        snprintf(why, why_len, "cannot connect to the control socket %s: %s", a->control,
-                 strerror(-rc));
-        goto out;
-    }
-    rm_ctlp_request_t req = {.version = RM_CTLP_VERSION,
-                             .cmd = RM_CTLP_ATTACH,
-                             .pid = (int32_t)getpid(),
-                             .threads = a->threads};
-    rm_host_python_version(req.python, sizeof(req.python));
-    snprintf(req.mode, sizeof(req.mode), "%s", a->mode);
-    snprintf(req.app, sizeof(req.app), "%s", a->app);
-    ssize_t n = rm_ctlp_encode_request(&req, &frame);
-    rc = n < 0 ? (int)n : rm_ctl_write_all(fd, frame, (size_t)n);
-    if (rc == 0)
-        rc = recv_answer(fd, answer, sizeof(answer), &len, fds, &nfds);
-    if (rc < 0) {
-        snprintf(why, why_len, "the supervisor at %s did not answer the attach: %s", a->control,
-                 strerror(-rc));
-        goto out;
-    }
-    rm_ctlp_response_t resp;
-    n = rm_ctlp_decode_response(answer, len, &resp);
-    if (n <= 0) {
-        snprintf(why, why_len, "the supervisor's attach answer is malformed");
-        rc = -EBADMSG;
-    } else if (!resp.ok) {
-        snprintf(why, why_len, "the supervisor refused the attach: %s", resp.error);
-        rc = -EPERM;
-    } else if (!resp.has_lane || nfds != RM_CTLP_ATTACH_FDS) {
-        snprintf(why, why_len, "the supervisor's attach answer lacks the lane or descriptors");
-        rc = -EBADMSG;
-    } else {
-        *lane = resp.lane;
-    }
-    rm_ctlp_response_deinit(&resp);
-out:
-    if (rc < 0)
-        for (int i = 0; i < nfds; i++)
-            close(fds[i]);
-    free(frame);
-    if (fd >= 0)
-        close(fd);
-    return rc;
-}
 
 static int send_msg(const rm_worker_conf_t *conf, rm_ctl_msg_t *msg)
 {
@@ -252,12 +134,18 @@ static PyObject *serve_attached(PyObject *module, PyObject *args, PyObject *kwar
     rm_log_conf.level = conf.log_level;
     rm_log_conf.format = conf.log_format;
 
-    attach_req_t a = {control, app, threads, rm_worker_mode_name(conf.mode)};
+    rm_ctlp_request_t req = {.version = RM_CTLP_VERSION,
+                             .cmd = RM_CTLP_ATTACH,
+                             .pid = (int32_t)getpid(),
+                             .threads = threads};
+    rm_host_python_version(req.python, sizeof(req.python));
+    snprintf(req.mode, sizeof(req.mode), "%s", rm_worker_mode_name(conf.mode));
+    snprintf(req.app, sizeof(req.app), "%s", app);
     int fds[RM_CTLP_ATTACH_FDS];
-    int rc;
-    Py_BEGIN_ALLOW_THREADS rc = ask_for_lane(&a, &conf.lane, fds, why, sizeof(why));
-    Py_END_ALLOW_THREADS if (rc < 0)
-    {
+    PyThreadState *ts = PyEval_SaveThread(); /* the supervisor may take a moment */
+    int rc = rm_attach_request(control, &req, &conf.lane, fds, why, sizeof(why));
+    PyEval_RestoreThread(ts);
+    if (rc < 0) {
         PyErr_SetString(rc == -EPERM ? PyExc_PermissionError : PyExc_ConnectionError, why);
         return NULL;
     }

@@ -15,39 +15,9 @@ from pathlib import Path
 import pytest
 
 from conftest import APPS, BINARY, SLOW
+from control_client import ctl, ctl_json, wait_until
 
 BASIC = APPS / "basic.py"
-
-
-def ctl(path, *args, check=True, timeout=10):
-    """Run `ringmaster ctl --control PATH ARGS`; return the CompletedProcess."""
-    proc = subprocess.run([str(BINARY), "ctl", "--control", str(path), *args],
-                          capture_output=True, text=True, timeout=timeout * SLOW)
-    if check:
-        assert proc.returncode == 0, (
-            f"ringmaster ctl {' '.join(args)} exited {proc.returncode}\n"
-            f"stdout: {proc.stdout}\nstderr: {proc.stderr}")
-    return proc
-
-
-def ctl_json(path, *args):
-    out = ctl(path, "--json", *args).stdout
-    try:
-        return json.loads(out)
-    except ValueError as exc:
-        raise AssertionError(f"ctl --json {' '.join(args)} printed no JSON: {out!r}") from exc
-
-
-def wait_until(cond, timeout, what):
-    deadline = time.monotonic() + timeout * SLOW
-    value = None
-    while time.monotonic() < deadline:
-        value = cond()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout * SLOW:.0f} s waiting for {what}; "
-                         f"last: {value!r}")
 
 
 def ready_workers(path):
