@@ -169,3 +169,21 @@ def test_attach_to_nothing_fails_readably(attach_python, tmp_path):
                           capture_output=True, text=True, cwd=str(APPS), timeout=30)
     assert proc.returncode == 1, proc
     assert "cannot connect to the control socket" in proc.stderr, proc.stderr
+
+
+def test_hung_attached_worker_is_killed_not_respawned(attach_python, start_server, tmp_path):
+    sock = tmp_path / "ctl.sock"
+    server = start_server(BASIC, workers=None,
+                          args=["--attach-only", "--control", str(sock), "--timeout", "1"])
+    worker = Attached(attach_python, sock)
+    try:
+        worker.wait_ready(sock)
+        status, _ = get(server.port, "/sleep?ms=5000")
+        assert status == 504, status
+        assert worker.proc.wait(10 * SLOW) == -signal.SIGKILL, worker.output()
+        wait_until(lambda: not ctl_json(sock, "workers")["workers"], 10, "the lane taken back")
+        time.sleep(1.0)
+        assert ctl_json(sock, "workers")["workers"] == [], "an attached worker was respawned"
+        server.assert_running()
+    finally:
+        worker.kill()
