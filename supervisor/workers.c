@@ -620,6 +620,11 @@ void rm_workers_reload(rm_server_t *s)
 void rm_workers_scale(rm_server_t *s, int delta)
 {
     uint32_t max = s->worker_count / 2 - 1;
+    if (s->cfg->attach_only) {
+        RM_WARN("%s ignored: --attach-only has no pool of embedded workers",
+                delta > 0 ? "SIGTTIN" : "SIGTTOU");
+        return;
+    }
     uint32_t target = s->target_workers;
     if (delta > 0 && target < max)
         target++;
