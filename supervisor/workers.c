@@ -760,6 +760,7 @@ int rm_worker_attach(rm_server_t *s, const rm_control_peer_t *peer, uint32_t *la
     w->spawned_ns = w->last_heartbeat_ns = rm_now_ns();
     w->app_gen = s->app_gen;
     w->served = w->served_limit = 0;
+    w->exit_cause = RM_RESTART_CRASH; /* unless we ask it to leave */
     w->python[0] = w->mode[0] = '\0';
     atomic_store_explicit(&w->lane.shared->worker_pid, peer->pid, memory_order_relaxed);
     atomic_store_explicit(&w->lane.shared->state, RM_LANE_ACTIVE, memory_order_release);
