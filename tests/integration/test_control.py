@@ -202,3 +202,21 @@ def test_another_uid_is_refused(start_server):
     assert b"permission denied" in data, data
     assert b"workers" not in data and b"stats\x84" not in data
     assert ctl_json(sock, "stats")["ok"]
+
+
+def test_default_socket_under_xdg_runtime_dir(start_server, tmp_path):
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    env = {"XDG_RUNTIME_DIR": str(runtime), "RINGMASTER_CONTROL": None}
+    server = start_server(BASIC, workers=1, env=env)
+    sock = runtime / "ringmaster" / f"{server.proc.pid}.sock"
+    wait_until(sock.exists, 10, f"{sock}")
+    assert stat.S_IMODE(os.stat(sock.parent).st_mode) == 0o700
+    # Without --control, ctl finds the one live socket there.
+    proc = subprocess.run([str(BINARY), "ctl", "--json", "stats"], capture_output=True,
+                          text=True, timeout=10 * SLOW, env={**os.environ, **{
+                              "XDG_RUNTIME_DIR": str(runtime)}})
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["stats"]["pid"] == server.proc.pid
+    server.assert_clean_stop()
+    assert not sock.exists()
