@@ -90,33 +90,16 @@ static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t p
     snprintf(threads, sizeof(threads), "%u", s->cfg->threads);
     const char *level[] = {"error", "warn", "info", "debug"};
     char *argv[] = {(char *)s->cfg->worker_binary,
-                    "--region-fd",
-                    region_fd,
-                    "--control-fd",
-                    control_fd,
-                    "--doorbell-fd",
-                    doorbell_fd,
-                    "--lane",
-                    lane_s,
-                    "--threads",
-                    threads,
-                    "--mode",
-                    (char *)s->cfg->mode,
-                    "--log-level",
-                    (char *)level[s->cfg->log_level],
-                    "--log-format",
-                    s->cfg->log_format == RM_LOG_JSON ? "json" : "plain",
-                    "--app",
-                    (char *)s->cfg->app,
-                    NULL,
-                    NULL,
-                    NULL,
-                    NULL,
-                    NULL,
-                    NULL,
-                    NULL,
-                    NULL,
-                    NULL};
+                    "--region-fd", region_fd,
+                    "--control-fd", control_fd,
+                    "--doorbell-fd", doorbell_fd,
+                    "--lane", lane_s,
+                    "--threads", threads,
+                    "--mode", (char *)s->cfg->mode,
+                    "--log-level", (char *)level[s->cfg->log_level],
+                    "--log-format", s->cfg->log_format == RM_LOG_JSON ? "json" : "plain",
+                    "--app", (char *)s->cfg->app,
+                    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
     /* The app-interface flags (the ones the operator set, and the pool's
      * size for wsgi.multiprocess), in the NULLs left above. */
     char workers[16];
@@ -142,7 +125,8 @@ static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t p
 static void arm_ctl(rm_server_t *s, rm_worker_t *w)
 {
     struct io_uring_sqe *sqe = rm_server_sqe(s);
-    io_uring_prep_recv(sqe, w->ctl_fd, w->ctl_buf + w->ctl_len, sizeof(w->ctl_buf) - w->ctl_len, 0);
+    io_uring_prep_recv(sqe, w->ctl_fd, w->ctl_buf + w->ctl_len, sizeof(w->ctl_buf) - w->ctl_len,
+                       0);
     io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_CTL_RECV, w->gen, w->lane.index));
     w->ctl_armed = true;
 }
@@ -227,7 +211,8 @@ static void on_message(rm_server_t *s, rm_worker_t *w, const rm_ctl_msg_t *m)
         snprintf(w->python, sizeof(w->python), "%s", m->python);
         snprintf(w->mode, sizeof(w->mode), "%s", m->mode);
         if (m->pid != w->pid || m->lane != w->lane.index)
-            RM_WARN("worker %u says it is pid %d on lane %u", w->lane.index, (int)m->pid, m->lane);
+            RM_WARN("worker %u says it is pid %d on lane %u", w->lane.index, (int)m->pid,
+                    m->lane);
         break;
     case RM_CTL_READY:
         if (w->state == RM_WORKER_STARTING) {
@@ -479,7 +464,8 @@ static void send_stop(rm_worker_t *w)
 static void autoscale(rm_server_t *s, uint64_t now)
 {
     const rm_config_t *cfg = s->cfg;
-    if (cfg->workers_min == cfg->workers_max || cfg->attach_only || now < s->next_scale_check_ns)
+    if (cfg->workers_min == cfg->workers_max || cfg->attach_only ||
+        now < s->next_scale_check_ns)
         return;
     s->next_scale_check_ns = now + 1000000000ull;
     uint32_t ready = 0, busy = 0;
@@ -529,7 +515,8 @@ void rm_workers_maintain(rm_server_t *s, uint64_t now)
 
     for (uint32_t i = 0; i < s->worker_count; i++) {
         rm_worker_t *w = &s->workers[i];
-        if (w->state == RM_WORKER_STOPPING && !w->stop_sent && w->outstanding == 0 && w->pid > 0)
+        if (w->state == RM_WORKER_STOPPING && !w->stop_sent && w->outstanding == 0 &&
+            w->pid > 0)
             send_stop(w);
         if ((w->state == RM_WORKER_READY || w->state == RM_WORKER_STOPPING) && w->pid > 0 &&
             now > w->last_heartbeat_ns + HEARTBEAT_LOST_NS) {
