@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define PREFIX 4 /* big-endian body length */
+#define PREFIX RM_CTL_PREFIX
 
 static const char *const type_names[] = {
     [RM_CTL_UNKNOWN] = "unknown", [RM_CTL_HELLO] = "hello", [RM_CTL_READY] = "ready",
@@ -141,12 +141,17 @@ ssize_t rm_ctl_encode(const rm_ctl_msg_t *msg, char *buf, size_t cap)
     size_t body = out.len - PREFIX;
     if (body > RM_CTL_MAX_FRAME)
         return -EMSGSIZE;
+    rm_ctl_frame_prefix(buf, body);
+    return (ssize_t)out.len;
+}
+
+void rm_ctl_frame_prefix(char *buf, size_t body)
+{
     unsigned char *p = (unsigned char *)buf;
     p[0] = (unsigned char)(body >> 24);
     p[1] = (unsigned char)(body >> 16);
     p[2] = (unsigned char)(body >> 8);
     p[3] = (unsigned char)body;
-    return (ssize_t)out.len;
 }
 
 /* ---- decoding ---------------------------------------------------------- */
@@ -335,20 +340,28 @@ static int decode_map(const msgpack_object *root, rm_ctl_msg_t *out)
     return have_type ? 0 : -EBADMSG;
 }
 
-ssize_t rm_ctl_decode(const char *buf, size_t len, rm_ctl_msg_t *out)
+ssize_t rm_ctl_frame_check(const char *buf, size_t len, size_t max_body)
 {
     if (len < PREFIX)
         return 0;
     uint64_t body = be((const unsigned char *)buf, PREFIX);
     /* Refuse an oversized frame before waiting for its bytes. */
-    if (body == 0 || body > RM_CTL_MAX_FRAME)
+    if (body == 0 || body > max_body)
         return -EBADMSG;
     if (len - PREFIX < body)
         return 0;
-
-    const char *p = buf + PREFIX;
-    if (check_structure((const unsigned char *)p, (size_t)body) < 0)
+    if (check_structure((const unsigned char *)buf + PREFIX, (size_t)body) < 0)
         return -EBADMSG;
+    return (ssize_t)(PREFIX + body);
+}
+
+ssize_t rm_ctl_decode(const char *buf, size_t len, rm_ctl_msg_t *out)
+{
+    ssize_t frame = rm_ctl_frame_check(buf, len, RM_CTL_MAX_FRAME);
+    if (frame <= 0)
+        return frame;
+    size_t body = (size_t)frame - PREFIX;
+    const char *p = buf + PREFIX;
 
     memset(out, 0, sizeof(*out));
     msgpack_unpacked up;
@@ -362,7 +375,7 @@ ssize_t rm_ctl_decode(const char *buf, size_t len, rm_ctl_msg_t *out)
         memset(out, 0, sizeof(*out));
         return r;
     }
-    return (ssize_t)(PREFIX + body);
+    return frame;
 }
 
 /* ---- blocking I/O ------------------------------------------------------ */
@@ -376,15 +389,19 @@ int rm_ctl_send(int fd, const rm_ctl_msg_t *msg)
     ssize_t len = rm_ctl_encode(msg, buf, sizeof(buf));
     if (len < 0)
         return (int)len;
+    return rm_ctl_write_all(fd, buf, (size_t)len);
+}
 
+int rm_ctl_write_all(int fd, const char *buf, size_t len)
+{
     bool is_socket = true;
-    for (size_t done = 0; done < (size_t)len;) {
+    for (size_t done = 0; done < len;) {
         ssize_t n;
         /* MSG_NOSIGNAL: a dead peer is an error to return, not SIGPIPE. */
         if (is_socket)
-            n = send(fd, buf + done, (size_t)len - done, MSG_NOSIGNAL);
+            n = send(fd, buf + done, len - done, MSG_NOSIGNAL);
         else
-            n = write(fd, buf + done, (size_t)len - done);
+            n = write(fd, buf + done, len - done);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -416,25 +433,38 @@ static int read_full(int fd, char *buf, size_t n)
     return 0;
 }
 
-int rm_ctl_recv_blocking(int fd, rm_ctl_msg_t *out)
+int rm_ctl_read_frame(int fd, size_t max_body, char **frame, size_t *len)
 {
     char prefix[PREFIX];
     int r = read_full(fd, prefix, PREFIX);
     if (r < 0)
         return r;
     uint64_t body = be((const unsigned char *)prefix, PREFIX);
-    if (body == 0 || body > RM_CTL_MAX_FRAME)
+    if (body == 0 || body > max_body)
         return -EBADMSG;
 
-    char *frame = malloc(PREFIX + (size_t)body);
-    if (!frame)
+    char *buf = malloc(PREFIX + (size_t)body);
+    if (!buf)
         return -ENOMEM;
-    memcpy(frame, prefix, PREFIX);
-    r = read_full(fd, frame + PREFIX, (size_t)body);
-    if (r == 0) {
-        ssize_t used = rm_ctl_decode(frame, PREFIX + (size_t)body, out);
-        r = used < 0 ? (int)used : 0;
+    memcpy(buf, prefix, PREFIX);
+    r = read_full(fd, buf + PREFIX, (size_t)body);
+    if (r < 0) {
+        free(buf);
+        return r;
     }
+    *frame = buf;
+    *len = PREFIX + (size_t)body;
+    return 0;
+}
+
+int rm_ctl_recv_blocking(int fd, rm_ctl_msg_t *out)
+{
+    char *frame;
+    size_t len;
+    int r = rm_ctl_read_frame(fd, RM_CTL_MAX_FRAME, &frame, &len);
+    if (r < 0)
+        return r;
+    ssize_t used = rm_ctl_decode(frame, len, out);
     free(frame);
-    return r;
+    return used < 0 ? (int)used : 0;
 }

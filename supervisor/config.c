@@ -2,11 +2,13 @@
  * config.c - flags and environment to rm_config_t.
  */
 #include "ringmaster/config.h"
+#include "ringmaster/control_access.h"
 #include "ringmaster/cpus.h"
 #include "ringmaster/interface.h"
 
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <sched.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -57,6 +59,9 @@ enum {
     OPT_INTERFACE,
     OPT_ROOT_PATH,
     OPT_FORWARDED_ALLOW_IPS,
+    OPT_CONTROL,
+    OPT_CONTROL_GROUP,
+    OPT_ATTACH_ONLY,
 };
 
 static const struct option options[] = {
@@ -98,12 +103,17 @@ static const struct option options[] = {
     {"interface", required_argument, NULL, OPT_INTERFACE},
     {"root-path", required_argument, NULL, OPT_ROOT_PATH},
     {"forwarded-allow-ips", required_argument, NULL, OPT_FORWARDED_ALLOW_IPS},
+    {"control", required_argument, NULL, OPT_CONTROL},
+    {"control-group", required_argument, NULL, OPT_CONTROL_GROUP},
+    {"attach-only", no_argument, NULL, OPT_ATTACH_ONLY},
     {NULL, 0, NULL, 0},
 };
 
 void rm_config_usage(void *fp)
 {
     fputs("usage: ringmaster [options] APP\n"
+          "       ringmaster --attach-only [options] [APP]\n"
+          "       ringmaster ctl [--control PATH] [--json] COMMAND   (ringmaster ctl --help)\n"
           "\n"
           "APP is module:attr, module (attr 'app'), or path/to/file.py[:attr].\n"
           "\n"
@@ -165,6 +175,14 @@ void rm_config_usage(void *fp)
           "                             (RINGMASTER_ACCESS_LOG; default: off)\n"
           "      --access-log-format F  combined|json (RINGMASTER_ACCESS_LOG_FORMAT;\n"
           "                             default combined)\n"
+          "      --control PATH         control socket for `ringmaster ctl` and attached workers,\n"
+          "                             or 'none' (RINGMASTER_CONTROL; default\n"
+          "                             $XDG_RUNTIME_DIR/ringmaster/PID.sock, /run/ringmaster/PID.sock\n"
+          "                             as root, else /tmp/ringmaster-UID/PID.sock)\n"
+          "      --control-group NAME   members of group NAME may use the control socket too\n"
+          "                             (RINGMASTER_CONTROL_GROUP; default: owner and root only)\n"
+          "      --attach-only          start no embedded workers: only attached ones serve\n"
+          "                             (RINGMASTER_ATTACH_ONLY=1)\n"
           "      --log-level LEVEL      error|warn|info|debug (RINGMASTER_LOG_LEVEL; default info)\n"
           "      --log-format FMT       plain|json (RINGMASTER_LOG_FORMAT; default plain)\n"
           "  -h, --help                 this text\n"
@@ -382,6 +400,47 @@ static int parse_flag_value(const char *text, bool *out)
     return -EINVAL;
 }
 
+/* --control PATH|none. The default is resolved after parsing (it names our pid). */
+static int parse_control(rm_config_t *cfg, const char *text, const char *source, char *err,
+                         size_t err_len)
+{
+    if (strcmp(text, "none") == 0) {
+        cfg->control_enabled = false;
+        return 0;
+    }
+    if (!*text || strlen(text) >= sizeof(cfg->control_path))
+        return fail(err, err_len, "%s: expected a socket path of 1 to %zu bytes or 'none'",
+                    source, sizeof(cfg->control_path) - 1);
+    cfg->control_enabled = true;
+    cfg->control_path_default = false;
+    memcpy(cfg->control_path, text, strlen(text) + 1);
+    return 0;
+}
+
+static int parse_control_group(rm_config_t *cfg, const char *text, const char *source,
+                               char *err, size_t err_len)
+{
+    struct group *g = getgrnam(text);
+    if (!g)
+        return fail(err, err_len, "%s: no group named '%s'", source, text);
+    cfg->control_has_group = true;
+    cfg->control_group = g->gr_gid;
+    return 0;
+}
+
+static int default_control_path(rm_config_t *cfg, char *err, size_t err_len)
+{
+    char dir[sizeof(cfg->control_path)];
+    if (rm_control_default_dir(dir, sizeof(dir), getenv("XDG_RUNTIME_DIR"), geteuid()) < 0 ||
+        (size_t)snprintf(cfg->control_path, sizeof(cfg->control_path), "%s/%d.sock", dir,
+                         (int)getpid()) >= sizeof(cfg->control_path))
+        return fail(err, err_len,
+                    "the default control socket path is too long (XDG_RUNTIME_DIR?); "
+                    "give --control PATH");
+    cfg->control_path_default = true;
+    return 0;
+}
+
 /* The usable CPUs (this process's affinity mask), ascending, for --pin. */
 static void usable_cpu_list(rm_config_t *cfg)
 {
@@ -503,6 +562,8 @@ static void set_defaults(rm_config_t *cfg)
     cfg->worker_queue = 1024;
     cfg->startup_timeout_ms = 60000;
     cfg->backlog = 4096;
+    cfg->control_enabled = true;
+    cfg->control_path_default = true;
     default_worker_binary(cfg);
 }
 
@@ -588,6 +649,14 @@ static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
         (rc = set_app_opt(&cfg->forwarded_allow_ips, RM_APP_OPT_FORWARDED_ALLOW_IPS, v,
                           "RINGMASTER_FORWARDED_ALLOW_IPS", err, err_len)))
         return rc;
+    if ((v = getenv("RINGMASTER_CONTROL")) && *v &&
+        (rc = parse_control(cfg, v, "RINGMASTER_CONTROL", err, err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_CONTROL_GROUP")) && *v &&
+        (rc = parse_control_group(cfg, v, "RINGMASTER_CONTROL_GROUP", err, err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_ATTACH_ONLY")) && *v && parse_flag_value(v, &cfg->attach_only))
+        return fail(err, err_len, "RINGMASTER_ATTACH_ONLY: expected 1 or 0, got '%s'", v);
     if ((v = getenv("RINGMASTER_LOG_LEVEL")) && *v && rm_log_parse_level(v, &cfg->log_level))
         return fail(err, err_len, "RINGMASTER_LOG_LEVEL: expected error|warn|info|debug");
     if ((v = getenv("RINGMASTER_LOG_FORMAT")) && *v && rm_log_parse_format(v, &cfg->log_format))
@@ -783,6 +852,17 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
                 return rc;
             break;
         }
+        case OPT_CONTROL:
+            if ((rc = parse_control(cfg, optarg, "--control", err, err_len)))
+                return rc;
+            break;
+        case OPT_CONTROL_GROUP:
+            if ((rc = parse_control_group(cfg, optarg, "--control-group", err, err_len)))
+                return rc;
+            break;
+        case OPT_ATTACH_ONLY:
+            cfg->attach_only = true;
+            break;
         case 'h':
             rm_config_usage(stdout);
             return RM_CONFIG_EXIT_OK;
@@ -795,13 +875,18 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
             return fail(err, err_len, "unknown option '%s' (see --help)", argv[optind - 1]);
         }
     }
-    if (optind >= argc)
+    if (optind >= argc && !cfg->attach_only)
         return fail(err, err_len, "missing APP (module:attr or path/to/app.py); see --help");
     if (optind + 1 < argc)
         return fail(err, err_len, "unexpected argument '%s' after APP", argv[optind + 1]);
-    cfg->app = argv[optind];
-    if (!*cfg->app)
+    cfg->app = optind < argc ? argv[optind] : "";
+    if (!*cfg->app && !cfg->attach_only)
         return fail(err, err_len, "APP is empty");
+    if (cfg->attach_only && !cfg->control_enabled)
+        return fail(err, err_len, "--attach-only needs the control socket; drop --control none");
+    if (cfg->control_enabled && cfg->control_path_default &&
+        (rc = default_control_path(cfg, err, err_len)))
+        return rc;
     if ((rc = resolve_worker_binary(cfg, flag_binary, flag_python, err, err_len)))
         return rc;
 

@@ -76,7 +76,7 @@ static bool try_push(rm_server_t *s, rm_conn_t *c)
     if (rc) {
         if (rc == -EBADMSG) {
             RM_ERROR("worker %d: request ring corrupt; stopping it", (int)w->pid);
-            kill(w->pid, SIGKILL);
+            rm_worker_kill(w);
         }
         return false;
     }
@@ -185,7 +185,7 @@ static void violation(rm_server_t *s, rm_worker_t *w, const char *what, uint64_t
     RM_ERROR("worker %d (lane %u) posted %s (request %llu); killing it", (int)w->pid,
              w->lane.index, what, (unsigned long long)req_id);
     if (w->pid > 0)
-        kill(w->pid, SIGKILL);
+        rm_worker_kill(w);
     w->exit_cause = RM_RESTART_PROTOCOL;
     w->state = RM_WORKER_STOPPING; /* dispatch nothing more to it */
     w->cut_off = true;             /* and take nothing more from it */
@@ -197,6 +197,7 @@ static void request_finished(rm_server_t *s, rm_worker_t *w, rm_conn_t *c, uint3
     rm_exchange_end(s, c);
     w->outstanding--;
     w->served++;
+    s->requests_total++;
     if (flags & RM_DONE_HOLD)
         held_add(s, w, c);
     rm_conn_drop_request(s, c);
@@ -288,7 +289,7 @@ void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c)
                               : "no recent heartbeat: the process itself was stuck");
     w->state = RM_WORKER_STOPPING; /* hand it nothing more while it dies */
     w->exit_cause = RM_RESTART_TIMEOUT;
-    kill(w->pid, SIGKILL);
+    rm_worker_kill(w);
 }
 
 /* Lane `lane`'s worker is gone (the caller has taken its finished

@@ -2,15 +2,19 @@
  * main.c - the `ringmaster` command.
  */
 #include "ringmaster/config.h"
+#include "ringmaster/ctl.h"
 #include "ringmaster/log.h"
 #include "ringmaster/server.h"
 
 #include <stdio.h>
+#include <string.h>
 
 int main(int argc, char **argv)
 {
     static rm_config_t cfg;
     char err[512];
+    if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+        return rm_ctl_main(argc - 1, argv + 1);
     int rc = rm_config_parse(&cfg, argc, argv, err, sizeof(err));
     if (rc == RM_CONFIG_EXIT_OK)
         return 0;

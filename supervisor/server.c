@@ -344,7 +344,7 @@ static void arm_signal(rm_server_t *s)
     io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_SIGNAL, 0, 0));
 }
 
-static void begin_stop(rm_server_t *s, bool fast, const char *why)
+void rm_server_begin_stop(rm_server_t *s, bool fast, const char *why)
 {
     if (!s->stopping || (fast && !s->fast_stop))
         RM_INFO("%s: %s shutdown", why, fast ? "fast" : "graceful");
@@ -364,13 +364,13 @@ static void on_signal(rm_server_t *s, int res)
                 rm_workers_reap(s);
                 break;
             case SIGTERM:
-                begin_stop(s, false, "SIGTERM");
+                rm_server_begin_stop(s, false, "SIGTERM");
                 break;
             case SIGINT:
-                begin_stop(s, true, "SIGINT");
+                rm_server_begin_stop(s, true, "SIGINT");
                 break;
             case SIGQUIT:
-                begin_stop(s, true, "SIGQUIT");
+                rm_server_begin_stop(s, true, "SIGQUIT");
                 break;
             case SIGHUP:
                 if (!s->stopping)
@@ -448,6 +448,14 @@ static void handle_cqe(rm_server_t *s, struct io_uring_cqe *cqe)
     case RM_OP_METRICS_RECV:
     case RM_OP_METRICS_SEND:
         rm_metrics_on_cqe(s, op, gen, idx, cqe);
+        break;
+    case RM_OP_CONTROL_ACCEPT:
+    case RM_OP_CONTROL_RECV:
+    case RM_OP_CONTROL_SEND:
+        rm_control_on_cqe(s, op, gen, idx, cqe);
+        break;
+    case RM_OP_PIDFD:
+        rm_workers_on_pidfd(s, idx, gen, cqe->res);
         break;
     case RM_OP_CANCEL:
     case RM_OP_TIMEOUT:
@@ -639,6 +647,10 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
     s->listen_fd = s->signal_fd = s->doorbell_fd = -1;
     s->region.fd = -1;
     s->queue_head = s->queue_tail = UINT32_MAX;
+    s->started_ns = rm_now_ns();
+    s->control.listen_fd = -1;
+    for (int i = 0; i < RM_CONTROL_CLIENTS; i++)
+        s->control.clients[i].fd = -1;
 
     /* Slots for twice the largest pool: a replacement starts before the
      * worker it replaces leaves (recycling, reload), and SIGTTIN may grow the
@@ -684,9 +696,10 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
     }
     s->conn_free_top = s->conn_cap;
     s->worker_count = slots;
-    s->target_workers = cfg->workers;
+    s->target_workers = cfg->attach_only ? 0 : cfg->workers;
     for (uint32_t i = 0; i < slots; i++) {
         s->workers[i].ctl_fd = -1;
+        s->workers[i].pidfd = -1;
         rm_region_lane(&s->region, i, &s->workers[i].lane);
     }
 
@@ -705,7 +718,8 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
     }
     rm_deadline_init(s);
     raise_fd_limit(cfg);
-    if ((rc = open_listener(s)) || (rc = rm_metrics_start(s)) || (rc = setup_ring(s)))
+    if ((rc = open_listener(s)) || (rc = rm_metrics_start(s)) || (rc = setup_ring(s)) ||
+        (rc = rm_control_open(s)))
         return rc;
     if (cfg->access_log) {
         s->access_log_format = cfg->access_log_format;
@@ -729,10 +743,13 @@ static void teardown(rm_server_t *s)
     free(s->access_log_line);
     if (s->buf_ring)
         munmap(s->buf_ring, s->buf_ring_size);
+    rm_control_close(s); /* after the ring: no operation still uses its buffers */
     for (uint32_t i = 0; s->workers && i < s->worker_count; i++) {
         rm_held_release_all(s, &s->workers[i]);
         if (s->workers[i].ctl_fd >= 0)
             close(s->workers[i].ctl_fd);
+        if (s->workers[i].pidfd >= 0)
+            close(s->workers[i].pidfd);
     }
     if (s->listen_fd >= 0)
         close(s->listen_fd);
@@ -781,6 +798,7 @@ int rm_server_run(const rm_config_t *cfg)
     arm_signal(s);
     arm_doorbell(s);
     arm_accept(s);
+    rm_control_start(s);
     if (rm_workers_start(s)) {
         rm_workers_kill_all(s);
         teardown(s);

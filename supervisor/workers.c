@@ -4,6 +4,12 @@
  * Each worker is fork+exec'd with the region's memfd, the doorbell eventfd
  * and one end of a control socketpair inherited. PR_SET_PDEATHSIG makes the
  * kernel kill it if the supervisor dies, so no worker outlives us.
+ *
+ * An attached worker (docs/attach.md) gets the same three descriptors over
+ * the control socket instead. It is not our child: its death is seen on a
+ * pidfd rather than SIGCHLD, it is never respawned, and reload, scaling and
+ * recycling leave it alone. Everything else (heartbeats, --timeout, checking
+ * its completions, reclaiming its lane and chunks) is as for any worker.
  */
 #include "ringmaster/control.h"
 #include "ringmaster/log.h"
@@ -11,6 +17,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -18,6 +25,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -163,6 +171,8 @@ int rm_worker_spawn(rm_server_t *s, uint32_t lane)
         w->served_limit = s->cfg->max_requests + (j ? (uint64_t)random() % (j + 1) : 0);
     }
     w->python[0] = w->mode[0] = '\0';
+    w->attached = false;
+    w->pidfd = -1;
     atomic_store_explicit(&w->lane.shared->worker_pid, pid, memory_order_relaxed);
     atomic_store_explicit(&w->lane.shared->state, RM_LANE_ACTIVE, memory_order_release);
     arm_ctl(s, w);
@@ -191,6 +201,8 @@ int rm_workers_start(rm_server_t *s)
     }
     return 0;
 }
+
+static void worker_gone(rm_server_t *s, rm_worker_t *w, const char *why, bool by_signal);
 
 static void on_message(rm_server_t *s, rm_worker_t *w, const rm_ctl_msg_t *m)
 {
@@ -221,7 +233,7 @@ static void on_message(rm_server_t *s, rm_worker_t *w, const rm_ctl_msg_t *m)
         }
         break;
     case RM_CTL_FATAL:
-        if (!s->any_ready) {
+        if (!s->any_ready && !w->attached) {
             /* Start-up failure: say it once and stop, rather than respawn forever. */
             if (s->exit_code == 0)
                 fprintf(stderr, "ringmaster: error: %s\n", m->text);
@@ -254,9 +266,21 @@ void rm_workers_on_ctl(rm_server_t *s, uint32_t lane, uint32_t gen, int res)
         return; /* a previous incarnation's read */
     w->ctl_armed = false;
     if (res <= 0) {
-        /* End of stream: the process is exiting; SIGCHLD finishes the job. */
+        /* End of stream: the process is exiting; SIGCHLD finishes the job.
+         * An attached worker closes its channel after unmapping the region
+         * (or dies): either way it has detached, and its lane is taken back
+         * now; the process may well live on. */
         close(w->ctl_fd);
         w->ctl_fd = -1;
+        if (w->attached) {
+            struct pollfd p = {.fd = w->pidfd, .events = POLLIN};
+            bool dead = w->pidfd >= 0 && poll(&p, 1, 0) == 1;
+            worker_gone(s, w,
+                        w->cut_off ? "cut off and killed"
+                        : dead     ? "its process ended"
+                                   : "detached (closed its control channel)",
+                        w->cut_off);
+        }
         return;
     }
     w->ctl_len += (uint32_t)res;
@@ -269,7 +293,7 @@ void rm_workers_on_ctl(rm_server_t *s, uint32_t lane, uint32_t gen, int res)
         if (n < 0) {
             RM_ERROR("worker %u sent a malformed control frame; killing it", lane);
             w->exit_cause = RM_RESTART_PROTOCOL;
-            kill(w->pid, SIGKILL);
+            rm_worker_kill(w);
             close(w->ctl_fd);
             w->ctl_fd = -1;
             return;
@@ -282,7 +306,7 @@ void rm_workers_on_ctl(rm_server_t *s, uint32_t lane, uint32_t gen, int res)
     if (w->ctl_len == sizeof(w->ctl_buf)) {
         RM_ERROR("worker %u sent an oversized control frame; killing it", lane);
         w->exit_cause = RM_RESTART_PROTOCOL;
-        kill(w->pid, SIGKILL);
+        rm_worker_kill(w);
         return;
     }
     arm_ctl(s, w);
@@ -299,11 +323,11 @@ static void describe_exit(int status, char *buf, size_t len)
         snprintf(buf, len, "status 0x%x", status);
 }
 
-static void worker_gone(rm_server_t *s, rm_worker_t *w, int status)
+/* `why`: how it ended; `by_signal`: killed rather than exited by itself. */
+static void worker_gone(rm_server_t *s, rm_worker_t *w, const char *why, bool by_signal)
 {
     uint32_t lane = w->lane.index;
-    char why[96];
-    describe_exit(status, why, sizeof(why));
+    bool attached = w->attached;
     bool expected = w->state == RM_WORKER_STOPPING && !w->cut_off;
     if (s->exit_code != 0)
         RM_DEBUG("worker %u (pid %d) exited: %s", lane, (int)w->pid, why);
@@ -326,16 +350,27 @@ static void worker_gone(rm_server_t *s, rm_worker_t *w, int status)
         close(w->ctl_fd);
         w->ctl_fd = -1;
     }
+    if (w->pidfd >= 0) {
+        if (w->pidfd_armed) {
+            struct io_uring_sqe *sqe = rm_server_sqe(s);
+            io_uring_prep_poll_remove(sqe, rm_user_data(RM_OP_PIDFD, w->gen, lane));
+            io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_CANCEL, 0, 0));
+            w->pidfd_armed = false;
+        }
+        close(w->pidfd);
+        w->pidfd = -1;
+    }
+    w->attached = false;
     w->pid = 0;
     w->state = RM_WORKER_NONE;
     w->gen = (w->gen + 1) & 0xffffff;
     atomic_store_explicit(&w->lane.shared->state, RM_LANE_IDLE, memory_order_release);
     atomic_store_explicit(&w->lane.shared->worker_pid, 0, memory_order_relaxed);
 
-    if (s->stopping)
-        return;
+    if (s->stopping || attached)
+        return; /* an attached worker is not ours to replace */
     rm_stat_add(&s->region.stats->restarts[w_cause], 1);
-    if (!s->any_ready && !WIFSIGNALED(status)) {
+    if (!s->any_ready && !by_signal) {
         /* Exited by itself during start-up before any worker was ready: the app
          * cannot run. (A worker killed from outside is simply replaced.) */
         if (s->exit_code == 0)
@@ -365,21 +400,23 @@ void rm_workers_reap(rm_server_t *s)
     pid_t pid;
     while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
         for (uint32_t i = 0; i < s->worker_count; i++) {
-            if (s->workers[i].pid == pid) {
-                worker_gone(s, &s->workers[i], status);
+            if (s->workers[i].pid == pid && !s->workers[i].attached) {
+                char why[96];
+                describe_exit(status, why, sizeof(why));
+                worker_gone(s, &s->workers[i], why, WIFSIGNALED(status));
                 break;
             }
         }
     }
 }
 
+/* A pool worker that is current. Attached workers are outside the pool. */
 static bool fresh(const rm_server_t *s, const rm_worker_t *w)
 {
-    return !w->retiring && w->app_gen == s->app_gen;
+    return !w->retiring && w->app_gen == s->app_gen && !w->attached;
 }
 
-/* Resident set size of `pid` in MiB, or 0 when unknown. */
-static uint64_t rss_mib(pid_t pid)
+uint64_t rm_worker_rss_bytes(pid_t pid)
 {
     char path[64];
     unsigned long size, resident;
@@ -389,7 +426,7 @@ static uint64_t rss_mib(pid_t pid)
         return 0;
     int n = fscanf(f, "%lu %lu", &size, &resident);
     fclose(f);
-    return n == 2 ? (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) >> 20 : 0;
+    return n == 2 ? (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE) : 0;
 }
 
 static void retire(rm_worker_t *w, enum rm_restart_cause cause, const char *why)
@@ -427,13 +464,14 @@ static void send_stop(rm_worker_t *w)
 static void autoscale(rm_server_t *s, uint64_t now)
 {
     const rm_config_t *cfg = s->cfg;
-    if (cfg->workers_min == cfg->workers_max || now < s->next_scale_check_ns)
+    if (cfg->workers_min == cfg->workers_max || cfg->attach_only ||
+        now < s->next_scale_check_ns)
         return;
     s->next_scale_check_ns = now + 1000000000ull;
     uint32_t ready = 0, busy = 0;
     for (uint32_t i = 0; i < s->worker_count; i++) {
         const rm_worker_t *w = &s->workers[i];
-        if (w->state == RM_WORKER_READY) {
+        if (w->state == RM_WORKER_READY && !w->attached) {
             ready++;
             busy += w->outstanding > 0;
         }
@@ -488,7 +526,7 @@ void rm_workers_maintain(rm_server_t *s, uint64_t now)
                     (unsigned long long)((now - w->last_heartbeat_ns) / 1000000000ull));
             w->last_heartbeat_ns = now; /* one kill */
             w->exit_cause = RM_RESTART_HEARTBEAT;
-            kill(w->pid, SIGKILL);
+            rm_worker_kill(w);
             continue;
         }
         if (w->state != RM_WORKER_READY || !fresh(s, w))
@@ -500,7 +538,7 @@ void rm_workers_maintain(rm_server_t *s, uint64_t now)
             continue;
         }
         uint64_t rss;
-        if (check_rss && (rss = rss_mib(w->pid)) > cfg->max_rss_mib) {
+        if (check_rss && (rss = rm_worker_rss_bytes(w->pid) >> 20) > cfg->max_rss_mib) {
             snprintf(why, sizeof(why), "RSS %llu MiB over --max-rss", (unsigned long long)rss);
             retire(w, RM_RESTART_MAX_RSS, why);
             continue;
@@ -546,7 +584,8 @@ void rm_workers_maintain(rm_server_t *s, uint64_t now)
     uint32_t keep = s->target_workers > ready_fresh ? s->target_workers - ready_fresh : 0;
     for (uint32_t i = 0; i < s->worker_count; i++) {
         rm_worker_t *w = &s->workers[i];
-        if (fresh(s, w) || (w->state != RM_WORKER_READY && w->state != RM_WORKER_STARTING))
+        if (fresh(s, w) || w->attached ||
+            (w->state != RM_WORKER_READY && w->state != RM_WORKER_STARTING))
             continue;
         if (w->state == RM_WORKER_READY && keep > 0) {
             keep--;
@@ -568,6 +607,11 @@ void rm_workers_reload(rm_server_t *s)
 void rm_workers_scale(rm_server_t *s, int delta)
 {
     uint32_t max = s->worker_count / 2 - 1;
+    if (s->cfg->attach_only) {
+        RM_WARN("%s ignored: --attach-only has no pool of embedded workers",
+                delta > 0 ? "SIGTTIN" : "SIGTTOU");
+        return;
+    }
     uint32_t target = s->target_workers;
     if (delta > 0 && target < max)
         target++;
@@ -595,7 +639,7 @@ void rm_workers_stop_all(rm_server_t *s, bool fast)
         if (w->ctl_fd >= 0)
             rm_ctl_send(w->ctl_fd, &stop);
         if (fast && w->pid > 0)
-            kill(w->pid, SIGTERM);
+            rm_worker_signal(w, SIGTERM);
     }
 }
 
@@ -611,5 +655,128 @@ void rm_workers_kill_all(rm_server_t *s)
 {
     for (uint32_t i = 0; i < s->worker_count; i++)
         if (s->workers[i].pid > 0)
-            kill(s->workers[i].pid, SIGKILL);
+            rm_worker_kill(&s->workers[i]);
+}
+
+void rm_worker_signal(rm_worker_t *w, int sig)
+{
+    if (w->pid <= 0)
+        return;
+    /* An attached process is not our child: between its exit and our noticing,
+     * its pid could be someone else's. Its pidfd cannot. */
+    if (w->attached && w->pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, w->pidfd, sig, NULL, 0);
+    else if (!w->attached)
+        kill(w->pid, sig);
+}
+
+void rm_worker_kill(rm_worker_t *w)
+{
+    rm_worker_signal(w, SIGKILL);
+}
+
+const char *rm_worker_state_name(const rm_worker_t *w)
+{
+    switch (w->state) {
+    case RM_WORKER_STARTING:
+        return "starting";
+    case RM_WORKER_READY:
+        return w->retiring ? "retiring" : "ready";
+    case RM_WORKER_STOPPING:
+        return "stopping";
+    default:
+        return "none";
+    }
+}
+
+int rm_workers_scale_to(rm_server_t *s, uint32_t target, char *why, size_t why_len)
+{
+    uint32_t max = s->worker_count / 2 - 1;
+    if (s->cfg->attach_only) {
+        snprintf(why, why_len, "--attach-only: there is no pool of embedded workers to scale");
+        return -ENOTSUP;
+    }
+    if (target < 1 || target > max) {
+        snprintf(why, why_len, "cannot scale to %u worker(s): the range is 1..%u", target, max);
+        return -ERANGE;
+    }
+    if (target != s->target_workers)
+        RM_INFO("ctl: scaling from %u to %u worker(s)", s->target_workers, target);
+    s->target_workers = target;
+    return 0;
+}
+
+static void arm_pidfd(rm_server_t *s, rm_worker_t *w)
+{
+    struct io_uring_sqe *sqe = rm_server_sqe(s);
+    io_uring_prep_poll_add(sqe, w->pidfd, POLLIN);
+    io_uring_sqe_set_data64(sqe, rm_user_data(RM_OP_PIDFD, w->gen, w->lane.index));
+    w->pidfd_armed = true;
+}
+
+int rm_worker_attach(rm_server_t *s, const rm_control_peer_t *peer, uint32_t *lane, int fds[3])
+{
+    rm_worker_t *w = NULL;
+    /* The highest free slot: the pool spawns from the lowest. */
+    for (uint32_t i = s->worker_count; i > 0 && !w; i--)
+        if (s->workers[i - 1].state == RM_WORKER_NONE && s->workers[i - 1].pid <= 0)
+            w = &s->workers[i - 1];
+    if (!w)
+        return -EBUSY;
+    int pidfd = (int)syscall(SYS_pidfd_open, peer->pid, 0);
+    if (pidfd < 0)
+        return -errno;
+    int sv[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        int err = errno;
+        close(pidfd);
+        return -err;
+    }
+    uint32_t idx = (uint32_t)(w - s->workers);
+    rm_region_lane_reset(&s->region, idx);
+    rm_region_lane(&s->region, idx, &w->lane);
+    w->pid = peer->pid;
+    w->pidfd = pidfd;
+    w->attached = true;
+    w->ctl_fd = sv[0];
+    w->gen = (w->gen + 1) & 0xffffff;
+    w->state = RM_WORKER_STARTING;
+    w->cut_off = w->retiring = w->stop_sent = false;
+    w->outstanding = 0;
+    w->ctl_len = 0;
+    w->spawned_ns = w->last_heartbeat_ns = rm_now_ns();
+    w->app_gen = s->app_gen;
+    w->served = w->served_limit = 0;
+    w->exit_cause = RM_RESTART_CRASH; /* unless we ask it to leave */
+    w->python[0] = w->mode[0] = '\0';
+    atomic_store_explicit(&w->lane.shared->worker_pid, peer->pid, memory_order_relaxed);
+    atomic_store_explicit(&w->lane.shared->state, RM_LANE_ACTIVE, memory_order_release);
+    arm_ctl(s, w);
+    arm_pidfd(s, w);
+    fds[0] = s->region.fd;
+    fds[1] = s->doorbell_fd;
+    fds[2] = sv[1];
+    *lane = idx;
+    return 0;
+}
+
+void rm_worker_attach_undo(rm_server_t *s, uint32_t lane)
+{
+    worker_gone(s, &s->workers[lane], "its descriptors could not be sent", false);
+}
+
+void rm_workers_on_pidfd(rm_server_t *s, uint32_t lane, uint32_t gen, int res)
+{
+    if (lane >= s->worker_count)
+        return;
+    rm_worker_t *w = &s->workers[lane];
+    if (w->gen != gen || !w->attached)
+        return; /* a previous attachment's poll */
+    w->pidfd_armed = false;
+    if (res < 0 && res != -ECANCELED) {
+        RM_WARN("worker %u: pidfd poll: %s", lane, strerror(-res));
+    }
+    /* POLLIN on a pidfd: the process has exited. We are not its parent, so
+     * its status is not ours to read. */
+    worker_gone(s, w, w->cut_off ? "its process was killed" : "its process ended", w->cut_off);
 }

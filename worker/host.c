@@ -363,15 +363,19 @@ done:
  * interpreter: sys.path and sys.executable, _ringmaster (its state pointing
  * at `w`), the JSON encoder, ringmaster.Response. Fills *module (owned) and
  * *st; on failure they may be half set: the caller drops them all the same. */
-static int setup_interp(PyObject **module, rm_pymod_state_t **st, rm_worker_t *w, char *why,
-                        size_t why_len)
+static int setup_interp(PyObject **module, rm_pymod_state_t **st, rm_worker_t *w, bool embedded,
+                        char *why, size_t why_len)
 {
     PyObject *pkg;
 
-    int rc = setup_sys_path(why, why_len);
-    if (rc < 0)
-        return rc;
-    fix_executable();
+    /* An interpreter someone else started (an attached worker) has its
+     * paths and executable right already. */
+    if (embedded) {
+        int rc = setup_sys_path(why, why_len);
+        if (rc < 0)
+            return rc;
+        fix_executable();
+    }
 
     *module = PyImport_ImportModule("_ringmaster");
     if (*module == NULL) {
@@ -460,7 +464,7 @@ int rm_host_init(rm_host_t *host, rm_worker_t *w, int argc, char **argv, char *w
         return status_failed(status, why, why_len);
     host->initialized = true;
 
-    return setup_interp(&host->module, &host->st, w, why, why_len);
+    return setup_interp(&host->module, &host->st, w, true, why, why_len);
 
 fail_config:
     PyConfig_Clear(&config);
@@ -693,7 +697,7 @@ int rm_host_interp_start(rm_interp_t *in, rm_host_t *host, rm_worker_t *w, char 
                  status.err_msg != NULL ? status.err_msg : "unknown error");
         return -EINVAL;
     }
-    return setup_interp(&in->module, &in->st, w, why, why_len);
+    return setup_interp(&in->module, &in->st, w, true, why, why_len);
 #else
     (void)host;
     (void)w;
@@ -709,6 +713,19 @@ void rm_host_interp_end(rm_interp_t *in)
     drop_interp(&in->module, &in->st);
     Py_EndInterpreter(in->ts);
     in->ts = NULL;
+}
+
+int rm_host_adopt(rm_host_t *host, rm_worker_t *w, char *why, size_t why_len)
+{
+    *host = (rm_host_t){0};
+    atomic_init(&host->subinterpreters_made, false);
+    return setup_interp(&host->module, &host->st, w, false, why, why_len);
+}
+
+void rm_host_disown(rm_host_t *host)
+{
+    rm_host_acquire_main(host);
+    drop_interp(&host->module, &host->st);
 }
 
 void rm_host_finalize(rm_host_t *host)

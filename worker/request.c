@@ -936,6 +936,7 @@ static PyModuleDef module_def = {
     .m_name = "_ringmaster",
     .m_doc = "The request objects of ringmaster-worker (re-exported by the ringmaster package).",
     .m_size = sizeof(rm_pymod_state_t),
+    .m_methods = rm_pymod_methods,
     .m_slots = module_slots,
     .m_traverse = module_traverse,
     .m_clear = module_clear,

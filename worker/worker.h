@@ -10,6 +10,8 @@
  *   serve.c     serving threads, the control thread, stopping
  *   body.c      reading a request body: region slices or a spilled file (body.h)
  *   wsgi.c      PEP 3333: environ, wsgi.input, start_response, streamed responses (wsgi.h)
+ *   attach.c    _ringmaster._serve_attached: the same core in an ordinary Python
+ *               process that attached over the control socket (docs/attach.md)
  *
  * Threads: T serving threads, each waiting for a request without holding
  * Python (detached), attaching to build the Request, run the app and write the
@@ -185,8 +187,22 @@ void rm_host_finalize(rm_host_t *host);
  * "Type: message" (one line) into buf and clear it. The caller holds the GIL. */
 void rm_host_take_exception(char *buf, size_t len, bool show_traceback);
 
+/* Serve from an interpreter someone else initialised (an attached worker,
+ * docs/attach.md): set up _ringmaster, the JSON encoder and
+ * ringmaster.Response in the calling thread's interpreter, leaving sys.path
+ * and sys.executable alone. The caller holds the GIL. Returns 0, or -errno
+ * with a readable line in `why`; either way call rm_host_disown after. */
+int rm_host_adopt(rm_host_t *host, struct rm_worker *w, char *why, size_t why_len);
+
+/* Undo rm_host_adopt: take the GIL back if released and drop our references.
+ * The interpreter lives on. */
+void rm_host_disown(rm_host_t *host);
+
 /* The inittab entry of _ringmaster (multi-phase init). */
 PyObject *rm_pymod_init(void);
+
+/* _ringmaster's functions: _serve_attached (attach.c). */
+extern PyMethodDef rm_pymod_methods[];
 
 /* ---- requests (request.c) ------------------------------------------------ */
 

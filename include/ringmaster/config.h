@@ -15,6 +15,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
+#include <sys/un.h>
 
 #define RM_CONFIG_MAX_CPUS 1024 /* CPU_SETSIZE: CPUs --pin can name */
 
@@ -69,6 +71,13 @@ typedef struct rm_config {
     uint32_t worker_queue;       /* requests on one worker's lane at most (<= lane_capacity) */
     uint32_t startup_timeout_ms; /* a worker that is not ready by then failed */
     int backlog;
+    /* Control socket (docs/control.md). */
+    bool control_enabled;       /* false: --control none */
+    char control_path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* resolved path */
+    bool control_path_default;  /* the path is the default: create its directory */
+    bool control_has_group;     /* --control-group given */
+    gid_t control_group;        /* its gid: members may use the socket (mode 0660) */
+    bool attach_only;           /* --attach-only: no embedded workers, APP optional */
 } rm_config_t;
 
 /* Outcome of parsing, besides success (0). */

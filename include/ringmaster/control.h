@@ -72,4 +72,25 @@ int rm_ctl_recv_blocking(int fd, rm_ctl_msg_t *out);
 
 const char *rm_ctl_type_name(rm_ctl_type_t type);
 
+/* ---- framing, shared with the control socket (control_proto.h) ---- */
+
+#define RM_CTL_PREFIX 4 /* bytes of the big-endian body length */
+
+/* Write the length prefix of a body of `body` bytes into buf[0..4). */
+void rm_ctl_frame_prefix(char *buf, size_t body);
+
+/* Is a whole, well-formed frame at buf[0..len)? Returns its size (prefix
+ * included), 0 when more bytes are needed, or -EBADMSG for a body that is
+ * empty, longer than max_body, or not exactly one msgpack object whose
+ * containers fit in it (checked before anything is allocated for it). */
+ssize_t rm_ctl_frame_check(const char *buf, size_t len, size_t max_body);
+
+/* Write all of buf to a blocking socket (MSG_NOSIGNAL) or file. 0 or -errno. */
+int rm_ctl_write_all(int fd, const char *buf, size_t len);
+
+/* Read one frame (prefix included) of at most max_body body bytes from a
+ * blocking socket into a malloc'd *frame the caller frees. The structure is
+ * not checked. 0, -ECONNRESET at end of stream, -EBADMSG, or -errno. */
+int rm_ctl_read_frame(int fd, size_t max_body, char **frame, size_t *len);
+
 #endif

@@ -18,6 +18,7 @@
 
 #include "ringmaster/access_log.h"
 #include "ringmaster/config.h"
+#include "ringmaster/control_socket.h"
 #include "ringmaster/exchange.h"
 #include "ringmaster/http_parse.h"
 #include "ringmaster/region.h"
@@ -154,6 +155,10 @@ typedef struct rm_worker {
     bool stop_sent;        /* draining: "stop" went out */
     uint8_t exit_cause;    /* enum rm_restart_cause: why it is leaving (crash unless
                               we asked it to) */
+    bool attached;         /* came over the control socket: not our child, never
+                              respawned; its death is seen on pidfd */
+    bool pidfd_armed;
+    int pidfd;             /* attached: pidfd_open of the peer, -1 otherwise */
     uint32_t app_gen;      /* the app generation it imported (SIGHUP bumps it) */
     uint64_t served_limit; /* --max-requests plus jitter, 0 = none */
     uint64_t spawned_ns;
@@ -235,6 +240,9 @@ typedef struct rm_server {
     rm_access_log_t access_log;     /* started only with --access-log */
     rm_access_log_format_t access_log_format;
     char *access_log_line;          /* owned: RM_ACCESS_LOG_LINE_MAX bytes to format into */
+    rm_control_socket_t control; /* --control: ctl and attached workers */
+    uint64_t started_ns;
+    uint64_t requests_total;     /* responses finished, all workers */
 
     rm_http_head_t scratch_head; /* the head being parsed; valid during one feed */
     rm_conn_t *feed_conn;        /* the connection being fed to its parser */
@@ -255,6 +263,10 @@ enum rm_op {
     RM_OP_METRICS_ACCEPT, /* the --metrics endpoint (metrics.c) */
     RM_OP_METRICS_RECV,
     RM_OP_METRICS_SEND,
+    RM_OP_CONTROL_ACCEPT,
+    RM_OP_CONTROL_RECV,
+    RM_OP_CONTROL_SEND,
+    RM_OP_PIDFD, /* an attached worker's process exited */
 };
 
 static inline uint64_t rm_user_data(enum rm_op op, uint32_t gen, uint32_t idx)
@@ -280,6 +292,8 @@ uint64_t rm_now_ns(void);
  * printing one readable line that names `flag`. */
 int rm_server_listen(const char *host, uint16_t port, int backlog, const char *flag,
                      const char *label, struct sockaddr_storage *bound);
+/* Stop serving: graceful (finish in-flight requests) or fast. */
+void rm_server_begin_stop(rm_server_t *s, bool fast, const char *why);
 
 /* conn.c: chunk references and connection input. */
 /* Finish the meta of a request whose body is complete and hand it on. */
@@ -372,5 +386,23 @@ void rm_workers_scale(rm_server_t *s, int delta);
 void rm_workers_stop_all(rm_server_t *s, bool fast);
 bool rm_workers_all_exited(const rm_server_t *s);
 void rm_workers_kill_all(rm_server_t *s);
+/* Set the embedded pool's size (ctl scale). 0, or -ERANGE with the bounds in
+ * `why`, or -ENOTSUP under --attach-only. */
+int rm_workers_scale_to(rm_server_t *s, uint32_t target, char *why, size_t why_len);
+/* Signal a worker, through its pidfd when attached (no pid reuse race). */
+void rm_worker_signal(rm_worker_t *w, int sig);
+void rm_worker_kill(rm_worker_t *w); /* SIGKILL */
+/* Resident set size of a process in bytes, 0 when unknown. */
+uint64_t rm_worker_rss_bytes(pid_t pid);
+const char *rm_worker_state_name(const rm_worker_t *w);
+/* Give a lane to an attaching process (control_socket.c): fills fds with the
+ * region memfd, the doorbell and our end's peer of a new control socketpair
+ * (the caller sends them, then closes fds[2]). 0, -EBUSY when no lane is
+ * free, or -errno. */
+int rm_worker_attach(rm_server_t *s, const rm_control_peer_t *peer, uint32_t *lane, int fds[3]);
+/* Take back a lane whose descriptors never reached the attaching process. */
+void rm_worker_attach_undo(rm_server_t *s, uint32_t lane);
+/* An attached worker's pidfd became readable: it exited. */
+void rm_workers_on_pidfd(rm_server_t *s, uint32_t lane, uint32_t gen, int res);
 
 #endif

@@ -3,6 +3,8 @@
  */
 #include "ringmaster/control.h"
 
+#include "mp_body.h"
+
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <msgpack.h>
@@ -22,24 +24,6 @@ static size_t frame(char *out, const void *body, size_t n)
     out[3] = (char)n;
     memcpy(out + 4, body, n);
     return n + 4;
-}
-
-/* Build a body with msgpack-c itself, so tests can say things our encoder
- * never would. */
-typedef struct body {
-    msgpack_sbuffer sb;
-    msgpack_packer pk;
-} body_t;
-
-static void body_init(body_t *b)
-{
-    msgpack_sbuffer_init(&b->sb);
-    msgpack_packer_init(&b->pk, &b->sb, msgpack_sbuffer_write);
-}
-
-static void put_str(body_t *b, const char *s)
-{
-    msgpack_pack_str_with_body(&b->pk, s, strlen(s));
 }
 
 /* Frame the body into `out` (caller-sized) and release it. */

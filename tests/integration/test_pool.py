@@ -11,6 +11,7 @@ import threading
 import time
 
 from conftest import APPS, SLOW, children_of, is_worker
+from control_client import get
 
 BASIC = APPS / "basic.py"
 
@@ -30,13 +31,7 @@ def wait_until(cond, timeout, what):
 
 
 def one_request(port, path="/pid"):
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=20 * SLOW)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        return resp.status, resp.read()
-    finally:
-        conn.close()
+    return get(port, path)
 
 
 class Load:
