@@ -4,6 +4,7 @@
 #include "ringmaster/config.h"
 #include "ringmaster/control_access.h"
 #include "ringmaster/cpus.h"
+#include "ringmaster/memlimit.h"
 #include "ringmaster/interface.h"
 
 #include <errno.h>
@@ -147,7 +148,8 @@ void rm_config_usage(void *fp)
           "      --spill-dir DIR        where spilled bodies go (RINGMASTER_SPILL_DIR; default\n"
           "                             $TMPDIR or /tmp)\n"
           "      --max-connections N    open client connections at most (default 10000)\n"
-          "      --graceful-timeout S   seconds SIGTERM waits for in-flight requests (default 30)\n"
+          "      --graceful-timeout S   seconds SIGTERM waits for in-flight requests\n"
+          "                             (RINGMASTER_GRACEFUL_TIMEOUT; default 30)\n"
           "      --workers-min N        autoscaling: never fewer workers (default: --workers)\n"
           "      --workers-max N        autoscaling: grow up to N workers under load\n"
           "                             (default: --workers, i.e. no autoscaling)\n"
@@ -155,7 +157,9 @@ void rm_config_usage(void *fp)
           "                             (default 60)\n"
           "      --max-requests N       recycle a worker after N requests (default 0: never)\n"
           "      --max-requests-jitter J  plus a random 0..J per worker (default 0)\n"
-          "      --max-rss MIB          recycle a worker whose RSS exceeds MIB (default 0: never)\n"
+          "      --max-rss MIB          recycle a worker whose RSS exceeds MIB; 0: never\n"
+          "                             (RINGMASTER_MAX_RSS; default: 80% of the cgroup\n"
+          "                             memory limit / --workers-max, or 0 without a limit)\n"
           "  -t, --timeout S            seconds a worker may spend on a request without\n"
           "                             producing output before it is killed (504); 0: never\n"
           "                             (RINGMASTER_TIMEOUT; default 30)\n"
@@ -285,6 +289,28 @@ static bool parse_seconds(const char *text, double *out)
         return false;
     *out = v;
     return true;
+}
+
+/* --graceful-timeout: whole seconds, 0 to a day. */
+static int parse_graceful_timeout(rm_config_t *cfg, const char *text, const char *source,
+                                  char *err, size_t err_len)
+{
+    uint64_t n;
+    if (!parse_u64(text, 0, 86400, &n))
+        return fail(err, err_len, "%s: expected seconds (0 to 86400), got '%s'", source, text);
+    cfg->graceful_timeout_ms = (uint32_t)n * 1000;
+    return 0;
+}
+
+/* --max-rss: MiB, 0 for never. */
+static int parse_max_rss(rm_config_t *cfg, const char *text, const char *source, char *err,
+                         size_t err_len)
+{
+    uint64_t n;
+    if (!parse_u64(text, 0, UINT32_MAX, &n))
+        return fail(err, err_len, "%s: expected MiB (0: never), got '%s'", source, text);
+    cfg->max_rss_mib = n;
+    return 0;
 }
 
 /* --timeout: seconds, or 0 to never kill a worker for a slow request. */
@@ -558,6 +584,7 @@ static void set_defaults(rm_config_t *cfg)
     cfg->keepalive_timeout_ms = 5000;
     cfg->write_timeout_ms = 30000;
     cfg->queue_timeout_ms = 30000;
+    cfg->max_rss_mib = UINT64_MAX; /* unset: resolved from the memory limit */
     cfg->max_queued = 4096;
     cfg->worker_queue = 1024;
     cfg->startup_timeout_ms = 60000;
@@ -628,6 +655,12 @@ static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
         return rc;
     if ((v = getenv("RINGMASTER_SPILL_DIR")) && *v &&
         (rc = parse_spill_dir(cfg, v, "RINGMASTER_SPILL_DIR", err, err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_GRACEFUL_TIMEOUT")) && *v &&
+        (rc = parse_graceful_timeout(cfg, v, "RINGMASTER_GRACEFUL_TIMEOUT", err, err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_MAX_RSS")) && *v &&
+        (rc = parse_max_rss(cfg, v, "RINGMASTER_MAX_RSS", err, err_len)))
         return rc;
     if ((v = getenv("RINGMASTER_PIN")) && *v && parse_flag_value(v, &cfg->pin))
         return fail(err, err_len, "RINGMASTER_PIN: expected 1 or 0, got '%s'", v);
@@ -745,10 +778,8 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
             cfg->max_connections = (uint32_t)n;
             break;
         case OPT_GRACEFUL_TIMEOUT:
-            if (!parse_u64(optarg, 0, 86400, &n))
-                return fail(err, err_len, "--graceful-timeout: expected seconds, got '%s'",
-                            optarg);
-            cfg->graceful_timeout_ms = (uint32_t)n * 1000;
+            if ((rc = parse_graceful_timeout(cfg, optarg, "--graceful-timeout", err, err_len)))
+                return rc;
             break;
         case OPT_WORKERS_MIN:
         case OPT_WORKERS_MAX:
@@ -769,19 +800,18 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
         }
         case OPT_MAX_REQUESTS:
         case OPT_MAX_REQUESTS_JITTER:
-        case OPT_MAX_RSS:
             if (!parse_u64(optarg, 0, UINT32_MAX, &n))
                 return fail(err, err_len, "%s: expected a number, got '%s'",
-                            opt == OPT_MAX_REQUESTS          ? "--max-requests"
-                            : opt == OPT_MAX_REQUESTS_JITTER ? "--max-requests-jitter"
-                                                             : "--max-rss",
+                            opt == OPT_MAX_REQUESTS ? "--max-requests" : "--max-requests-jitter",
                             optarg);
             if (opt == OPT_MAX_REQUESTS)
                 cfg->max_requests = n;
-            else if (opt == OPT_MAX_REQUESTS_JITTER)
-                cfg->max_requests_jitter = n;
             else
-                cfg->max_rss_mib = n;
+                cfg->max_requests_jitter = n;
+            break;
+        case OPT_MAX_RSS:
+            if ((rc = parse_max_rss(cfg, optarg, "--max-rss", err, err_len)))
+                return rc;
             break;
         case 't':
         case OPT_REQUEST_TIMEOUT:
@@ -903,6 +933,12 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
         cfg->workers = cfg->workers_min;
     if (cfg->workers > cfg->workers_max)
         cfg->workers = cfg->workers_max;
+    /* No --max-rss: a share of the container's memory limit (memlimit.h). */
+    if (cfg->max_rss_mib == UINT64_MAX) {
+        cfg->memory_limit = rm_memlimit_self();
+        cfg->max_rss_mib = rm_memlimit_max_rss_mib(cfg->memory_limit, cfg->workers_max);
+        cfg->max_rss_from_limit = cfg->max_rss_mib != 0;
+    }
     /* Derived geometry: a lane holds what one worker may be handed, a head fits
      * in a chunk, and at most a quarter of the chunks wait in the kernel for reads. */
     while (cfg->lane_capacity < cfg->worker_queue)

@@ -25,5 +25,10 @@ int main(int argc, char **argv)
     rm_log_conf.level = cfg.log_level;
     rm_log_conf.format = cfg.log_format;
     rm_log_conf.role = "supervisor";
+    if (cfg.max_rss_from_limit)
+        RM_INFO("memory limit %llu MiB: --max-rss defaults to %llu MiB per worker "
+                "(80%% shared by up to %u workers)",
+                (unsigned long long)(cfg.memory_limit >> 20),
+                (unsigned long long)cfg.max_rss_mib, cfg.workers_max);
     return rm_server_run(&cfg);
 }

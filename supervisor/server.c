@@ -11,6 +11,7 @@
  * the doorbell, look at the lanes once more, and block in io_uring until a
  * CQE, the doorbell eventfd, or the tick.
  */
+#include "ringmaster/listen_fds.h"
 #include "ringmaster/log.h"
 #include "ringmaster/server.h"
 #include "ringmaster/wire.h"
@@ -558,15 +559,31 @@ fail:
     return rc;
 }
 
+/* The listener: inherited from a service manager (listen_fds.h), which then
+ * owns its address and backlog, or bound to --bind. */
 static int open_listener(rm_server_t *s)
 {
     const rm_config_t *cfg = s->cfg;
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof(ss));
-    int fd = rm_server_listen(cfg->bind_host, cfg->bind_port, cfg->backlog, "--bind",
-                              "listening on", &ss);
-    if (fd < 0)
+    char why[256];
+    int fd = rm_listen_fds_take(why, sizeof(why));
+    if (fd == -EINVAL) {
+        fprintf(stderr, "ringmaster: error: %s\n", why);
         return fd;
+    }
+    if (fd >= 0) {
+        int one = 1;
+        socklen_t len = sizeof(ss);
+        /* Accepted sockets inherit TCP_NODELAY from the listener on Linux. */
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        getsockname(fd, (struct sockaddr *)&ss, &len);
+        RM_INFO("serving the listening socket passed as fd %d in LISTEN_FDS (--bind is not used)",
+                fd);
+    } else if ((fd = rm_server_listen(cfg->bind_host, cfg->bind_port, cfg->backlog, "--bind",
+                                      "listening on", &ss)) < 0) {
+        return fd;
+    }
     s->listen_addr = ss;
     s->listen_wildcard =
         (ss.ss_family == AF_INET &&

@@ -61,6 +61,8 @@ typedef struct rm_config {
     uint64_t max_requests;        /* recycle a worker after this many requests; 0: never */
     uint64_t max_requests_jitter; /* plus a random 0..jitter per worker */
     uint64_t max_rss_mib;         /* recycle a worker above this RSS; 0: never */
+    bool max_rss_from_limit;      /* max_rss_mib is the memory limit's share (memlimit.h) */
+    uint64_t memory_limit;        /* cgroup memory limit in bytes when read; 0: none */
     uint32_t request_timeout_ms; /* --timeout: a worker silent this long on a request is killed; 0: never */
     uint32_t header_timeout_ms;  /* first byte of a head to its end (408 beyond) */
     uint32_t body_timeout_ms;    /* between two reads of a request body (408 beyond) */

@@ -174,6 +174,7 @@ class Server:
         self._stderr_file = tempfile.TemporaryFile()
         self.known_workers = set()   # (pid, starttime) of every worker seen
         self.stopped = False
+        self.pass_fds = ()           # descriptors the process inherits (socket activation)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -196,7 +197,7 @@ class Server:
             self._stderr_file.truncate()
             self.cmd = self.command(port)
             self.proc = subprocess.Popen(self.cmd, cwd=self.cwd, env=self.env,
-                                         stdin=subprocess.DEVNULL,
+                                         pass_fds=self.pass_fds, stdin=subprocess.DEVNULL,
                                          stdout=self._stderr_file,
                                          stderr=self._stderr_file)
             self.port = port
