@@ -61,34 +61,8 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 # ---------------------------------------------------------------- mirror
-# The first Debian archive (not the security one) named by this machine's apt
-# sources: deb822 "URIs:" lines in sources.list.d/*.sources, or one-line
-# "deb URI suite ..." entries.
-mirror() {
-  if [[ -n ${RINGMASTER_DEBIAN_MIRROR:-} ]]; then
-    echo "$RINGMASTER_DEBIAN_MIRROR"
-    return
-  fi
-  local f uri
-  for f in /etc/apt/sources.list.d/*.sources; do
-    [[ -f $f ]] || continue
-    uri=$(awk 'tolower($1) == "uris:" { for (i = 2; i <= NF; i++) print $i }' "$f" |
-          grep -E '^https?://' | grep -v -- '-security' | grep -i debian | head -n1 || true)
-    [[ -n $uri ]] && { echo "$uri"; return; }
-  done
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
-    [[ -f $f ]] || continue
-    uri=$(awk '$1 == "deb" || $1 == "deb-src" {
-                 for (i = 2; i <= NF; i++) if ($i ~ /^https?:\/\//) { print $i; break } }' "$f" |
-          grep -v -- '-security' | grep -i debian | head -n1 || true)
-    [[ -n $uri ]] && { echo "$uri"; return; }
-  done
-}
-MIRROR=$(mirror)
-if [[ -z $MIRROR ]]; then
-  say "no Debian archive found in /etc/apt/sources.list*; set RINGMASTER_DEBIAN_MIRROR"
-  exit 1
-fi
+# The Debian archive this machine's apt sources name (scripts/debian-mirror.sh).
+MIRROR=$("$(dirname "$0")/debian-mirror.sh") || exit 1
 
 # ---------------------------------------------------------------- sources
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/ringmaster-python-ft.XXXXXX")

@@ -12,17 +12,7 @@ if docker image inspect "$image" >/dev/null 2>&1; then
   exit 0
 fi
 
-# The first Debian archive in the apt sources: one-line "deb URL suite ..." or
-# deb822 "URIs: URL" (security and third-party archives are skipped).
-mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
-             /etc/apt/sources.list.d/*.sources 2>/dev/null |
-         awk '/^deb[ \t]/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; break } }
-              /^URIs:/ { print $2 }' |
-         grep -v -e security -e '^$' | grep -m1 '/debian/\?$' || true)
-if [[ -z $mirror ]]; then
-  echo "base-image: no Debian archive found in /etc/apt/sources.list*" >&2
-  exit 1
-fi
+mirror=$("$(dirname "$0")/../../scripts/debian-mirror.sh")
 
 rootfs=$(mktemp -d "${TMPDIR:-/tmp}/rm-rootfs.XXXXXX")
 trap 'rm -rf "$rootfs"' EXIT
