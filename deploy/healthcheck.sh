@@ -6,7 +6,7 @@
 #   ringmaster-healthcheck [PATH]   (default /healthz)
 set -u
 path=${1:-/healthz}
-addr=${RINGMASTER_METRICS:-127.0.0.1:9000}
+addr=${RINGMASTER_METRICS:-127.0.0.1:9100}
 port=${addr##*:}
 host=${addr%:*}
 host=${host#[}

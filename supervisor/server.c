@@ -607,7 +607,9 @@ static int setup_ring(rm_server_t *s)
         fprintf(stderr,
                 "ringmaster: error: io_uring is not available (%s)%s\n", strerror(-rc),
                 rc == -EPERM || rc == -ENOSYS
-                    ? "; a container's seccomp profile may block it (Docker's default allows it)"
+                    ? "; a seccomp profile blocks it (Docker 25+, containerd 2 and Podman do "
+                      "by default: allow io_uring_setup, io_uring_enter and io_uring_register, "
+                      "see docs/deploy.md), or the sysctl kernel.io_uring_disabled is set"
                     : "");
         return rc;
     }
