@@ -10,6 +10,7 @@ PACKAGES=(
   python3-dev python3-venv
   curl wrk nginx-light
   clang clang-format clang-tidy
+  docker.io debootstrap docker-compose
 )
 
 missing=()

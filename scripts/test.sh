@@ -17,6 +17,8 @@
 #        free-threaded    python3.13t, built once by scripts/build-python-ft.sh
 #                         (about 4 minutes, then cached) (ringmaster-worker-3.13t)
 #      A mode whose interpreter cannot be found or built counts as 1 failure.
+#   5. tests/deploy once (tests/deploy/run.sh): the container image, compose,
+#      Kubernetes manifests and systemd units; it starts dockerd if needed
 #
 # Every step runs even when an earlier one failed; the script then prints a
 # summary and exits non-zero if anything failed. Its last line is
@@ -30,6 +32,8 @@
 #   RINGMASTER_TEST_BUILDS   build dirs to run, default "build build-asan build-tsan"
 #   RINGMASTER_TEST_MODES    worker modes, default "gil subinterpreters free-threaded"
 #   RINGMASTER_PYTEST_ARGS   extra pytest arguments, e.g. "-k keepalive -x"
+#   RINGMASTER_TEST_DEPLOY   0 leaves out tests/deploy (containers, compose, k8s,
+#                            systemd), default 1
 #   RINGMASTER_TEST_FUZZ_SECONDS  libFuzzer run on the HTTP parser in build-fuzz
 #                            (clang), default 30; 0 leaves it out
 set -uo pipefail
@@ -356,6 +360,33 @@ for build in $BUILDS; do
     rm -f "$REPORTS/results"
   fi
 done
+
+# ---------------------------------------------------------------- deployment
+# tests/deploy once, not per build (tests/deploy/run.sh): the image from
+# deploy/Dockerfile built on a debootstrapped base and run (--cpus 1, health,
+# docker stop), deploy/compose.yaml with two replicas behind HAProxy under
+# load, deploy/k8s validated offline, deploy/systemd verified. run.sh starts
+# dockerd when none runs. About 3 minutes on a fresh machine (the base image
+# and the image's build stage), well under one once Docker has them cached.
+if [[ ${RINGMASTER_TEST_DEPLOY:-1} != 0 ]]; then
+  label="deploy: pytest tests/deploy"
+  banner "$label"
+  if [[ $venv_ok != 1 ]]; then
+    record "$label" 0 1 0 "not run (no venv)"
+  else
+    junit=$REPORTS/deploy-pytest.xml
+    # shellcheck disable=SC2086
+    RINGMASTER_BUILD=build RINGMASTER_DEPLOY_PYTHON="$VENV/bin/python" tests/deploy/run.sh \
+      -o junit_family=xunit2 --junitxml="$junit" --timeout=900 -rfEs ${RINGMASTER_PYTEST_ARGS:-}
+    rc=$?
+    if [[ -s $junit ]] && read -r p f s < <(junit_counts pytest "$junit") && [[ -n ${s:-} ]]; then
+      [[ $rc != 0 && $f == 0 ]] && f=1
+      record "$label" "$p" "$f" "$s" "rc=$rc"
+    else
+      record "$label" 0 1 0 "rc=$rc, no report"
+    fi
+  fi
+fi
 
 # ---------------------------------------------------------------- fuzzing
 # build-fuzz, configured with clang: libFuzzer on the HTTP parser

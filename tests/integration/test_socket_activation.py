@@ -8,8 +8,11 @@ socket to descriptor 3, then execs ringmaster in its own process.
 """
 
 import os
+import shutil
 import socket
 import subprocess
+
+import pytest
 
 from conftest import APPS, BINARY, SLOW, Server, can_connect, free_port, wait_for
 from control_client import get as http_get
@@ -152,3 +155,31 @@ def test_bad_listen_fds_value_is_refused():
     rc, err = run_activated("exec 3</dev/null", "three")
     assert rc != 0 and "LISTEN_FDS: expected a count" in err, (
         f"LISTEN_FDS=three: exit {rc}, stderr {err!r}")
+
+
+class SystemdActivatedServer(Server):
+    """ringmaster under systemd's own socket activator: systemd-socket-activate
+    listens, and on the first connection execs ringmaster with the socket as
+    fd 3 and LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES set, as a .socket unit does."""
+
+    def __init__(self, port):
+        super().__init__(APPS / "basic.py", workers=1, bind=False, port=port)
+
+    def command(self, port):
+        return ["systemd-socket-activate", "-l", f"127.0.0.1:{port}"] + super().command(port)
+
+
+@pytest.mark.skipif(shutil.which("systemd-socket-activate") is None,
+                    reason="systemd-socket-activate (package systemd) is not installed")
+def test_systemd_socket_activate():
+    server = SystemdActivatedServer(free_port())
+    try:
+        server.start()   # its first connection makes the activator exec ringmaster
+        status, body = http_get(server.port)
+        assert (status, body) == (200, b"Hello, world!\n"), (
+            f"GET / through systemd-socket-activate: {status} {body!r}\n{server.stderr()}")
+        assert "passed as fd 3 in LISTEN_FDS" in server.stderr(), server.stderr()
+        server.assert_clean_stop()
+    finally:
+        server.kill()
+        server.reap_workers()
