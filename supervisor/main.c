@@ -4,6 +4,7 @@
 #include "ringmaster/config.h"
 #include "ringmaster/ctl.h"
 #include "ringmaster/log.h"
+#include "ringmaster/memlimit.h"
 #include "ringmaster/server.h"
 
 #include <stdio.h>
@@ -28,7 +29,12 @@ int main(int argc, char **argv)
     if (cfg.max_rss_from_limit)
         RM_INFO("memory limit %llu MiB: --max-rss defaults to %llu MiB per worker "
                 "(80%% shared by up to %u workers)",
-                (unsigned long long)(cfg.memory_limit >> 20),
-                (unsigned long long)cfg.max_rss_mib, cfg.workers_max);
+                (unsigned long long)(cfg.memory_limit >> 20), (unsigned long long)cfg.max_rss_mib,
+                cfg.workers_max);
+    else if (cfg.memory_limit && cfg.max_rss_mib == 0)
+        RM_WARN("memory limit %llu MiB: 80%% of it shared by %u workers is under %d MiB each, "
+                "too little to recycle on; --max-rss stays off (set it, or run fewer workers)",
+                (unsigned long long)(cfg.memory_limit >> 20), cfg.workers_max,
+                RM_MEMLIMIT_MIN_SHARE_MIB);
     return rm_server_run(&cfg);
 }

@@ -51,5 +51,5 @@ uint64_t rm_memlimit_max_rss_mib(uint64_t limit_bytes, uint32_t workers)
         return 0;
     uint64_t mib =
         limit_bytes / (1024 * 1024) * RM_MEMLIMIT_SHARE_PERCENT / 100 / (workers ? workers : 1);
-    return mib ? mib : 1;
+    return mib >= RM_MEMLIMIT_MIN_SHARE_MIB ? mib : 0;
 }

@@ -135,3 +135,17 @@ def test_refused_io_uring_is_a_clear_error(image, tmp_path):
     err = proc.stdout + proc.stderr
     assert proc.returncode != 0, f"started although io_uring_setup fails: {err}"
     assert "io_uring is not available" in err and "seccomp" in err, err
+
+
+def test_memory_rule_edges(run_container):
+    """Too small a share gives no default (and a warning); an explicit
+    RINGMASTER_MAX_RSS wins over the limit."""
+    small = run_container(["--memory", "128m", "-e", "RINGMASTER_WORKERS=4"])
+    explicit = run_container(["--memory", "512m", "-e", "RINGMASTER_MAX_RSS=100"])
+    wait_healthy(small)
+    wait_healthy(explicit)
+    logs = small.logs()
+    assert "under 32 MiB each" in logs and "--max-rss stays off" in logs, logs
+    assert "--max-rss defaults to" not in logs, logs
+    logs = explicit.logs()
+    assert "memory limit" not in logs, f"RINGMASTER_MAX_RSS=100 was given:\n{logs}"

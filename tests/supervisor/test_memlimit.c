@@ -64,6 +64,7 @@ Test(memlimit, max_rss_is_80_percent_shared_by_the_workers)
     cr_expect_eq(rm_memlimit_max_rss_mib(1024 * MIB, 4), 204, "1 GiB, 4 workers: 819 / 4");
     cr_expect_eq(rm_memlimit_max_rss_mib(512 * MIB, 1), 409);
     cr_expect_eq(rm_memlimit_max_rss_mib(0, 4), 0, "no limit: never recycle");
-    cr_expect_eq(rm_memlimit_max_rss_mib(1 * MIB, 64), 1, "at least 1 MiB");
+    cr_expect_eq(rm_memlimit_max_rss_mib(160 * MIB, 4), 32, "32 MiB each is the smallest");
+    cr_expect_eq(rm_memlimit_max_rss_mib(128 * MIB, 4), 0, "25 MiB each: no default");
     cr_expect_eq(rm_memlimit_max_rss_mib(100 * MIB, 0), 80, "0 workers counts as 1");
 }
