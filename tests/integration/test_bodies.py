@@ -30,28 +30,39 @@ def start(start_server, tmp_path, *args, native=False):
     return server, spill
 
 
+class Responses:
+    """Reads Content-Length responses off one connection, keeping bytes of the
+    next response that arrived with the previous one."""
+
+    def __init__(self, sock):
+        self.sock, self.buf = sock, b""
+
+    def _fill(self):
+        piece = self.sock.recv(65536)
+        self.buf += piece
+        return bool(piece)
+
+    def next(self):
+        """(status, headers dict, body); status 0 if the connection ended first."""
+        while b"\r\n\r\n" not in self.buf:
+            if not self._fill():
+                return 0, {}, b""
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = int(headers.get("content-length", "0"))
+        while len(self.buf) < length and self._fill():
+            pass
+        body, self.buf = self.buf[:length], self.buf[length:]
+        return status, headers, body
+
+
 def read_response(sock):
-    """(status, headers dict, body) of one Content-Length response."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        piece = sock.recv(65536)
-        if not piece:
-            break
-        data += piece
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1]) if lines and len(lines[0].split()) > 1 else 0
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    length = int(headers.get("content-length", "0"))
-    while len(body) < length:
-        piece = sock.recv(65536)
-        if not piece:
-            break
-        body += piece
-    return status, headers, body[:length]
+    return Responses(sock).next()
 
 
 def post(server, blocks, chunked=False, path="/", expect_status=200, total=None):
@@ -140,8 +151,9 @@ def test_keep_alive_and_pipelining_after_a_spilled_body(start_server, tmp_path):
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
                      b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: %d\r\n\r\n%s"
                      % (len(first), first, len(second), second))
-        s1, _, b1 = read_response(sock)
-        s2, _, b2 = read_response(sock)
+        responses = Responses(sock)
+        s1, _, b1 = responses.next()
+        s2, _, b2 = responses.next()
     assert (s1, s2) == (200, 200)
     assert json.loads(b1)["sha256"] == digest_of([first]) and json.loads(b1)["spilled"] == 1
     assert json.loads(b2) == {"length": 100, "sha256": digest_of([second]), "spilled": 0}
