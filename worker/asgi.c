@@ -86,15 +86,13 @@ enum {
     R_COUNT
 };
 
-typedef struct {
-    PyObject ob_base;
-    PyObject *refs[R_COUNT];
-    const rm_app_conf_t *conf;
-} AsgiState;
+/* The per-interpreter state is a tuple of R_COUNT constants (st->asgi):
+ * nothing in it but references, so a tuple's own GC support is all it needs. */
+typedef PyObject AsgiState;
 
 static inline PyObject *R(const AsgiState *as, int i)
 {
-    return as->refs[i];
+    return PyTuple_GET_ITEM((PyObject *)as, i);
 }
 
 /* ---- Request ----------------------------------------------------------------------- */
@@ -765,14 +763,14 @@ static int put(PyObject *d, PyObject *key, PyObject *value)
 
 /* scope["client"] and scope["scheme"]: from the proxy headers when the peer
  * is trusted (--forwarded-allow-ips), as WSGI's REMOTE_ADDR and url_scheme. */
-static int put_client(const AsgiState *as, PyObject *scope, const rm_req_meta_t *m,
-                      const fwd_seen_t *seen)
+static int put_client(const AsgiState *as, const rm_app_conf_t *conf, PyObject *scope,
+                      const rm_req_meta_t *m, const fwd_seen_t *seen)
 {
     rm_fwd_result_t fwd = {0};
 
     if ((seen->n_xff || seen->n_xfp || seen->n_fwd) &&
-        rm_fwd_allow_match(&as->conf->forwarded_allow, m->client_family, m->client_addr))
-        rm_fwd_resolve(&as->conf->forwarded_allow, seen->xff, seen->n_xff, seen->xfp, seen->n_xfp,
+        rm_fwd_allow_match(&conf->forwarded_allow, m->client_family, m->client_addr))
+        rm_fwd_resolve(&conf->forwarded_allow, seen->xff, seen->n_xff, seen->xfp, seen->n_xfp,
                        seen->fwd, seen->n_fwd, &fwd);
     if (PyDict_SetItem(scope, R(as, S_SCHEME),
                        R(as, fwd.scheme == RM_FWD_SCHEME_HTTPS ? V_HTTPS : V_HTTP)) < 0)
@@ -785,7 +783,8 @@ static int put_client(const AsgiState *as, PyObject *scope, const rm_req_meta_t 
     return put(scope, R(as, S_CLIENT), address(m->client_family, m->client_addr, m->client_port));
 }
 
-static PyObject *scope_build(const AsgiState *as, const rm_req_view_t *v, PyObject *state)
+static PyObject *scope_build(const AsgiState *as, const rm_app_conf_t *conf, const rm_req_view_t *v,
+                             PyObject *state)
 {
     const rm_req_meta_t *m = &v->meta;
     const unsigned char *head = v->head;
@@ -807,7 +806,7 @@ static PyObject *scope_build(const AsgiState *as, const rm_req_view_t *v, PyObje
             PyBytes_FromStringAndSize((const char *)head + m->query_off, m->query_len)) < 0 ||
         PyDict_SetItem(scope, R(as, S_ROOT_PATH), R(as, V_ROOT)) < 0 ||
         put(scope, R(as, S_HEADERS), header_list(v, &seen)) < 0 ||
-        put_client(as, scope, m, &seen) < 0 ||
+        put_client(as, conf, scope, m, &seen) < 0 ||
         put(scope, R(as, S_SERVER), address(m->server_family, m->server_addr, m->server_port)) <
             0 ||
         (state != NULL && put(scope, R(as, S_STATE), PyDict_Copy(state)) < 0)) {
@@ -943,7 +942,7 @@ static PyObject *lane_pop(PyObject *op, PyObject *Py_UNUSED(ignored))
         }
         break;
     }
-    PyObject *scope = scope_build(as, &view, self->lifespan);
+    PyObject *scope = scope_build(as, &self->t->w->conf->iface, &view, self->lifespan);
     if (scope == NULL) {
         /* Out of memory building it: answer 500 rather than leave it hanging. */
         rm_out_t out;
@@ -1153,46 +1152,6 @@ static PyType_Spec lane_spec = {
 
 /* ---- loading -------------------------------------------------------------------------- */
 
-static int state_traverse(PyObject *op, visitproc visit, void *arg)
-{
-    AsgiState *as = (AsgiState *)op;
-    Py_VISIT(Py_TYPE(op));
-    for (int i = 0; i < R_COUNT; i++)
-        Py_VISIT(as->refs[i]);
-    return 0;
-}
-
-static int state_clear(PyObject *op)
-{
-    AsgiState *as = (AsgiState *)op;
-    for (int i = 0; i < R_COUNT; i++)
-        Py_CLEAR(as->refs[i]);
-    return 0;
-}
-
-static void state_dealloc(PyObject *op)
-{
-    PyTypeObject *tp = Py_TYPE(op);
-    PyObject_GC_UnTrack(op);
-    state_clear(op);
-    tp->tp_free(op);
-    Py_DECREF(tp);
-}
-
-static PyType_Slot state_slots[] = {
-    {Py_tp_dealloc, state_dealloc},
-    {Py_tp_traverse, state_traverse},
-    {Py_tp_clear, state_clear},
-    {0, NULL},
-};
-
-static PyType_Spec state_spec = {
-    .name = "_ringmaster_asgi.State",
-    .basicsize = sizeof(AsgiState),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
-    .slots = state_slots,
-};
-
 static const struct {
     int index;
     const char *text;
@@ -1229,23 +1188,27 @@ static const struct {
     {V_SLASH, "/"},
 };
 
-static int state_fill(AsgiState *as, const rm_app_conf_t *conf)
+/* Every constant, into the tuple `as` (R_COUNT slots). */
+static int state_fill(PyObject *as, const rm_app_conf_t *conf)
 {
-    as->conf = conf;
+    PyObject *v[R_COUNT] = {NULL};
     for (size_t i = 0; i < sizeof(interned) / sizeof(interned[0]); i++)
-        if ((as->refs[interned[i].index] = PyUnicode_InternFromString(interned[i].text)) == NULL)
-            return -1;
-    as->refs[V_ROOT] =
+        v[interned[i].index] = PyUnicode_InternFromString(interned[i].text);
+    v[V_ROOT] =
         PyUnicode_DecodeUTF8(conf->root_path, (Py_ssize_t)conf->root_path_len, "surrogateescape");
-    as->refs[V_EMPTY_BYTES] = PyBytes_FromStringAndSize("", 0);
-    as->refs[ASGI_TEMPLATE] = Py_BuildValue("{s:s,s:s}", "version", "3.0", "spec_version", "2.4");
-    as->refs[DISCONNECT_TEMPLATE] = Py_BuildValue("{s:s}", "type", "http.disconnect");
-    as->refs[LANE_TYPE] = PyType_FromSpec(&lane_spec);
-    as->refs[REQUEST_TYPE] = PyType_FromSpec(&request_spec);
-    for (int i = 0; i < R_COUNT; i++)
-        if (as->refs[i] == NULL)
-            return -1;
-    return 0;
+    v[V_EMPTY_BYTES] = PyBytes_FromStringAndSize("", 0);
+    v[ASGI_TEMPLATE] = Py_BuildValue("{s:s,s:s}", "version", "3.0", "spec_version", "2.4");
+    v[DISCONNECT_TEMPLATE] = Py_BuildValue("{s:s}", "type", "http.disconnect");
+    v[LANE_TYPE] = PyType_FromSpec(&lane_spec);
+    v[REQUEST_TYPE] = PyType_FromSpec(&request_spec);
+    int rc = 0;
+    for (int i = 0; i < R_COUNT; i++) {
+        if (v[i] == NULL)
+            rc = -1;
+        else
+            PyTuple_SET_ITEM(as, i, v[i]); /* steals */
+    }
+    return rc;
 }
 
 bool rm_asgi_detect(PyObject *app)
@@ -1283,11 +1246,9 @@ int rm_asgi_load(rm_pymod_state_t *st, char *why, size_t why_len)
         return -ENOTSUP;
     }
     Py_DECREF(asyncio);
-    PyTypeObject *tp = (PyTypeObject *)PyType_FromSpec(&state_spec);
-    AsgiState *as = tp != NULL ? (AsgiState *)tp->tp_alloc(tp, 0) : NULL;
-    Py_XDECREF(tp);
+    PyObject *as = PyTuple_New(R_COUNT);
     if (as != NULL && state_fill(as, &st->worker->conf->iface) == 0) {
-        Py_XSETREF(st->asgi, (PyObject *)as);
+        Py_XSETREF(st->asgi, as);
         return 0;
     }
     Py_XDECREF(as);

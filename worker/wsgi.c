@@ -1648,9 +1648,9 @@ int rm_wsgi_load(rm_pymod_state_t *st, const char *spec, char *why, size_t why_l
         snprintf(reason, sizeof(reason), "auto: the app is a coroutine function");
     } else if (iface == RM_INTERFACE_AUTO) {
         iface = detect(st->app, reason, sizeof(reason), &unsure);
-    }
-    else
+    } else {
         snprintf(reason, sizeof(reason), "--interface %s", rm_interface_name(iface));
+    }
     /* Once per process: in subinterpreters mode every thread loads the app. */
     static atomic_bool logged;
     if (atomic_exchange(&logged, true))
