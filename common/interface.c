@@ -15,7 +15,40 @@ static const char *const interface_names[] = {
     [RM_INTERFACE_AUTO] = "auto",
     [RM_INTERFACE_NATIVE] = "native",
     [RM_INTERFACE_WSGI] = "wsgi",
+    [RM_INTERFACE_ASGI] = "asgi",
 };
+
+static const char *const lifespan_names[] = {
+    [RM_LIFESPAN_AUTO] = "auto",
+    [RM_LIFESPAN_ON] = "on",
+    [RM_LIFESPAN_OFF] = "off",
+};
+
+static const char *const loop_names[] = {
+    [RM_LOOP_AUTO] = "auto",
+    [RM_LOOP_ASYNCIO] = "asyncio",
+    [RM_LOOP_UVLOOP] = "uvloop",
+};
+
+/* A decimal count from 1 to max into *out; -EINVAL otherwise. */
+static int parse_count(const char *value, unsigned long max, unsigned *out)
+{
+    char *end;
+    unsigned long n = strtoul(value, &end, 10);
+    if (value[0] < '0' || value[0] > '9' || *end != '\0' || n < 1 || n > max)
+        return -EINVAL;
+    *out = (unsigned)n;
+    return 0;
+}
+
+/* Index of `text` in names[0..n), or -1. */
+static int name_index(const char *const *names, size_t n, const char *text)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(text, names[i]) == 0)
+            return (int)i;
+    return -1;
+}
 
 __attribute__((format(printf, 3, 4))) static int fail(char *why, size_t why_len, const char *fmt,
                                                       ...)
@@ -29,13 +62,11 @@ __attribute__((format(printf, 3, 4))) static int fail(char *why, size_t why_len,
 
 int rm_interface_parse(const char *text, rm_interface_t *out)
 {
-    for (size_t i = 0; i < sizeof(interface_names) / sizeof(interface_names[0]); i++) {
-        if (strcmp(text, interface_names[i]) == 0) {
-            *out = (rm_interface_t)i;
-            return 0;
-        }
-    }
-    return -EINVAL;
+    int i = name_index(interface_names, sizeof(interface_names) / sizeof(interface_names[0]), text);
+    if (i < 0)
+        return -EINVAL;
+    *out = (rm_interface_t)i;
+    return 0;
 }
 
 const char *rm_interface_name(rm_interface_t interface)
@@ -43,6 +74,18 @@ const char *rm_interface_name(rm_interface_t interface)
     if ((unsigned)interface >= sizeof(interface_names) / sizeof(interface_names[0]))
         return "unknown";
     return interface_names[interface];
+}
+
+const char *rm_lifespan_name(rm_lifespan_t lifespan)
+{
+    return (unsigned)lifespan < sizeof(lifespan_names) / sizeof(lifespan_names[0])
+               ? lifespan_names[lifespan]
+               : "?";
+}
+
+const char *rm_loop_name(rm_loop_t loop)
+{
+    return (unsigned)loop < sizeof(loop_names) / sizeof(loop_names[0]) ? loop_names[loop] : "?";
 }
 
 void rm_app_conf_init(rm_app_conf_t *conf)
@@ -54,6 +97,9 @@ void rm_app_conf_init(rm_app_conf_t *conf)
     conf->root_path = "";
     conf->root_path_len = 0;
     conf->workers = 1;
+    conf->lifespan = RM_LIFESPAN_AUTO;
+    conf->loop = RM_LOOP_AUTO;
+    conf->max_concurrency = 1000;
     /* The default list is a constant that parses. */
     (void)rm_fwd_allow_parse(&conf->forwarded_allow, RM_FWD_DEFAULT, why, sizeof(why));
 }
@@ -89,7 +135,7 @@ int rm_app_conf_set(rm_app_conf_t *conf, enum rm_app_opt opt, const char *value,
     switch (opt) {
     case RM_APP_OPT_INTERFACE:
         if (rm_interface_parse(value, &conf->interface) < 0)
-            return fail(why, why_len, "--interface: '%s' is not auto, native or wsgi", value);
+            return fail(why, why_len, "--interface: '%s' is not auto, native, wsgi or asgi", value);
         return 0;
     case RM_APP_OPT_ROOT_PATH:
         return set_root_path(conf, value, why, why_len);
@@ -97,14 +143,29 @@ int rm_app_conf_set(rm_app_conf_t *conf, enum rm_app_opt opt, const char *value,
         if (rm_fwd_allow_parse(&conf->forwarded_allow, value, inner, sizeof(inner)) < 0)
             return fail(why, why_len, "--forwarded-allow-ips: %s", inner);
         return 0;
-    case RM_APP_OPT_WORKERS: {
-        char *end;
-        unsigned long n = strtoul(value, &end, 10);
-        if (value[0] < '0' || value[0] > '9' || *end != '\0' || n < 1 || n > 1024)
+    case RM_APP_OPT_WORKERS:
+        if (parse_count(value, 1024, &conf->workers) < 0)
             return fail(why, why_len, "--workers: '%s' is not a number from 1 to 1024", value);
-        conf->workers = (unsigned)n;
+        return 0;
+    case RM_APP_OPT_LIFESPAN: {
+        int i = name_index(lifespan_names, 3, value);
+        if (i < 0)
+            return fail(why, why_len, "--lifespan: '%s' is not auto, on or off", value);
+        conf->lifespan = (rm_lifespan_t)i;
         return 0;
     }
+    case RM_APP_OPT_LOOP: {
+        int i = name_index(loop_names, 3, value);
+        if (i < 0)
+            return fail(why, why_len, "--loop: '%s' is not auto, asyncio or uvloop", value);
+        conf->loop = (rm_loop_t)i;
+        return 0;
+    }
+    case RM_APP_OPT_MAX_CONCURRENCY:
+        if (parse_count(value, 65536, &conf->max_concurrency) < 0)
+            return fail(why, why_len, "--max-concurrency: '%s' is not a number from 1 to 65536",
+                        value);
+        return 0;
     }
     return fail(why, why_len, "unknown app option %d", (int)opt);
 }

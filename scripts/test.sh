@@ -279,10 +279,24 @@ extras=$(IFS=';'; echo "${extra_pythons[*]}")
 # worker refuses a venv of another Python): .venv-apps from /usr/bin/python3,
 # .venv-apps-TAG from each mode's interpreter. A venv that cannot be made
 # counts as 1 failure (the tests then fail rather than skip).
+# FastAPI and uvloop where the interpreter has wheels for them (not 3.13t):
+# otherwise the venv says why, and the FastAPI tests skip with that reason.
+apps_venv_native() {
+  local dir=$1 out
+  rm -f "$dir/.native-unavailable"
+  if ! out=$("$dir/bin/python" -m pip install -q --disable-pip-version-check \
+      --only-binary pydantic_core,uvloop -r tests/requirements-apps-native.txt 2>&1); then
+    echo "pip install -r tests/requirements-apps-native.txt failed: $(tail -n1 <<<"$out")" \
+      >"$dir/.native-unavailable"
+    echo "note: $(cat "$dir/.native-unavailable") (in $dir)"
+  fi
+  return 0
+}
+
 apps_venv() {
   local py=$1 dir=$2 stamp want
-  want=$( (sha256sum tests/requirements-apps.txt; "$py" -c 'import sys; print(sys.version)') \
-    | sha256sum | cut -d' ' -f1)
+  want=$( (sha256sum tests/requirements-apps.txt tests/requirements-apps-native.txt
+           "$py" -c 'import sys; print(sys.version)') | sha256sum | cut -d' ' -f1)
   stamp=$dir/.requirements.sha256
   [[ -x $dir/bin/python && "$(cat "$stamp" 2>/dev/null)" == "$want" ]] && return 0
   banner "framework venv $dir from $py"
@@ -290,6 +304,7 @@ apps_venv() {
   "$py" -m venv "$dir" &&
     "$dir/bin/python" -m pip install -q --disable-pip-version-check \
       -r tests/requirements-apps.txt &&
+    apps_venv_native "$dir" &&
     echo "$want" >"$stamp"
 }
 export RINGMASTER_REQUIRE_APPS_VENV=1

@@ -63,6 +63,9 @@ enum {
     OPT_CONTROL,
     OPT_CONTROL_GROUP,
     OPT_ATTACH_ONLY,
+    OPT_LIFESPAN,
+    OPT_LOOP,
+    OPT_MAX_CONCURRENCY,
 };
 
 static const struct option options[] = {
@@ -107,6 +110,9 @@ static const struct option options[] = {
     {"control", required_argument, NULL, OPT_CONTROL},
     {"control-group", required_argument, NULL, OPT_CONTROL_GROUP},
     {"attach-only", no_argument, NULL, OPT_ATTACH_ONLY},
+    {"lifespan", required_argument, NULL, OPT_LIFESPAN},
+    {"loop", required_argument, NULL, OPT_LOOP},
+    {"max-concurrency", required_argument, NULL, OPT_MAX_CONCURRENCY},
     {NULL, 0, NULL, 0},
 };
 
@@ -130,9 +136,16 @@ void rm_config_usage(void *fp)
           "                             (RINGMASTER_PYTHON)\n"
           "      --pin                  pin worker i to usable CPU i, the I/O thread to its own\n"
           "                             (RINGMASTER_PIN=1)\n"
-          "      --interface IFACE      how the app is called: wsgi (PEP 3333), native, or\n"
-          "                             auto: wsgi when it takes two positional arguments\n"
+          "      --interface IFACE      how the app is called: wsgi (PEP 3333), asgi (3.0),\n"
+          "                             native, or auto: asgi for an async def of three\n"
+          "                             arguments, wsgi when it takes two positional ones\n"
           "                             (RINGMASTER_INTERFACE; default auto)\n"
+          "      --lifespan MODE        ASGI lifespan: auto, on or off (RINGMASTER_LIFESPAN;\n"
+          "                             default auto)\n"
+          "      --loop LOOP            ASGI event loop: auto (uvloop if installed), asyncio or\n"
+          "                             uvloop (RINGMASTER_LOOP; default auto)\n"
+          "      --max-concurrency N    ASGI requests in flight per worker thread\n"
+          "                             (RINGMASTER_MAX_CONCURRENCY; default 1000)\n"
           "      --root-path PATH       WSGI SCRIPT_NAME: where the app is mounted\n"
           "                             (RINGMASTER_ROOT_PATH; default none)\n"
           "      --forwarded-allow-ips LIST  peers (IP[/prefix],... or '*') whose\n"
@@ -674,6 +687,17 @@ static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
         (rc = set_app_opt(&cfg->root_path, RM_APP_OPT_ROOT_PATH, v, "RINGMASTER_ROOT_PATH", err,
                           err_len)))
         return rc;
+    if ((v = getenv("RINGMASTER_LIFESPAN")) && *v &&
+        (rc = set_app_opt(&cfg->lifespan, RM_APP_OPT_LIFESPAN, v, "RINGMASTER_LIFESPAN", err,
+                          err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_LOOP")) && *v &&
+        (rc = set_app_opt(&cfg->loop, RM_APP_OPT_LOOP, v, "RINGMASTER_LOOP", err, err_len)))
+        return rc;
+    if ((v = getenv("RINGMASTER_MAX_CONCURRENCY")) && *v &&
+        (rc = set_app_opt(&cfg->max_concurrency, RM_APP_OPT_MAX_CONCURRENCY, v,
+                          "RINGMASTER_MAX_CONCURRENCY", err, err_len)))
+        return rc;
     /* gunicorn's name first, so that ours wins when both are set. */
     if ((v = getenv("FORWARDED_ALLOW_IPS")) && *v &&
         (rc = set_app_opt(&cfg->forwarded_allow_ips, RM_APP_OPT_FORWARDED_ALLOW_IPS, v,
@@ -894,6 +918,19 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
         case OPT_ATTACH_ONLY:
             cfg->attach_only = true;
             break;
+        case OPT_LIFESPAN:
+        case OPT_LOOP:
+        case OPT_MAX_CONCURRENCY: {
+            /* The worker's app options, in enum rm_app_opt order from LIFESPAN. */
+            static const char *const flags[] = {"--lifespan", "--loop", "--max-concurrency"};
+            const char **slot = opt == OPT_LIFESPAN ? &cfg->lifespan
+                                : opt == OPT_LOOP   ? &cfg->loop
+                                                    : &cfg->max_concurrency;
+            if ((rc = set_app_opt(slot, (enum rm_app_opt)(RM_APP_OPT_LIFESPAN + opt - OPT_LIFESPAN),
+                                  optarg, flags[opt - OPT_LIFESPAN], err, err_len)))
+                return rc;
+            break;
+        }
         case 'h':
             rm_config_usage(stdout);
             return RM_CONFIG_EXIT_OK;

@@ -249,6 +249,9 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
     if (res == 0) {
         /* The client closed its side. Finish what it asked for, then close. */
         c->close_after = true;
+        if (c->state == RM_CONN_DISPATCHED && c->meta_chunk != RM_CHUNK_NONE)
+            /* An ASGI app waiting in receive() hears http.disconnect. */
+            rm_wire_set_eof((rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk));
         if (c->state == RM_CONN_READING && !c->parsing && c->out_head == RM_CHUNK_NONE)
             rm_server_close_conn(s, c);
         else if (c->state == RM_CONN_READING && c->parsing)

@@ -99,17 +99,21 @@ static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t p
                     "--log-level", (char *)level[s->cfg->log_level],
                     "--log-format", s->cfg->log_format == RM_LOG_JSON ? "json" : "plain",
                     "--app", (char *)s->cfg->app,
-                    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+                    NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                    NULL, NULL, NULL, NULL, NULL, NULL};
     /* The app-interface flags (the ones the operator set, and the pool's
      * size for wsgi.multiprocess), in the NULLs left above. */
     char workers[16];
     snprintf(workers, sizeof(workers), "%u",
              s->cfg->workers_max > s->cfg->workers ? s->cfg->workers_max : s->cfg->workers);
-    size_t argc = sizeof(argv) / sizeof(argv[0]) - 9;
+    size_t argc = sizeof(argv) / sizeof(argv[0]) - 15;
     const char *const iface[][2] = {{"--interface", s->cfg->interface},
                                     {"--root-path", s->cfg->root_path},
                                     {"--forwarded-allow-ips", s->cfg->forwarded_allow_ips},
-                                    {"--workers", workers}};
+                                    {"--workers", workers},
+                                    {"--lifespan", s->cfg->lifespan},
+                                    {"--loop", s->cfg->loop},
+                                    {"--max-concurrency", s->cfg->max_concurrency}};
     for (size_t i = 0; i < sizeof(iface) / sizeof(iface[0]); i++) {
         if (iface[i][1] != NULL) {
             argv[argc++] = (char *)iface[i][0];

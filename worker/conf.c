@@ -28,8 +28,10 @@
     "--app SPEC\n"                                                                                 \
     "                         [--threads T] [--mode auto|gil|subinterpreters|free-threaded]\n"     \
     "                         [--log-level error|warn|info|debug] [--log-format plain|json]\n"     \
-    "                         [--interface auto|native|wsgi] [--root-path PATH]\n"                 \
+    "                         [--interface auto|native|wsgi|asgi] [--root-path PATH]\n"            \
     "                         [--forwarded-allow-ips LIST] [--workers N]\n"                        \
+    "                         [--lifespan auto|on|off] [--loop auto|asyncio|uvloop]\n"             \
+    "                         [--max-concurrency N]\n"                                             \
     "Started by the ringmaster supervisor; not meant to be run by hand.\n"
 
 enum {
@@ -49,6 +51,9 @@ enum {
     OPT_ROOT_PATH,
     OPT_FORWARDED_ALLOW_IPS,
     OPT_WORKERS,
+    OPT_LIFESPAN,
+    OPT_LOOP,
+    OPT_MAX_CONCURRENCY,
 };
 
 /* The three descriptor flags come first, in OPT_ order: their messages index
@@ -69,6 +74,9 @@ static const struct option options[] = {
     {"root-path", required_argument, NULL, OPT_ROOT_PATH},
     {"forwarded-allow-ips", required_argument, NULL, OPT_FORWARDED_ALLOW_IPS},
     {"workers", required_argument, NULL, OPT_WORKERS},
+    {"lifespan", required_argument, NULL, OPT_LIFESPAN},
+    {"loop", required_argument, NULL, OPT_LOOP},
+    {"max-concurrency", required_argument, NULL, OPT_MAX_CONCURRENCY},
     {NULL, 0, NULL, 0},
 };
 
@@ -204,8 +212,11 @@ int rm_worker_conf_parse(rm_worker_conf_t *conf, int argc, char *const argv[], c
         case OPT_ROOT_PATH:
         case OPT_FORWARDED_ALLOW_IPS:
         case OPT_WORKERS:
-            if (rm_app_conf_set(&conf->iface, (enum rm_app_opt)(opt - OPT_INTERFACE), optarg,
-                                why, why_len) < 0)
+        case OPT_LIFESPAN:
+        case OPT_LOOP:
+        case OPT_MAX_CONCURRENCY:
+            if (rm_app_conf_set(&conf->iface, (enum rm_app_opt)(opt - OPT_INTERFACE), optarg, why,
+                                why_len) < 0)
                 return -EINVAL;
             break;
         case OPT_HELP:

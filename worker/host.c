@@ -420,6 +420,7 @@ static void drop_interp(PyObject **module, rm_pymod_state_t **st)
     if (*st != NULL) {
         Py_CLEAR((*st)->app);
         Py_CLEAR((*st)->wsgi);
+        Py_CLEAR((*st)->asgi);
         Py_CLEAR((*st)->json_encode);
         Py_CLEAR((*st)->json_chunks);
         Py_CLEAR((*st)->response_type);

@@ -882,6 +882,7 @@ static size_t state_refs(rm_pymod_state_t *st, PyObject **refs[])
     refs[n++] = &st->json_chunks;
     refs[n++] = &st->response_type;
     refs[n++] = &st->wsgi;
+    refs[n++] = &st->asgi;
     assert(n <= STATE_REFS_MAX);
     return n;
 }
@@ -946,4 +947,73 @@ static PyModuleDef module_def = {
 PyObject *rm_pymod_init(void)
 {
     return PyModuleDef_Init(&module_def);
+}
+
+static int hexval(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c = ascii_lower(c);
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+char *rm_decimal(char buf[24], uint64_t v)
+{
+    char *p = buf + 24;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return p;
+}
+
+size_t rm_percent_decode(const unsigned char *p, size_t n, unsigned char *out)
+{
+    size_t dn = 0;
+    for (size_t i = 0; i < n; i++) {
+        int hi, lo;
+        if (p[i] == '%' && i + 2 < n && (hi = hexval(p[i + 1])) >= 0 &&
+            (lo = hexval(p[i + 2])) >= 0) {
+            out[dn++] = (unsigned char)(hi << 4 | lo);
+            i += 2;
+        } else {
+            out[dn++] = p[i]; /* a lone '%' stays as it is */
+        }
+    }
+    return dn;
+}
+
+/* An address from the meta as text: IPv4-mapped IPv6 as IPv4, IPv6 in
+ * brackets when `brackets`. Returns the length, 0 when there is none. */
+size_t rm_addr_text(uint8_t family, const uint8_t addr[16], bool brackets, char *out, size_t len)
+{
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    char *p = out;
+
+    if (family == 6 && memcmp(addr, mapped, sizeof(mapped)) == 0) {
+        family = 4;
+        addr += 12;
+    }
+    if (family != 4 && family != 6)
+        return 0;
+    if (family == 4) {
+        /* By hand: glibc's inet_ntop formats IPv4 through sprintf. */
+        for (int i = 0; i < 4; i++) {
+            char buf[24], *d = rm_decimal(buf, addr[i]);
+            if (i > 0)
+                *p++ = '.';
+            memcpy(p, d, (size_t)(buf + 24 - d));
+            p += buf + 24 - d;
+        }
+        *p = '\0';
+        return (size_t)(p - out);
+    }
+    if (brackets)
+        *p++ = '[';
+    if (inet_ntop(AF_INET6, addr, p, (socklen_t)(len - 2)) == NULL)
+        return 0;
+    p += strlen(p);
+    if (brackets)
+        *p++ = ']', *p = '\0';
+    return (size_t)(p - out);
 }

@@ -27,6 +27,7 @@
  */
 #include "worker.h"
 #include "wsgi.h"
+#include "asgi.h"
 
 #include "ringmaster/control.h"
 #include "ringmaster/doorbell.h"
@@ -167,7 +168,7 @@ static int backoff(rm_worker_t *w, unsigned *round, bool release_gil)
     return 0;
 }
 
-static void ring_doorbell(rm_worker_t *w)
+void rm_serve_ring(rm_worker_t *w)
 {
     int rc = rm_doorbell_ring(&w->region.header->doorbell, w->conf->doorbell_fd);
     if (rc < 0)
@@ -208,7 +209,7 @@ int rm_worker_push_done(rm_worker_t *w, const rm_done_desc_t *desc, bool gil_hel
     rm_done_desc_t d = *desc;
     int rc = push(w, &d, gil_held, NULL, NULL);
     if (rc == 0 && ring)
-        ring_doorbell(w);
+        rm_serve_ring(w);
     return rc;
 }
 
@@ -227,7 +228,7 @@ void rm_worker_release_hold(rm_worker_t *w, uint64_t req_id)
     rm_done_desc_t d = {.req_id = req_id, .chunk = RM_CHUNK_NONE, .flags = RM_DONE_RELEASE};
     /* Called from bf_releasebuffer, possibly during finalization: keep the GIL. */
     if (push(w, &d, false, NULL, NULL) == 0)
-        ring_doorbell(w);
+        rm_serve_ring(w);
     else
         RM_WARN("request %" PRIu64 ": body hold not released (stopping); it ends with this worker",
                 req_id);
@@ -321,6 +322,62 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Push the final completion of what `out` holds; on failure (a stop) its
+ * chunk is freed. The GIL is held. */
+static int push_final(rm_serve_thread_t *t, rm_out_t *out, PyObject *exporter, bool *held)
+{
+    rm_done_desc_t d = {
+        .req_id = out->req_id,
+        .chunk = out->chunk,
+        .off = 0,
+        .len = out->used,
+        .flags = RM_DONE_LAST | out->flags,
+    };
+    int rc = push(t->w, &d, true, exporter, held);
+    if (rc == 0) {
+        out->chunk = RM_CHUNK_NONE; /* the supervisor's now */
+        atomic_fetch_add_explicit(&t->w->served, 1, memory_order_relaxed);
+    } else {
+        rm_out_abandon(out); /* stopping: the supervisor fails the request */
+    }
+    return rc;
+}
+
+int rm_serve_finish(rm_serve_thread_t *t, rm_out_t *out)
+{
+    return push_final(t, out, NULL, NULL);
+}
+
+int rm_serve_admit(rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_req_view_t *view)
+{
+    rm_out_t out;
+    int rc;
+
+    int vrc = view_open(t, desc, view);
+    if (vrc == 0 && (desc->deadline_ns == 0 || now_ns() <= desc->deadline_ns))
+        return 0;
+    rm_out_init(&out, t, desc->req_id, vrc == 0 ? rm_req_live(view) : NULL);
+    if (vrc == 0) {
+        /* It waited in the lane past --queue-timeout: the client has likely
+         * given up, so do not spend the app's time on it. */
+        RM_WARN("request %" PRIu64 " waited past its deadline; answered 503 without running",
+                desc->req_id);
+        if (view->body_fd >= 0)
+            close(view->body_fd);
+        rc = rm_response_write_error(&out, 503, view->meta.flags, view->meta.http_minor);
+    } else {
+        if (vrc == -EBADMSG) /* else view_open said what */
+            RM_ERROR("request %" PRIu64 ": malformed meta block (chunk %u, %u bytes); answered 500",
+                     desc->req_id, desc->meta_chunk, desc->meta_len);
+        rc = rm_response_write_error(&out, 500, 0, 1); /* flags 0: close the connection */
+    }
+    if (rc == 0)
+        rc = push_final(t, &out, NULL, NULL);
+    else
+        rm_out_abandon(&out);
+    return rc < 0 ? -ECANCELED : 1;
+}
+
 /* Serve one request; the GIL is held. Returns true when a final completion
  * went out (the caller rings the doorbell). */
 static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
@@ -329,56 +386,30 @@ static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
     rm_req_view_t view;
     rm_out_t out;
     bool held = false;
-    int rc;
 
-    int vrc = view_open(t, desc, &view);
-    rm_out_init(&out, t, desc->req_id, vrc == 0 ? rm_req_live(&view) : NULL);
-    if (vrc == 0) {
-        if (desc->deadline_ns != 0 && now_ns() > desc->deadline_ns) {
-            /* It waited in the lane past --queue-timeout: the client has
-             * likely given up, so do not spend the app's time on it. */
-            RM_WARN("request %" PRIu64 " waited past its deadline; answered 503 without running",
-                    desc->req_id);
-            rc = rm_response_write_error(&out, 503, view.meta.flags, view.meta.http_minor);
-        } else {
-            /* The lane's counters (stats.h): for /metrics only. */
-            rm_lane_stats_t *stats = &t->w->region.lane_stats[t->w->lane.index];
-            rm_lane_stat_add(&stats->in_flight, 1);
-            rc = run_app(t, &view, &out, &exporter);
-            rm_lane_stat_add(&stats->in_flight, -1);
-            rm_lane_stat_add(&stats->requests, 1);
-            if (out.app_failed)
-                rm_lane_stat_add(&stats->exceptions, 1);
-        }
-        if (view.body_fd >= 0)
-            close(view.body_fd); /* readers that live on hold their own */
-    } else {
-        if (vrc == -EBADMSG)
-            RM_ERROR("request %" PRIu64 ": malformed meta block (chunk %u, %u bytes); answered 500",
-                     desc->req_id, desc->meta_chunk, desc->meta_len);
-        rc = rm_response_write_error(&out, 500, 0, 1); /* flags 0: close the connection */
-    }
+    int rc = rm_serve_admit(t, desc, &view);
+    if (rc != 0)
+        return rc > 0;
+    rm_out_init(&out, t, desc->req_id, rm_req_live(&view));
+    /* The lane's counters (stats.h): for /metrics only. */
+    rm_lane_stats_t *stats = &t->w->region.lane_stats[t->w->lane.index];
+    rm_lane_stat_add(&stats->in_flight, 1);
+    rc = run_app(t, &view, &out, &exporter);
+    rm_lane_stat_add(&stats->in_flight, -1);
+    rm_lane_stat_add(&stats->requests, 1);
+    if (out.app_failed)
+        rm_lane_stat_add(&stats->exceptions, 1);
+    if (view.body_fd >= 0)
+        close(view.body_fd); /* readers that live on hold their own */
     if (rc == -ECONNRESET) {
         /* The client left mid-response: drop what is left, end the request. */
         rm_out_abandon(&out);
         out.flags |= RM_DONE_CLOSE;
         rc = 0;
     }
-    if (rc == 0) {
-        rm_done_desc_t d = {
-            .req_id = out.req_id,
-            .chunk = out.chunk,
-            .off = 0,
-            .len = out.used,
-            .flags = RM_DONE_LAST | out.flags,
-        };
-        rc = push(t->w, &d, true, exporter, &held);
-        if (rc == 0) {
-            out.chunk = RM_CHUNK_NONE; /* the supervisor's now */
-            atomic_fetch_add_explicit(&t->w->served, 1, memory_order_relaxed);
-        }
-    }
-    if (rc < 0)
+    if (rc == 0)
+        rc = push_final(t, &out, exporter, &held);
+    else
         rm_out_abandon(&out); /* stopping: the supervisor fails the request */
     rm_body_settle(exporter, held);
     return rc == 0;
@@ -407,7 +438,7 @@ static void serve_loop(rm_serve_thread_t *t, PyThreadState *ts)
          * requests, it changes hands at least that often. */
         do {
             if (serve_one(t, &desc))
-                ring_doorbell(w);
+                rm_serve_ring(w);
             rc = should_stop(w) ? -EINTR : rm_lane_pop_request(&w->lane, &desc, 0, 0);
         } while (rc == 0);
         ts = PyEval_SaveThread();
@@ -420,11 +451,34 @@ static void serve_loop(rm_serve_thread_t *t, PyThreadState *ts)
     }
 }
 
+static bool gate_report(rm_worker_t *w, int rc, const char *why, bool gil_enabled);
+
+/* An ASGI app's thread, attached: make its event loop and run the lifespan
+ * startup, report to the start gate (a failed startup fails the worker's
+ * start), serve, and shut down. */
+static void serve_asgi(rm_serve_thread_t *t, bool gil_enabled)
+{
+    char why[1024] = "";
+    int rc = rm_asgi_thread_start(t, why, sizeof(why));
+    PyThreadState *ts = PyEval_SaveThread();
+    bool go = gate_report(t->w, rc, why, gil_enabled);
+    PyEval_RestoreThread(ts);
+    if (go)
+        rm_asgi_thread_serve(t);
+    rm_asgi_thread_end(t);
+}
+
 /* gil and free-threaded modes: a thread state of the main interpreter. */
 static void *serve_main(void *arg)
 {
     rm_serve_thread_t *t = arg;
     PyGILState_STATE gil = PyGILState_Ensure();
+
+    if (t->st->asgi != NULL) {
+        serve_asgi(t, t->w->gil_enabled);
+        PyGILState_Release(gil);
+        return NULL;
+    }
     PyThreadState *ts = PyEval_SaveThread();
 
     serve_loop(t, ts);
@@ -496,6 +550,12 @@ static void *serve_subinterpreter_main(void *arg)
         rc = rm_host_load_app(t->interp.st, w->conf->app_spec, why, sizeof(why));
     if (rc == 0)
         gil = rm_host_gil_enabled();
+    if (rc == 0 && t->interp.st->asgi != NULL) {
+        t->st = t->interp.st;
+        serve_asgi(t, gil);
+        rm_host_interp_end(&t->interp);
+        return NULL;
+    }
     PyThreadState *ts = t->interp.ts != NULL ? PyEval_SaveThread() : NULL;
     if (gate_report(w, rc, why, gil)) {
         RM_DEBUG("serving thread %u: own interpreter ready", t->index);
@@ -608,7 +668,10 @@ static unsigned start_serving(rm_worker_t *w, int *err)
 
 int rm_worker_start(rm_worker_t *w, char *why, size_t why_len)
 {
-    bool sub = w->mode == RM_WORKER_MODE_SUBINTERPRETERS;
+    /* Subinterpreters import the app on their threads, and ASGI threads run
+     * the lifespan startup on theirs: the start waits for their verdict. */
+    bool sub = w->mode == RM_WORKER_MODE_SUBINTERPRETERS ||
+               (w->host.st != NULL && w->host.st->asgi != NULL);
     unsigned started = 0;
     int rc = 0;
 

@@ -44,6 +44,24 @@ void rm_out_abandon(rm_out_t *out)
  * supervisor updates `sent` without waking anyone (a wake per send would cost
  * it a syscall on its hot path), and a full window means the client is slow,
  * so a sleep of up to 2 ms is small next to its pace. */
+/* Forget the pushed chunks the client has taken. */
+static void window_advance(rm_out_t *out)
+{
+    uint64_t sent = rm_wire_sent(out->live);
+    while (out->window_count > 0 && out->window_end[out->window_first] <= sent) {
+        out->window_first = (out->window_first + 1) % RM_OUT_WINDOW;
+        out->window_count--;
+    }
+}
+
+bool rm_out_window_full(rm_out_t *out)
+{
+    if (out->live == NULL)
+        return false;
+    window_advance(out);
+    return out->window_count >= RM_OUT_WINDOW;
+}
+
 static int wait_window(rm_out_t *out)
 {
     rm_worker_t *w = out->t->w;
@@ -52,11 +70,7 @@ static int wait_window(rm_out_t *out)
     if (out->live == NULL)
         return 0;
     for (;;) {
-        uint64_t sent = rm_wire_sent(out->live);
-        while (out->window_count > 0 && out->window_end[out->window_first] <= sent) {
-            out->window_first = (out->window_first + 1) % RM_OUT_WINDOW;
-            out->window_count--;
-        }
+        window_advance(out);
         if (out->window_count < RM_OUT_WINDOW)
             return 0;
         if (rm_wire_client_gone(out->live))

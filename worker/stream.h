@@ -76,6 +76,11 @@ void rm_out_abandon(rm_out_t *out);
  * worker stops (the chunk stays in `out` for rm_out_abandon). */
 int rm_out_push(rm_out_t *out);
 
+/* Whether RM_OUT_WINDOW pushed chunks are still not sent, so that the next
+ * push would wait. Never waits: for callers with other work to do meanwhile
+ * (the ASGI event loop). */
+bool rm_out_window_full(rm_out_t *out);
+
 /* Push the current chunk if it holds bytes; returns out->err. */
 int rm_out_flush(rm_out_t *out);
 

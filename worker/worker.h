@@ -107,6 +107,7 @@ typedef struct rm_pymod_state {
     PyObject *json_chunks;    /* the same as _json's C encoder: (obj, 0) -> str pieces, or NULL */
     PyObject *response_type;  /* ringmaster.Response */
     PyObject *wsgi;           /* WSGI app: its per-interpreter state (wsgi.c); NULL: native */
+    PyObject *asgi;           /* ASGI app: its per-interpreter state (asgi.c); NULL otherwise */
     struct rm_worker *worker; /* borrowed: outlives every object of this module */
 } rm_pymod_state_t;
 
@@ -260,6 +261,19 @@ PyObject *rm_request_close(PyObject *req, PyObject **spare);
 /* True while a Py_buffer of the exporter is alive. GIL held. */
 bool rm_body_exported(PyObject *exporter);
 
+/* Decimal digits of v at the end of buf[24]; returns where they start
+ * (snprintf costs more than the rest of a small environ's values). Pure. */
+char *rm_decimal(char buf[24], uint64_t v);
+
+/* Percent-decode p[0..n) into out (n bytes of room; a '%' not followed by
+ * two hex digits stays as it is). Returns the decoded length. Pure. */
+size_t rm_percent_decode(const unsigned char *p, size_t n, unsigned char *out);
+
+/* An address from the meta as text: IPv4-mapped IPv6 as IPv4, IPv6 in
+ * brackets when `brackets`. `out` has INET6_ADDRSTRLEN + 2 bytes at least.
+ * Returns the length, 0 when there is none (a Unix socket). Pure. */
+size_t rm_addr_text(uint8_t family, const uint8_t addr[16], bool brackets, char *out, size_t len);
+
 /* The final completion went out with RM_DONE_HOLD (`held`) or without it. When
  * held, the exporter's last buffer release pushes RM_DONE_RELEASE; otherwise it
  * stops exporting. Consumes the reference; NULL is allowed. GIL held. */
@@ -279,6 +293,7 @@ typedef struct rm_serve_thread {
     rm_chunk_pool_t pool; /* own copy of the pool handle: its search hint is per thread */
     rm_date_cache_t date;
     PyObject *spare; /* a finished Request kept for the next one, or NULL */
+    PyObject *asgi;  /* ASGI: this thread's server (its event loop, asgi.c), or NULL */
     pthread_t tid;
     unsigned index;
     bool started;
@@ -302,10 +317,10 @@ typedef struct rm_worker {
     bool gil_enabled;             /* after the app was imported (reported in ready) */
     rm_region_t region;
     rm_lane_t lane;
-    uint32_t owner;   /* RM_OWNER_LANE(conf->lane) */
-    atomic_bool stop; /* set once, never cleared */
+    uint32_t owner;              /* RM_OWNER_LANE(conf->lane) */
+    atomic_bool stop;            /* set once, never cleared */
     atomic_uint_fast64_t served; /* requests answered, for the heartbeat */
-    int wake_fd;      /* eventfd: wakes the control thread (signals, stop) */
+    int wake_fd;                 /* eventfd: wakes the control thread (signals, stop) */
     rm_host_t host;
     /* Threads, owned by rm_worker_start/rm_worker_wait. */
     rm_serve_thread_t *threads; /* conf->threads entries, or NULL */
@@ -356,6 +371,23 @@ int rm_worker_push_done(rm_worker_t *w, const rm_done_desc_t *desc, bool gil_hel
  * exhausted (GIL released during sleeps; the caller holds it). Returns the
  * index, or RM_CHUNK_NONE when a stop came first. */
 uint32_t rm_serve_alloc_chunk(rm_serve_thread_t *t);
+
+/* Check a popped descriptor and open its view. Returns 0 when the request is
+ * to be run (the caller closes view->body_fd when it is not -1, once its body
+ * reader holds its own); 1 when it was answered here instead (500 for a
+ * malformed meta block or a spilled body that cannot be opened, 503 for one
+ * that waited past its deadline: the final completion is pushed, not yet
+ * rung); -ECANCELED on a stop. The GIL is held. */
+int rm_serve_admit(rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_req_view_t *view);
+
+/* Push the final completion of what `out` holds (RM_DONE_LAST | out->flags)
+ * and count the request served; on failure (a stop) the chunk is freed.
+ * Does not ring. Returns 0, -ECANCELED or -EBADMSG. The GIL is held. */
+struct rm_out;
+int rm_serve_finish(rm_serve_thread_t *t, struct rm_out *out);
+
+/* Ring the supervisor's doorbell (a syscall only when it sleeps). */
+void rm_serve_ring(rm_worker_t *w);
 
 /* A held body's last buffer is gone: push {req_id, RM_CHUNK_NONE,
  * RM_DONE_RELEASE} and ring. Called with the GIL held from bf_releasebuffer;

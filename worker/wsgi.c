@@ -43,6 +43,8 @@
  * the server.
  */
 #include "wsgi.h"
+#include "asgi.h"
+#include "head.h"
 #include "body.h"
 
 #include <arpa/inet.h>
@@ -256,21 +258,9 @@ static PyObject *ascii_str(const char *p, size_t n)
     return s;
 }
 
-/* Decimal digits of v at the end of buf[24]; returns where they start.
- * (snprintf costs more than the rest of a small environ's values.) */
-static char *decimal(char buf[24], uint64_t v)
-{
-    char *p = buf + 24;
-    do {
-        *--p = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    return p;
-}
-
 static PyObject *decimal_str(uint64_t v)
 {
-    char buf[24], *p = decimal(buf, v);
+    char buf[24], *p = rm_decimal(buf, v);
     return ascii_str(p, (size_t)(buf + 24 - p));
 }
 
@@ -284,41 +274,6 @@ static int put_new(PyObject *d, PyObject *key, PyObject *value)
     return rc;
 }
 
-/* An address from the meta as text: IPv4-mapped IPv6 as IPv4, IPv6 in
- * brackets when `brackets`. Returns the length, 0 when there is none. */
-static size_t addr_text(uint8_t family, const uint8_t addr[16], bool brackets, char *out,
-                        size_t len)
-{
-    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    char *p = out;
-
-    if (family == 6 && memcmp(addr, mapped, sizeof(mapped)) == 0) {
-        family = 4;
-        addr += 12;
-    }
-    if (family != 4 && family != 6)
-        return 0;
-    if (family == 4) {
-        /* By hand: glibc's inet_ntop formats IPv4 through sprintf. */
-        for (int i = 0; i < 4; i++) {
-            char buf[24], *d = decimal(buf, addr[i]);
-            if (i > 0)
-                *p++ = '.';
-            memcpy(p, d, (size_t)(buf + 24 - d));
-            p += buf + 24 - d;
-        }
-        *p = '\0';
-        return (size_t)(p - out);
-    }
-    if (brackets)
-        *p++ = '[';
-    if (inet_ntop(AF_INET6, addr, p, (socklen_t)(len - 2)) == NULL)
-        return 0;
-    p += strlen(p);
-    if (brackets)
-        *p++ = ']', *p = '\0';
-    return (size_t)(p - out);
-}
 
 /* ---- wsgi.input ---------------------------------------------------------------- */
 
@@ -700,150 +655,11 @@ static PyType_Spec wrapper_spec = {
 
 /* ---- the response ----------------------------------------------------------------- */
 
-/* A growable byte buffer (PyMem). */
-typedef struct {
-    char *p;
-    size_t len, cap;
-} buf_t;
-
-static int buf_add(buf_t *b, const void *p, size_t n)
-{
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *more = PyMem_Realloc(b->p, cap);
-        if (more == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        b->p = more;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, p, n);
-    b->len += n;
-    return 0;
-}
-
-/* One request's response, on the serving thread's stack. */
-typedef struct wsgi_resp {
-    rm_out_t *out; /* failures stick in out->err (stream.h) */
-    uint32_t req_flags;
-    uint8_t http_major, http_minor;
-    /* What start_response said (status 0 until it succeeded). */
-    int status;
-    buf_t head;         /* status line, then the app's headers, rendered */
-    size_t status_len;  /* bytes of the status line in `head` */
-    int64_t app_length; /* the app's Content-Length, -1 for none */
-    bool app_server, app_date, app_close;
-    /* Progress. */
-    bool head_sent; /* the head is written (pushed, or about to be) */
-    bool chunked, bodyless;
-    int64_t length; /* body bytes the head announced, -1 unknown */
-    uint64_t body_written;
-} wsgi_resp_t;
-
-static bool resp_done(const wsgi_resp_t *r)
-{
-    return r->head_sent &&
-           (r->bodyless || (r->length >= 0 && r->body_written >= (uint64_t)r->length));
-}
-
-/* Write the head, announcing `total` body bytes when known (>= 0); the app's
- * Content-Length wins. */
-static int emit_head(wsgi_resp_t *r, int64_t total)
-{
-    rm_out_t *out = r->out;
-    int st = r->status;
-
-    r->length = r->app_length >= 0 ? r->app_length : total;
-    r->bodyless = st < 200 || st == 204 || st == 304 || (r->req_flags & RM_REQ_HEAD);
-    rm_out_put(r->out, r->head.p, r->status_len);
-    if (!r->app_server)
-        RM_OUT_LIT(r->out, "Server: ringmaster\r\n");
-    if (!r->app_date) {
-        RM_OUT_LIT(r->out, "Date: ");
-        rm_out_put(r->out, rm_date_get(&out->t->date), 29);
-        RM_OUT_LIT(r->out, "\r\n");
-    }
-    bool close = !(r->req_flags & RM_REQ_KEEP_ALIVE) || r->app_close;
-    if (st < 200 || st == 204) {
-        /* RFC 9110 8.6: no Content-Length at all. */
-    } else if (st == 304) {
-        if (r->app_length >= 0)
-            rm_out_put_length(r->out, (uint64_t)r->app_length);
-    } else if (r->length >= 0) {
-        rm_out_put_length(r->out, (uint64_t)r->length);
-    } else if (r->req_flags & RM_REQ_HEAD) {
-        /* Unknown, and nothing follows anyway. */
-    } else if (r->http_major == 1 && r->http_minor >= 1) {
-        RM_OUT_LIT(r->out, "Transfer-Encoding: chunked\r\n");
-        r->chunked = true;
-    } else {
-        close = true; /* HTTP/1.0: the end of the body is the end of the connection */
-    }
-    rm_out_put(r->out, r->head.p + r->status_len, r->head.len - r->status_len);
-    if (close) {
-        RM_OUT_LIT(r->out, "Connection: close\r\n");
-        out->flags |= RM_DONE_CLOSE;
-    } else if (r->http_minor == 0) {
-        RM_OUT_LIT(r->out, "Connection: keep-alive\r\n");
-    }
-    RM_OUT_LIT(r->out, "\r\n");
-    r->head_sent = true;
-    return r->out->err;
-}
-
-enum flush_mode { FLUSH_NEVER, FLUSH_UNLESS_DONE, FLUSH_ALWAYS };
-
-/* A piece of body: framed, cut at the announced length, pushed per `mode`. */
-static int send_piece(wsgi_resp_t *r, const char *p, size_t n, enum flush_mode mode)
-{
-    if (n == 0 || r->out->err)
-        return r->out->err;
-    if (!r->head_sent && emit_head(r, -1) < 0)
-        return r->out->err;
-    if (r->bodyless)
-        return 0;
-    if (r->length >= 0) {
-        uint64_t room = (uint64_t)r->length - r->body_written;
-        if (n > room)
-            n = (size_t)room; /* PEP 3333: never more than Content-Length */
-        if (n == 0)
-            return 0;
-    }
-    if (r->chunked)
-        rm_out_put_chunk(r->out, p, n);
-    else
-        rm_out_put(r->out, p, n);
-    r->body_written += n;
-    if (mode == FLUSH_ALWAYS || (mode == FLUSH_UNLESS_DONE && !resp_done(r)))
-        rm_out_flush(r->out);
-    return r->out->err;
-}
-
-/* The body is over: the head if it is still due, the chunked terminator, and
- * a closed connection if the app produced less than it announced. */
-static int finish_body(wsgi_resp_t *r)
-{
-    if (!r->head_sent && emit_head(r, 0) < 0)
-        return r->out->err;
-    if (r->chunked)
-        RM_OUT_LIT(r->out, RM_OUT_LAST_CHUNK);
-    if (!r->bodyless && r->length >= 0 && r->body_written < (uint64_t)r->length) {
-        RM_WARN("the WSGI app announced Content-Length %" PRId64 " but produced %" PRIu64
-                " bytes; closing the connection",
-                r->length, r->body_written);
-        r->out->flags |= RM_DONE_CLOSE;
-    }
-    return r->out->err;
-}
-
 /* ---- start_response and write() ------------------------------------------------ */
 
 typedef struct {
     PyObject ob_base;
-    wsgi_resp_t *resp; /* NULL once the request is over */
+    rm_framed_t *resp; /* NULL once the request is over */
 } StartObject;
 
 /* A status or header text: str, latin-1 only. *p stays valid while `obj`
@@ -871,21 +687,8 @@ static int text_of(PyObject *obj, const char *what, const char **p, size_t *n, P
     return 0;
 }
 
-static bool name_is(const char *p, size_t n, const char *lower)
-{
-    return n == strlen(lower) && strncasecmp(p, lower, n) == 0;
-}
 
-/* What a successful start_response leaves in the response. */
-typedef struct {
-    int status;
-    buf_t head;
-    size_t status_len;
-    int64_t app_length;
-    bool app_server, app_date, app_close;
-} start_args_t;
-
-static int render_status(start_args_t *a, PyObject *status)
+static int render_status(rm_head_t *a, PyObject *status)
 {
     const char *p;
     size_t n;
@@ -905,23 +708,23 @@ static int render_status(start_args_t *a, PyObject *status)
         goto out;
     }
     a->status = (p[0] - '0') * 100 + (p[1] - '0') * 10 + (p[2] - '0');
-    if (buf_add(&a->head, "HTTP/1.1 ", 9) < 0 || buf_add(&a->head, p, n) < 0)
+    if (rm_buf_add(&a->head, "HTTP/1.1 ", 9) < 0 || rm_buf_add(&a->head, p, n) < 0)
         goto out;
     if (n <= 4) {
         /* "200" or "200 ": the reason phrase the code is registered with. */
         const char *reason = rm_response_reason(a->status);
-        if ((n == 3 && buf_add(&a->head, " ", 1) < 0) ||
-            buf_add(&a->head, reason, strlen(reason)) < 0)
+        if ((n == 3 && rm_buf_add(&a->head, " ", 1) < 0) ||
+            rm_buf_add(&a->head, reason, strlen(reason)) < 0)
             goto out;
     }
-    rc = buf_add(&a->head, "\r\n", 2);
+    rc = rm_buf_add(&a->head, "\r\n", 2);
     a->status_len = a->head.len;
 out:
     Py_XDECREF(keep);
     return rc;
 }
 
-static int render_header(start_args_t *a, PyObject *item, Py_ssize_t i)
+static int render_header(rm_head_t *a, PyObject *item, Py_ssize_t i)
 {
     PyObject *name_obj, *value_obj, *kn = NULL, *kv = NULL;
     const char *name, *value;
@@ -938,50 +741,16 @@ static int render_header(start_args_t *a, PyObject *item, Py_ssize_t i)
     if (text_of(name_obj, "a header name", &name, &nlen, &kn) < 0 ||
         text_of(value_obj, "a header value", &value, &vlen, &kv) < 0)
         goto out;
-    if (!rm_response_token_ok(name, nlen)) {
-        PyErr_Format(PyExc_ValueError, "response header name %R is not a token", name_obj);
-        goto out;
-    }
-    if (!rm_response_value_ok(value, vlen)) {
-        PyErr_Format(PyExc_ValueError, "response header %R: the value holds CR, LF or NUL",
-                     name_obj);
-        goto out;
-    }
-    if (name_is(name, nlen, "content-length")) {
-        int64_t v = rm_out_parse_length(value, vlen);
-        if (v < 0 || (a->app_length >= 0 && a->app_length != v)) {
-            PyErr_Format(PyExc_ValueError, "response header Content-Length: %R is not %s",
-                         value_obj, v < 0 ? "a byte count" : "the one given before");
-            goto out;
-        }
-        a->app_length = v;
-        rc = 0;
-        goto out;
-    }
-    /* Hop-by-hop: the framing is ours (PEP 3333 forbids apps these). */
-    if (name_is(name, nlen, "transfer-encoding") || name_is(name, nlen, "keep-alive")) {
-        rc = 0;
-        goto out;
-    }
-    if (name_is(name, nlen, "connection")) {
-        a->app_close = a->app_close || rm_header_has_token(value, vlen, "close");
-        rc = 0;
-        goto out;
-    }
-    a->app_server = a->app_server || name_is(name, nlen, "server");
-    a->app_date = a->app_date || name_is(name, nlen, "date");
-    if (buf_add(&a->head, name, nlen) == 0 && buf_add(&a->head, ": ", 2) == 0 &&
-        buf_add(&a->head, value, vlen) == 0 && buf_add(&a->head, "\r\n", 2) == 0)
-        rc = 0;
+    rc = rm_head_add(a, name, nlen, value, vlen);
 out:
     Py_XDECREF(kn);
     Py_XDECREF(kv);
     return rc;
 }
 
-static int parse_start(start_args_t *a, PyObject *status, PyObject *headers)
+static int parse_start(rm_head_t *a, PyObject *status, PyObject *headers)
 {
-    *a = (start_args_t){.app_length = -1};
+    *a = (rm_head_t){.app_length = -1};
     if (render_status(a, status) < 0)
         return -1;
     if (!PyList_Check(headers) && !PyTuple_Check(headers)) {
@@ -1008,9 +777,9 @@ static PyMethodDef write_def = {
 static PyObject *start_call(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     static char *kwlist[] = {"status", "response_headers", "exc_info", NULL};
-    wsgi_resp_t *r = ((StartObject *)op)->resp;
+    rm_framed_t *r = ((StartObject *)op)->resp;
     PyObject *status, *headers, *exc_info = Py_None;
-    start_args_t a;
+    rm_head_t a;
 
     if (kwargs == NULL && PyTuple_GET_SIZE(args) >= 2 && PyTuple_GET_SIZE(args) <= 3) {
         status = PyTuple_GET_ITEM(args, 0);
@@ -1063,7 +832,7 @@ static PyObject *start_call(PyObject *op, PyObject *args, PyObject *kwargs)
 
 static PyObject *write_call(PyObject *op, PyObject *data)
 {
-    wsgi_resp_t *r = ((StartObject *)op)->resp;
+    rm_framed_t *r = ((StartObject *)op)->resp;
 
     if (r == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "write() called after its request ended");
@@ -1073,7 +842,7 @@ static PyObject *write_call(PyObject *op, PyObject *data)
         PyErr_Format(PyExc_TypeError, "write() takes bytes, not %s", Py_TYPE(data)->tp_name);
         return NULL;
     }
-    int rc = send_piece(r, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), FLUSH_ALWAYS);
+    int rc = rm_framed_piece(r, PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), RM_FLUSH_ALWAYS);
     if (rc == -ECONNRESET) {
         PyErr_SetString(PyExc_BrokenPipeError, "the client has disconnected");
         return NULL;
@@ -1231,13 +1000,6 @@ static int add_headers(const WsgiState *ws, PyObject *env, const rm_req_view_t *
     return 0;
 }
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    c = ascii_lower(c);
-    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-}
 
 /* SCRIPT_NAME stays the template's (the root path, or ""). PATH_INFO is the
  * path percent-decoded, as latin-1 (PEP 3333: the bytes as they came, one
@@ -1259,17 +1021,7 @@ static int set_path(const WsgiState *ws, PyObject *env, const unsigned char *p, 
             PyErr_NoMemory();
             return -1;
         }
-        dn = 0;
-        for (size_t i = 0; i < n; i++) {
-            int hi, lo;
-            if (p[i] == '%' && i + 2 < n && (hi = hexval(p[i + 1])) >= 0 &&
-                (lo = hexval(p[i + 2])) >= 0) {
-                out[dn++] = (unsigned char)(hi << 4 | lo);
-                i += 2;
-            } else {
-                out[dn++] = p[i]; /* a lone '%' stays as it is */
-            }
-        }
+        dn = rm_percent_decode(p, n, out);
         d = out;
     }
     size_t root = ws->conf->root_path_len;
@@ -1318,7 +1070,7 @@ static int set_server(const WsgiState *ws, PyObject *env, const rm_req_meta_t *m
         name = latin1(h, name_len);
     } else {
         char text[48];
-        size_t n = addr_text(m->server_family, m->server_addr, true, text, sizeof(text));
+        size_t n = rm_addr_text(m->server_family, m->server_addr, true, text, sizeof(text));
         if (n > 0) {
             name = ascii_str(text, n);
             port_num = m->server_port;
@@ -1362,7 +1114,7 @@ static int set_remote(const WsgiState *ws, PyObject *env, const rm_req_meta_t *m
         /* The proxy's port to us says nothing about the client's. */
         return fwd.has_port ? put_new(env, R(ws, K_REMOTE_PORT), decimal_str(fwd.port)) : 0;
     }
-    n = addr_text(m->client_family, m->client_addr, false, text, sizeof(text));
+    n = rm_addr_text(m->client_family, m->client_addr, false, text, sizeof(text));
     if (n == 0)
         return 0; /* a Unix socket: no address to give */
     if (put_new(env, R(ws, K_REMOTE_ADDR), ascii_str(text, n)) < 0)
@@ -1475,7 +1227,7 @@ PyObject *rm_wsgi_environ(rm_pymod_state_t *st, const rm_req_view_t *view)
 /* A list or tuple: every piece is there, so its length is known and the
  * pieces go out packed. `seq` is not changed meanwhile (a tuple, or a list
  * under the GIL: nothing here runs Python code). */
-static int send_sequence(wsgi_resp_t *r, PyObject *seq)
+static int send_sequence(rm_framed_t *r, PyObject *seq)
 {
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
     PyObject **items = PySequence_Fast_ITEMS(seq);
@@ -1493,19 +1245,19 @@ static int send_sequence(wsgi_resp_t *r, PyObject *seq)
         PyErr_SetString(PyExc_RuntimeError, "the app returned without calling start_response()");
         return -EINVAL;
     }
-    if (!r->head_sent && emit_head(r, total) < 0)
+    if (!r->head_sent && rm_framed_head(r, total) < 0)
         return r->out->err;
-    for (Py_ssize_t i = 0; i < n && !resp_done(r); i++)
-        if (send_piece(r, PyBytes_AS_STRING(items[i]), (size_t)PyBytes_GET_SIZE(items[i]),
-                       FLUSH_NEVER) < 0)
+    for (Py_ssize_t i = 0; i < n && !rm_framed_complete(r); i++)
+        if (rm_framed_piece(r, PyBytes_AS_STRING(items[i]), (size_t)PyBytes_GET_SIZE(items[i]),
+                       RM_FLUSH_NEVER) < 0)
             return r->out->err;
-    return finish_body(r);
+    return rm_framed_finish(r);
 }
 
 /* The app's iterable: a list or tuple is sent at once, anything else one
  * produced piece at a time. Returns 0, -EINVAL when the app failed (a Python
  * exception is set), or r->out->err. */
-static int send_result(wsgi_resp_t *r, const WsgiState *ws, PyObject *result)
+static int send_result(rm_framed_t *r, const WsgiState *ws, PyObject *result)
 {
     if (PyTuple_CheckExact(result))
         return send_sequence(r, result);
@@ -1525,14 +1277,14 @@ static int send_result(wsgi_resp_t *r, const WsgiState *ws, PyObject *result)
     }
 
     /* Blocks of a file_wrapper never wait on the app: packed into full chunks. */
-    enum flush_mode mode =
-        Py_IS_TYPE(result, (PyTypeObject *)R(ws, R_WRAPPER_TYPE)) ? FLUSH_NEVER : FLUSH_UNLESS_DONE;
+    rm_flush_mode_t mode =
+        Py_IS_TYPE(result, (PyTypeObject *)R(ws, R_WRAPPER_TYPE)) ? RM_FLUSH_NEVER : RM_FLUSH_UNLESS_DONE;
     PyObject *it = PyObject_GetIter(result);
     int rc = 0;
 
     if (it == NULL)
         return -EINVAL;
-    while (!resp_done(r)) {
+    while (!rm_framed_complete(r)) {
         if (rm_out_client_gone(r->out)) {
             rc = r->out->err = -ECONNRESET;
             break;
@@ -1558,7 +1310,7 @@ static int send_result(wsgi_resp_t *r, const WsgiState *ws, PyObject *result)
             rc = -EINVAL;
             break;
         }
-        rc = send_piece(r, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item), mode);
+        rc = rm_framed_piece(r, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item), mode);
         Py_DECREF(item);
         if (rc < 0)
             break;
@@ -1570,7 +1322,7 @@ static int send_result(wsgi_resp_t *r, const WsgiState *ws, PyObject *result)
         PyErr_SetString(PyExc_RuntimeError, "the app returned without calling start_response()");
         return -EINVAL;
     }
-    return finish_body(r);
+    return rm_framed_finish(r);
 }
 
 /* PEP 3333: close() of the iterable, whatever happened. */
@@ -1588,7 +1340,7 @@ static void close_result(const WsgiState *ws, PyObject *result, const rm_req_vie
 
 /* rm_wsgi_run's outcome when the app failed: a 500 if nothing went out yet,
  * else a cut connection. The exception (if any) is taken here. */
-static int app_failed(wsgi_resp_t *r, const rm_req_view_t *v, const char *what)
+static int app_failed(rm_framed_t *r, const rm_req_view_t *v, const char *what)
 {
     const rm_req_meta_t *m = &v->meta;
     rm_out_t *out = r->out;
@@ -1616,7 +1368,7 @@ int rm_wsgi_run(rm_pymod_state_t *st, const rm_req_view_t *view, rm_out_t *out)
     const WsgiState *ws = (const WsgiState *)st->wsgi;
     PyObject *input, *env = NULL, *start = NULL, *result = NULL;
     int rc;
-    wsgi_resp_t r = {
+    rm_framed_t r = {
         .out = out,
         .req_flags = view->meta.flags,
         .http_major = view->meta.http_major,
@@ -1891,10 +1643,14 @@ int rm_wsgi_load(rm_pymod_state_t *st, const char *spec, char *why, size_t why_l
     char reason[256];
     bool unsure = false;
 
-    if (iface == RM_INTERFACE_AUTO)
+    if (iface == RM_INTERFACE_AUTO && rm_asgi_detect(st->app)) {
+        iface = RM_INTERFACE_ASGI;
+        snprintf(reason, sizeof(reason), "auto: the app is a coroutine function");
+    } else if (iface == RM_INTERFACE_AUTO) {
         iface = detect(st->app, reason, sizeof(reason), &unsure);
-    else
+    } else {
         snprintf(reason, sizeof(reason), "--interface %s", rm_interface_name(iface));
+    }
     /* Once per process: in subinterpreters mode every thread loads the app. */
     static atomic_bool logged;
     if (atomic_exchange(&logged, true))
@@ -1904,9 +1660,15 @@ int rm_wsgi_load(rm_pymod_state_t *st, const char *spec, char *why, size_t why_l
                 "for a WSGI app",
                 spec, reason);
     else
-        RM_INFO("app %s: %s interface (%s)", spec, iface == RM_INTERFACE_WSGI ? "WSGI" : "native",
+        RM_INFO("app %s: %s interface (%s)", spec,
+                iface == RM_INTERFACE_WSGI   ? "WSGI"
+                : iface == RM_INTERFACE_ASGI ? "ASGI"
+                                             : "native",
                 reason);
     Py_CLEAR(st->wsgi);
+    Py_CLEAR(st->asgi);
+    if (iface == RM_INTERFACE_ASGI)
+        return rm_asgi_load(st, why, why_len);
     if (iface != RM_INTERFACE_WSGI)
         return 0;
 

@@ -1,12 +1,13 @@
 #!/usr/bin/python3
 """HTTP "hello world" benchmark: ringmaster against nginx and Python app servers.
 
-    /usr/bin/python3 bench/http/run.py [--suite hello|pipeline|post|wsgi] [--duration 10]
+    /usr/bin/python3 bench/http/run.py [--suite hello|pipeline|post|wsgi|asgi] [--duration 10]
                                        [--connections 64] [--workers 1]
                                        [--json out.json] [--servers ringmaster,nginx,...]
 
 Suites (the default, hello, is described below; pipeline and post change only
-what wrk sends; wsgi is its own set of servers and apps, in wsgi_suite.py):
+what wrk sends; wsgi and asgi are their own sets of servers and apps, in
+wsgi_suite.py and asgi_suite.py):
   pipeline  GET / with HTTP/1.1 pipelining, 16 requests per write
             (bench/http/pipeline.lua, as TechEmpower's plaintext test does);
   post      POST /len with a 1 MiB body (bench/http/post.lua); each server's
@@ -17,6 +18,11 @@ what wrk sends; wsgi is its own set of servers and apps, in wsgi_suite.py):
   wsgi      WSGI servers on a WSGI hello and a Flask JSON endpoint: ringmaster
             --interface wsgi, granian --interface wsgi, gunicorn sync and gthread,
             uWSGI, all on /usr/bin/python3 (.venv-bench-wsgi); see wsgi_suite.py.
+  asgi      ASGI servers on an ASGI hello, a FastAPI JSON endpoint and a 10 ms
+            simulated-I/O endpoint at 512 connections: ringmaster --interface
+            asgi, uvicorn (httptools + uvloop), granian --interface asgi,
+            gunicorn with uvicorn's worker, all on /usr/bin/python3
+            (.venv-bench-asgi); see asgi_suite.py.
 
 For each server, in the same conditions: start it with the same worker count,
 check that GET / answers "Hello, world!\\n", warm up, then run
@@ -566,10 +572,12 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds, discarded (2)")
-    ap.add_argument("--suite", choices=sorted(SUITES) + ["wsgi"], default="hello",
+    ap.add_argument("--suite", choices=sorted(SUITES) + ["wsgi", "asgi"], default="hello",
                     help="what wrk sends: hello (GET /, the default), pipeline (16 pipelined "
                          "GETs per write), post (1 MiB POST /len); or wsgi: WSGI servers "
-                         "with a WSGI hello and a Flask JSON app (wsgi_suite.py)")
+                         "with a WSGI hello and a Flask JSON app (wsgi_suite.py); or asgi: "
+                         "ASGI servers with an ASGI hello, a FastAPI JSON endpoint and a 10 ms "
+                         "simulated-I/O endpoint at 512 connections (asgi_suite.py)")
     ap.add_argument("--connections", type=int,
                     help="wrk connections (64; 16 for --suite post)")
     ap.add_argument("--workers", type=int, default=1, help="worker processes per server (1)")
@@ -581,12 +589,15 @@ def main():
     ap.add_argument("--python", help="interpreter for .venv-bench (default: pyenv 3.12)")
     ap.add_argument("--json", help="also write the results as JSON to this path")
     args = ap.parse_args()
-    if args.suite == "wsgi":
-        import wsgi_suite  # its own servers (ringmaster, granian, gunicorn, uWSGI) and apps
+    if args.suite in ("wsgi", "asgi"):
+        # Their own servers and apps: wsgi_suite.py (granian, gunicorn, uWSGI),
+        # asgi_suite.py (uvicorn, granian, gunicorn with uvicorn's worker).
+        import asgi_suite
+        import wsgi_suite
         args.connections = args.connections or 64
         if args.servers == ",".join(ALL_SERVERS):
-            args.servers = None  # all of wsgi_suite.SERVERS
-        return wsgi_suite.run(args)
+            args.servers = None  # all of the suite's SERVERS
+        return (wsgi_suite if args.suite == "wsgi" else asgi_suite).run(args)
     if args.connections is None:
         args.connections = SUITES[args.suite][3]
 

@@ -94,13 +94,16 @@ APPS = {
 }
 
 
-def ensure_venv():
-    """Create/refresh .venv-bench-wsgi; return {package: error} for what failed."""
+def ensure_venv(suite=None):
+    """Create/refresh the suite's venv (.venv-bench-wsgi for this one); return
+    {package: error} for what failed."""
+    suite = suite or sys.modules[__name__]
+    VENV, PYTHON, REQUIREMENTS = suite.VENV, suite.PYTHON, suite.REQUIREMENTS
     stamp = VENV / ".requirements.sha256"
     want = hashlib.sha256(("\n".join(REQUIREMENTS) + PYTHON).encode()).hexdigest()
     if stamp.exists() and stamp.read_text().strip() == want and (VENV / "bin/python").exists():
         return {}
-    base.log(f"setting up {VENV} from {PYTHON} (uWSGI compiles: about a minute) ...")
+    base.log(f"setting up {VENV} from {PYTHON} {suite.SETUP_NOTE}...")
     if VENV.exists():
         shutil.rmtree(VENV)
     r = subprocess.run([PYTHON, "-m", "venv", str(VENV)], capture_output=True, text=True)
@@ -167,10 +170,10 @@ def check_answer(port, path, want):
         raise RuntimeError(f"GET {path} answered {resp.status} {body[:80]!r}, expected {want!r}")
 
 
-def measure(server, path, args):
-    wrk(server.port, path, args.connections, args.warmup)  # warm-up, discarded
+def measure(server, path, args, connections):
+    wrk(server.port, path, connections, args.warmup)  # warm-up, discarded
     before = base.tree_ticks(server.proc.pid)
-    out = wrk(server.port, path, args.connections, args.duration)
+    out = wrk(server.port, path, connections, args.duration)
     after = base.tree_ticks(server.proc.pid)
     result = base.parse_wrk(out)
     result["cpu_s"] = (after - before) / base.CLK_TCK
@@ -179,15 +182,25 @@ def measure(server, path, args):
     return result
 
 
-def run(args):
-    """The suite; args carries duration, warmup, connections, workers, rounds,
-    servers (comma list or None), build, json."""
+SETUP_NOTE = "(uWSGI compiles: about a minute) "
+TITLE = "WSGI"
+REQUIRED = "flask"  # the suite cannot run without it
+VERSIONED = ("granian", "gunicorn", "uwsgi", "flask")
+
+
+def run(args, suite=None):
+    """A suite (this module, or one with the same names: asgi_suite.py); args
+    carries duration, warmup, connections, workers, rounds, servers (comma
+    list or None), build, json."""
+    suite = suite or sys.modules[__name__]
+    SERVERS, NEEDS, WORKLOADS, APPS, VENV = (suite.SERVERS, suite.NEEDS, suite.WORKLOADS,
+                                            suite.APPS, suite.VENV)
     if not shutil.which("wrk"):
         sys.exit("wrk not found: run scripts/install-deps.sh")
     wanted = [s.strip() for s in (args.servers or ",".join(SERVERS)).split(",") if s.strip()]
     unknown = [s for s in wanted if s not in SERVERS]
     if unknown:
-        sys.exit(f"unknown WSGI server(s) {unknown}; choose from {SERVERS}")
+        sys.exit(f"unknown {suite.TITLE} server(s) {unknown}; choose from {SERVERS}")
 
     def on_term(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
@@ -196,28 +209,29 @@ def run(args):
 
     machine = base.machine_info()
     skipped, runs = {}, []
-    tmp = tempfile.mkdtemp(prefix="ringmaster-bench-wsgi-")
+    tmp = tempfile.mkdtemp(prefix=f"ringmaster-bench-{suite.TITLE.lower()}-")
     try:
         for fname, src in APPS.items():
             (Path(tmp) / fname).write_text(textwrap.dedent(src).lstrip())
-        failed = ensure_venv()
-        if "flask" in failed:
-            sys.exit(f"cannot install Flask into {VENV}: {failed['flask']}")
+        failed = ensure_venv(suite)
+        if suite.REQUIRED in failed:
+            sys.exit(f"cannot install {suite.REQUIRED} into {VENV}: {failed[suite.REQUIRED]}")
         for name in wanted:
             pkg = NEEDS.get(name)
             if pkg in failed:
                 skipped[name] = f"pip install {pkg} failed: {failed[pkg]}"
         vpy = str(VENV / "bin/python")
         versions = {"python": base.version_of([vpy, "--version"])}
-        for pkg in ("granian", "gunicorn", "uwsgi", "flask"):
+        for pkg in suite.VERSIONED:
             if pkg not in failed:
                 versions[pkg] = base.version_of(
                     [vpy, "-c", f"import importlib.metadata as m; print(m.version('{pkg}'))"])
 
-        base.log("# WSGI benchmark\n")
+        base.log(f"# {suite.TITLE} benchmark\n")
         base.log(f"machine: {machine['nproc']} CPUs ({machine['usable_cpus']} usable), "
                  f"{machine['cpu_model']}, Linux {machine['kernel']}; {machine['wrk']}")
-        base.log(f"settings: wrk -t1 -c{args.connections} -d{args.duration}s --latency, "
+        base.log(f"settings: wrk -t1 -c{args.connections} -d{args.duration}s --latency "
+                 f"(a workload may name its own -c), "
                  f"{args.warmup} s warm-up, {args.workers} worker(s) per server, "
                  f"{args.rounds} rounds")
         base.log("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()))
@@ -225,8 +239,9 @@ def run(args):
             base.log(f"SKIP {name}: {why}")
         base.log("")
 
-        for workload, (module, path, answer) in WORKLOADS.items():
-            table = specs(args, tmp, module)
+        for workload, (module, path, answer, *conns) in WORKLOADS.items():
+            connections = conns[0] if conns else args.connections
+            table = suite.specs(args, tmp, module)
             active = [s for s in wanted if s not in skipped and not table[s][2]]
             for s in wanted:
                 if table[s][2] and s not in skipped:
@@ -248,14 +263,15 @@ def run(args):
                         base.log(f"SKIP {name}: {skipped[name]}")
                         continue
                     try:
-                        r = measure(server, path, args)
+                        r = measure(server, path, args, connections)
                     except (RuntimeError, ValueError, subprocess.TimeoutExpired) as exc:
                         base.log(f"{workload} round {rnd + 1} {name}: measurement failed: {exc}")
                         r = None
                     finally:
                         base.stop(server)
                     if r:
-                        r.update(server=name, workload=workload, round=rnd + 1)
+                        r.update(server=name, workload=workload, round=rnd + 1,
+                                 connections=connections)
                         runs.append(r)
                         base.log(f"{workload:10s} round {rnd + 1} {name:16s} {r['rps']:9.0f} "
                                  f"req/s  p50 {r['p50_ms']:.2f} ms  p99 {r['p99_ms']:.2f} ms  "
@@ -276,7 +292,7 @@ def run(args):
         key = (r["workload"], r["server"])
         if key not in best or r["rps"] > best[key]["rps"]:
             best[key] = r
-    for workload, (_, path, _) in WORKLOADS.items():
+    for workload, (_, path, _, *_c) in WORKLOADS.items():
         rows = {name: best[(workload, name)] for name in wanted if (workload, name) in best}
         base.log(f"\n## {workload} (GET {path}): best of the rounds\n")
         base.log(base.report(rows, [s for s in wanted if s in rows]))
@@ -285,7 +301,7 @@ def run(args):
     for name, why in skipped.items():
         base.log(f"skipped {name}: {why.splitlines()[0]}")
     if args.json:
-        doc = {"suite": "wsgi", "machine": machine, "versions": versions,
+        doc = {"suite": suite.TITLE.lower(), "machine": machine, "versions": versions,
                "settings": {k: getattr(args, k) for k in
                             ("duration", "warmup", "connections", "workers", "rounds")},
                "runs": runs, "best": {f"{w}/{s}": r for (w, s), r in best.items()},
@@ -295,8 +311,9 @@ def run(args):
     return 0 if runs else 1
 
 
-def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+def main(suite=None):
+    suite = suite or sys.modules[__name__]
+    ap = argparse.ArgumentParser(description=suite.__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds, discarded (2)")
@@ -304,10 +321,10 @@ def main():
     ap.add_argument("--workers", type=int, default=1, help="worker processes per server (1)")
     ap.add_argument("--rounds", type=int, default=2,
                     help="times through the list, alternating direction (2)")
-    ap.add_argument("--servers", help="comma-separated subset of " + ",".join(SERVERS))
+    ap.add_argument("--servers", help="comma-separated subset of " + ",".join(suite.SERVERS))
     ap.add_argument("--build", default="build", help="ringmaster build directory (build)")
     ap.add_argument("--json", help="also write the results as JSON to this path")
-    return run(ap.parse_args())
+    return run(ap.parse_args(), suite)
 
 
 if __name__ == "__main__":

@@ -35,9 +35,12 @@ typedef struct rm_config {
     const char *app;            /* borrowed from argv: module:attr or file.py[:attr] */
     /* App-interface flags (interface.h), checked, passed to workers as given;
      * NULL when not set (the worker's defaults apply). Borrowed: argv or environ. */
-    const char *interface;           /* --interface auto|native|wsgi */
+    const char *interface;           /* --interface auto|native|wsgi|asgi */
     const char *root_path;           /* --root-path */
     const char *forwarded_allow_ips; /* --forwarded-allow-ips */
+    const char *lifespan;            /* --lifespan auto|on|off */
+    const char *loop;                /* --loop auto|asyncio|uvloop */
+    const char *max_concurrency;     /* --max-concurrency N */
     char worker_binary[PATH_MAX]; /* --worker-binary, or --python's ringmaster-worker-X.Y[t] */
     bool pin;                   /* --pin: worker i on usable CPU i, the I/O thread on its own */
     uint32_t cpu_count;         /* usable CPUs at start-up (the affinity mask), >= 1 */

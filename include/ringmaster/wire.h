@@ -76,7 +76,8 @@ typedef struct rm_req_meta {
      * read by the worker from the chunk itself (never from a copy), through
      * rm_wire_sent() and rm_wire_client_gone(). */
     uint64_t sent;     /* response bytes the client has taken so far */
-    uint32_t gone;     /* nonzero once the client has disconnected */
+    uint32_t gone;     /* RM_WIRE_GONE once the client has disconnected, RM_WIRE_EOF
+                          once it closed its sending side (it may still read) */
     uint32_t reserved2;
 } rm_req_meta_t;
 
@@ -110,7 +111,18 @@ static inline uint64_t rm_wire_sent(const rm_req_meta_t *live)
     return __atomic_load_n(&live->sent, __ATOMIC_ACQUIRE);
 }
 
+#define RM_WIRE_GONE 0x1u /* the connection is closed: nothing more reaches the client */
+#define RM_WIRE_EOF 0x2u  /* the client sent FIN: a half-close, or gone for good */
+
 static inline bool rm_wire_client_gone(const rm_req_meta_t *live)
+{
+    return (__atomic_load_n(&live->gone, __ATOMIC_ACQUIRE) & RM_WIRE_GONE) != 0;
+}
+
+/* The client will send nothing more: gone, or its side closed. ASGI reports
+ * this as http.disconnect (as uvicorn does); a streamed response goes on
+ * until the connection itself fails, for clients that half-close. */
+static inline bool rm_wire_client_done(const rm_req_meta_t *live)
 {
     return __atomic_load_n(&live->gone, __ATOMIC_ACQUIRE) != 0;
 }
@@ -123,7 +135,12 @@ static inline void rm_wire_set_sent(rm_req_meta_t *live, uint64_t sent)
 
 static inline void rm_wire_set_gone(rm_req_meta_t *live)
 {
-    __atomic_store_n(&live->gone, 1, __ATOMIC_RELEASE);
+    __atomic_fetch_or(&live->gone, RM_WIRE_GONE, __ATOMIC_RELEASE);
+}
+
+static inline void rm_wire_set_eof(rm_req_meta_t *live)
+{
+    __atomic_fetch_or(&live->gone, RM_WIRE_EOF, __ATOMIC_RELEASE);
 }
 
 /* Bytes a meta block with these counts needs. */

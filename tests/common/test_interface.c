@@ -32,19 +32,48 @@ Test(interface, defaults)
 
 Test(interface, interface_names_round_trip)
 {
-    const char *names[] = {"auto", "native", "wsgi"};
-    for (int i = 0; i < 3; i++) {
+    const char *names[] = {"auto", "native", "wsgi", "asgi"};
+    for (int i = 0; i < 4; i++) {
         rm_interface_t v;
         cr_assert_eq(rm_interface_parse(names[i], &v), 0, "%s", names[i]);
         cr_assert_str_eq(rm_interface_name(v), names[i]);
     }
     rm_app_conf_t c;
     rm_app_conf_init(&c);
-    cr_assert_eq(set(&c, RM_APP_OPT_INTERFACE, "asgi"), -EINVAL);
-    cr_assert(strstr(why, "--interface") && strstr(why, "'asgi'"), "why: %s", why);
+    cr_assert_eq(set(&c, RM_APP_OPT_INTERFACE, "rsgi"), -EINVAL);
+    cr_assert(strstr(why, "--interface") && strstr(why, "'rsgi'"), "why: %s", why);
     cr_assert_eq(set(&c, RM_APP_OPT_INTERFACE, "WSGI"), -EINVAL, "names are lowercase");
     cr_assert_eq(set(&c, RM_APP_OPT_INTERFACE, "wsgi"), 0);
     cr_assert_eq(c.interface, RM_INTERFACE_WSGI);
+    cr_assert_eq(set(&c, RM_APP_OPT_INTERFACE, "asgi"), 0);
+    cr_assert_eq(c.interface, RM_INTERFACE_ASGI);
+}
+
+Test(interface, asgi_flags)
+{
+    rm_app_conf_t c;
+    rm_app_conf_init(&c);
+    cr_assert_eq(c.lifespan, RM_LIFESPAN_AUTO);
+    cr_assert_eq(c.loop, RM_LOOP_AUTO);
+    cr_assert_eq(c.max_concurrency, 1000u);
+    cr_assert_eq(set(&c, RM_APP_OPT_LIFESPAN, "on"), 0);
+    cr_assert_eq(c.lifespan, RM_LIFESPAN_ON);
+    cr_assert_str_eq(rm_lifespan_name(c.lifespan), "on");
+    cr_assert_eq(set(&c, RM_APP_OPT_LIFESPAN, "yes"), -EINVAL);
+    cr_assert(strstr(why, "--lifespan") && strstr(why, "'yes'"), "why: %s", why);
+    cr_assert_eq(set(&c, RM_APP_OPT_LOOP, "uvloop"), 0);
+    cr_assert_eq(c.loop, RM_LOOP_UVLOOP);
+    cr_assert_str_eq(rm_loop_name(c.loop), "uvloop");
+    cr_assert_eq(set(&c, RM_APP_OPT_LOOP, "trio"), -EINVAL);
+    cr_assert(strstr(why, "--loop"), "why: %s", why);
+    cr_assert_eq(set(&c, RM_APP_OPT_MAX_CONCURRENCY, "64"), 0);
+    cr_assert_eq(c.max_concurrency, 64u);
+    const char *bad[] = {"0", "65537", "-1", "12x", "", NULL};
+    for (int i = 0; bad[i] != NULL; i++) {
+        cr_assert_eq(set(&c, RM_APP_OPT_MAX_CONCURRENCY, bad[i]), -EINVAL, "'%s'", bad[i]);
+        cr_assert(strstr(why, "--max-concurrency") != NULL, "why: %s", why);
+    }
+    cr_assert_eq(c.max_concurrency, 64u, "a refused value changes nothing");
 }
 
 Test(interface, root_path_is_normalised_and_checked)

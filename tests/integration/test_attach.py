@@ -187,3 +187,17 @@ def test_hung_attached_worker_is_killed_not_respawned(attach_python, start_serve
         server.assert_running()
     finally:
         worker.kill()
+
+
+def test_attached_worker_serves_asgi(attach_python, attach_only):
+    """An ASGI app through an attached worker: the same C core, its event loop
+    and lifespan in the attached process (asyncio: no uvloop there)."""
+    server, sock, procs = attach_only
+    worker = Attached(attach_python, sock, app="asgi_edge:app")
+    procs.append(worker)
+    worker.wait_ready(sock)
+    assert get(server.port, "/") == (200, b"Hello, ASGI!\n"), worker.output()
+    status, body = get(server.port, "/state")
+    assert status == 200 and b'"started": "yes"' in body, body
+    server.assert_clean_stop()
+    assert worker.proc.wait(10 * SLOW) == 0, worker.output()

@@ -241,7 +241,7 @@ def test_interface_flag_and_variable_force_the_choice(start_server):
 
 
 @pytest.mark.parametrize("args,env,needle", [
-    (["--interface", "asgi"], None, "--interface: 'asgi' is not auto, native or wsgi"),
+    (["--interface", "rsgi"], None, "--interface: 'rsgi' is not auto, native, wsgi or asgi"),
     (["--root-path", "mount"], None, "--root-path: 'mount' must start with '/'"),
     (["--forwarded-allow-ips", "10.0.0.1,proxy"], None,
      "--forwarded-allow-ips: 'proxy' is not an IPv4 or IPv6 address"),
