@@ -85,14 +85,34 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* Pop into desc, or with desc NULL only look whether a request is there. */
+static int probe(rm_lane_t *lane, rm_req_desc_t *desc)
+{
+    if (desc != NULL)
+        return rm_ring_try_pop(&lane->req, desc);
+    return rm_ring_ready(&lane->req) ? 0 : -EAGAIN;
+}
+
+static int lane_wait(rm_lane_t *lane, rm_req_desc_t *desc, unsigned spin, int timeout_ms);
+
 int rm_lane_pop_request(rm_lane_t *lane, rm_req_desc_t *desc, unsigned spin, int timeout_ms)
+{
+    return lane_wait(lane, desc, spin, timeout_ms);
+}
+
+int rm_lane_wait_request(rm_lane_t *lane, unsigned spin, int timeout_ms)
+{
+    return lane_wait(lane, NULL, spin, timeout_ms);
+}
+
+static int lane_wait(rm_lane_t *lane, rm_req_desc_t *desc, unsigned spin, int timeout_ms)
 {
     rm_lane_shared_t *shared = lane->shared;
     int64_t deadline = timeout_ms > 0 ? now_ns() + (int64_t)timeout_ms * 1000000 : 0;
 
     for (;;) {
         for (unsigned i = 0;; i++) {
-            int r = rm_ring_try_pop(&lane->req, desc);
+            int r = probe(lane, desc);
             if (r != -EAGAIN)
                 return r;
             if (i >= spin)
@@ -119,7 +139,7 @@ int rm_lane_pop_request(rm_lane_t *lane, rm_req_desc_t *desc, unsigned spin, int
 
         atomic_fetch_add_explicit(&shared->req_sleepers, (1ull << 32) | 1u, memory_order_seq_cst);
         atomic_thread_fence(memory_order_seq_cst);
-        int r = rm_ring_try_pop(&lane->req, desc);
+        int r = probe(lane, desc);
         if (r != -EAGAIN) {
             atomic_fetch_sub_explicit(&shared->req_sleepers, 1, memory_order_relaxed);
             return r;

@@ -127,6 +127,13 @@ int rm_ring_try_push(rm_ring_t *ring, const void *item)
     return 0;
 }
 
+bool rm_ring_ready(const rm_ring_t *ring)
+{
+    uint64_t pos = atomic_load_explicit(&ring->shared->tail, memory_order_relaxed);
+    const cell_t *cell = cell_at(ring, pos);
+    return atomic_load_explicit(&cell->seq, memory_order_acquire) == pos + 1;
+}
+
 int rm_ring_try_pop(rm_ring_t *ring, void *item)
 {
     _Atomic uint64_t *tail = &ring->shared->tail;

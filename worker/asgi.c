@@ -831,9 +831,8 @@ typedef struct {
     pthread_t waiter;
     bool waiter_started;
     /* Under `lock`: */
-    bool parked; /* `slot` holds a request the waiter popped */
+    bool armed; /* the loop found the lane empty: the waiter watches it */
     bool quit;
-    rm_req_desc_t slot;
 } LaneObject;
 
 /* Stop when told to, or when the supervisor marked the lane as stopping. */
@@ -856,19 +855,20 @@ static void efd_ring(int efd)
     }
 }
 
-/* The waiter: sleep on the lane without Python; hand one request at a time
- * to the loop and ring its eventfd. It pops only when the slot is empty, so at
- * most one request waits here while the loop is busy; the loop drains the rest
- * of the lane itself. */
+/* The waiter: while the loop is armed (it found the lane empty), sleep on the
+ * lane without Python until a request is there, then ring the loop's eventfd
+ * and disarm. It never takes a request: the loop pops them all itself, so a
+ * busy loop that keeps finding requests (popping the next as each task ends)
+ * costs the waiter nothing, and a wake is paid per idle-to-busy transition,
+ * not per request. */
 static void *waiter_main(void *arg)
 {
     LaneObject *self = arg;
     rm_worker_t *w = self->t->w;
-    rm_req_desc_t desc;
 
     for (;;) {
         pthread_mutex_lock(&self->lock);
-        while (self->parked && !self->quit)
+        while (!self->armed && !self->quit)
             pthread_cond_wait(&self->cond, &self->lock);
         bool quit = self->quit;
         pthread_mutex_unlock(&self->lock);
@@ -882,42 +882,34 @@ static void *waiter_main(void *arg)
             pthread_mutex_unlock(&self->lock);
             break;
         }
-        int rc = rm_lane_pop_request(&w->lane, &desc, WAITER_SPIN, WAITER_SLEEP_MS);
+        int rc = rm_lane_wait_request(&w->lane, WAITER_SPIN, WAITER_SLEEP_MS);
         if (rc == -ETIMEDOUT || rc == -EINTR)
             continue;
-        if (rc < 0) {
-            RM_ERROR("the request ring of lane %u is corrupt; stopping", w->conf->lane);
-            rm_worker_request_stop(w);
-            continue;
-        }
         pthread_mutex_lock(&self->lock);
-        self->slot = desc;
-        self->parked = true;
+        self->armed = false;
         pthread_mutex_unlock(&self->lock);
         efd_ring(self->efd);
     }
     return NULL;
 }
 
-/* The next request: the parked one first, then the lane without waiting.
- * Returns 1 with *desc, 0 when there is none, -1 for a corrupt ring. */
+/* The next request from the lane, without waiting. Returns 1 with *desc, 0
+ * when there is none (the waiter is then armed to ring when one comes), -1
+ * for a corrupt ring. */
 static int lane_take(LaneObject *self, rm_req_desc_t *desc)
 {
-    pthread_mutex_lock(&self->lock);
-    bool had = self->parked;
-    if (had) {
-        *desc = self->slot;
-        self->parked = false;
-        pthread_cond_signal(&self->cond);
-    }
-    pthread_mutex_unlock(&self->lock);
-    if (had)
-        return 1;
     int rc = rm_lane_pop_request(&self->t->w->lane, desc, 0, 0);
     if (rc == 0)
         return 1;
-    if (rc == -ETIMEDOUT || rc == -EINTR)
+    if (rc == -ETIMEDOUT || rc == -EINTR) {
+        pthread_mutex_lock(&self->lock);
+        if (!self->armed) {
+            self->armed = true;
+            pthread_cond_signal(&self->cond);
+        }
+        pthread_mutex_unlock(&self->lock);
         return 0;
+    }
     RM_ERROR("the request ring of lane %u is corrupt; stopping", self->t->w->conf->lane);
     rm_worker_request_stop(self->t->w);
     return -1;
@@ -1076,13 +1068,6 @@ static void lane_stop_waiter(LaneObject *self)
     pthread_mutex_unlock(&self->lock);
     Py_BEGIN_ALLOW_THREADS pthread_join(self->waiter, NULL);
     Py_END_ALLOW_THREADS self->waiter_started = false;
-    if (self->parked) {
-        /* Popped after the loop stopped: the supervisor answers it when this
-         * worker exits, as it does requests still queued. */
-        RM_DEBUG("request %" PRIu64 " popped while stopping; left to the supervisor",
-                 self->slot.req_id);
-        self->parked = false;
-    }
 }
 
 static int lane_traverse(PyObject *op, visitproc visit, void *arg)
@@ -1271,6 +1256,7 @@ static PyObject *lane_new(rm_serve_thread_t *t)
     self->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     pthread_mutex_init(&self->lock, NULL);
     pthread_cond_init(&self->cond, NULL);
+    self->armed = true; /* nothing popped yet: watch the lane */
     self->req_type = Py_NewRef(R(as, REQUEST_TYPE));
     if (self->efd < 0) {
         PyErr_SetFromErrno(PyExc_OSError);

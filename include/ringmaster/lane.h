@@ -109,6 +109,11 @@ int rm_lane_push_request(rm_lane_t *lane, const rm_req_desc_t *desc);
  * state turns STOPPING are returned first. */
 int rm_lane_pop_request(rm_lane_t *lane, rm_req_desc_t *desc, unsigned spin, int timeout_ms);
 
+/* Wait like rm_lane_pop_request until a request is there, without taking it
+ * (for a thread that only wakes the consumer that will). Returns 0, -ETIMEDOUT
+ * or -EINTR. */
+int rm_lane_wait_request(rm_lane_t *lane, unsigned spin, int timeout_ms);
+
 /* Wake every consumer sleeping on the lane. Store RM_LANE_STOPPING in `state`
  * first: sleepers then return -EINTR once the ring is empty. */
 void rm_lane_wake_all(rm_lane_t *lane);

@@ -71,6 +71,10 @@ int rm_ring_try_push(rm_ring_t *ring, const void *item);
  * Returns 0, -EAGAIN when empty, or -EBADMSG when the shared state is corrupt. */
 int rm_ring_try_pop(rm_ring_t *ring, void *item);
 
+/* Whether the next item is published, without taking it: a hint (another
+ * consumer may take it first), for a thread that only wakes a consumer. */
+bool rm_ring_ready(const rm_ring_t *ring);
+
 /* Items published and not yet claimed; exact only when the ring is quiescent. */
 uint32_t rm_ring_count(const rm_ring_t *ring);
 
