@@ -55,27 +55,35 @@ static void putf(out_t *o, const char *fmt, ...)
         put(o, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
-/* Combined: printable ASCII as is, except '"' and '\'; the rest as \xHH. */
-static void put_escaped(out_t *o, rm_text_t t)
+/* Printable ASCII as is, '"' and '\' backslash-escaped, every other byte
+ * through `hex_fmt`: "\\x%02x" for combined, "\\u%04x" for JSON (bytes >= 0x80
+ * taken as Latin-1: headers are bytes). */
+static void put_escaped_bytes(out_t *o, rm_text_t t, const char *hex_fmt)
 {
-    if (!t.ptr || t.len == 0) {
-        puts_(o, "-");
-        return;
-    }
     for (size_t i = 0; i < t.len; i++) {
         unsigned char ch = (unsigned char)t.ptr[i];
         if (ch == '"' || ch == '\\') {
             char esc[2] = {'\\', (char)ch};
             put(o, esc, 2);
         } else if (ch < 0x20 || ch >= 0x7f) {
-            putf(o, "\\x%02x", ch);
+            putf(o, hex_fmt, ch);
         } else {
             put(o, (const char *)&ch, 1);
         }
     }
 }
 
-/* JSON string; bytes >= 0x80 are taken as Latin-1 (headers are bytes). */
+/* Combined: a missing or empty field is "-". */
+static void put_escaped(out_t *o, rm_text_t t)
+{
+    if (!t.ptr || t.len == 0) {
+        puts_(o, "-");
+        return;
+    }
+    put_escaped_bytes(o, t, "\\x%02x");
+}
+
+/* JSON string, or null for a missing field. */
 static void put_json(out_t *o, rm_text_t t)
 {
     if (!t.ptr) {
@@ -83,17 +91,7 @@ static void put_json(out_t *o, rm_text_t t)
         return;
     }
     put(o, "\"", 1);
-    for (size_t i = 0; i < t.len; i++) {
-        unsigned char ch = (unsigned char)t.ptr[i];
-        if (ch == '"' || ch == '\\') {
-            char esc[2] = {'\\', (char)ch};
-            put(o, esc, 2);
-        } else if (ch < 0x20 || ch >= 0x7f) {
-            putf(o, "\\u%04x", ch);
-        } else {
-            put(o, (const char *)&ch, 1);
-        }
-    }
+    put_escaped_bytes(o, t, "\\u%04x");
     put(o, "\"", 1);
 }
 
