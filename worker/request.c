@@ -565,9 +565,14 @@ static PyObject *body_copy(RequestObject *self)
     size_t got = 0;
     int rc = rm_body_reader_open(&reader, &self->view);
     if (rc == 0) {
-        Py_BEGIN_ALLOW_THREADS /* a file read may take a while */
-        got = rm_body_reader_read(&reader, PyBytes_AS_STRING(out), (size_t)m->body_len);
-        Py_END_ALLOW_THREADS
+        char *dst = PyBytes_AS_STRING(out);
+        if (m->flags & RM_REQ_BODY_FILE) {
+            Py_BEGIN_ALLOW_THREADS /* a file read may take a while */
+            got = rm_body_reader_read(&reader, dst, (size_t)m->body_len);
+            Py_END_ALLOW_THREADS
+        } else {
+            got = rm_body_reader_read(&reader, dst, (size_t)m->body_len); /* memcpy only */
+        }
         rc = -reader.error;
         rm_body_reader_close(&reader);
     }
