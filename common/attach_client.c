@@ -19,7 +19,8 @@
 
 /* Read one response frame and the descriptors riding on it (extra ones are
  * closed). Blocking. Returns 0 with *nfds descriptors, or -errno. */
-static int recv_answer(int fd, char *buf, size_t cap, size_t *len, int fds[3], int *nfds)
+static int recv_answer(int fd, char *buf, size_t cap, size_t *len, int fds[RM_CTLP_ATTACH_FDS],
+                       int *nfds)
 {
     *len = 0;
     *nfds = 0;
@@ -47,9 +48,11 @@ static int recv_answer(int fd, char *buf, size_t cap, size_t *len, int fds[3], i
                 continue;
             int k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
             int got[RM_CTLP_ATTACH_FDS];
-            memcpy(got, CMSG_DATA(cm), sizeof(int) * (size_t)(k < 3 ? k : 3));
-            for (int i = 0; i < k && i < 3; i++) {
-                if (*nfds < 3)
+            if (k > RM_CTLP_ATTACH_FDS)
+                k = RM_CTLP_ATTACH_FDS; /* the control buffer holds no more */
+            memcpy(got, CMSG_DATA(cm), sizeof(int) * (size_t)k);
+            for (int i = 0; i < k; i++) {
+                if (*nfds < RM_CTLP_ATTACH_FDS)
                     fds[(*nfds)++] = got[i];
                 else
                     close(got[i]);

@@ -41,12 +41,21 @@ def sources():
     return ["../" + n for n in names]
 
 
+def headers():
+    """Every header the sources include: a changed one rebuilds the extension
+    (setuptools compares only the .c files otherwise, and a reinstall from a
+    checkout with an old build/ would link stale objects)."""
+    return sorted(str(p) for d in ("include/ringmaster", "worker")
+                  for p in (ROOT / d).glob("*.h"))
+
+
 cflags, libs = msgpack_flags()
 setup(
     ext_modules=[
         Extension(
             "_ringmaster",
             sources=sources(),
+            depends=headers(),
             include_dirs=[str(ROOT / "include"), str(ROOT / "worker")],
             define_macros=[("_GNU_SOURCE", None), ("RM_EXTENSION", "1"),
                            ("RINGMASTER_VERSION", '"0.1.0"')],

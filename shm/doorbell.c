@@ -12,6 +12,17 @@
 #include <errno.h>
 #include <unistd.h>
 
+int rm_eventfd_signal(int eventfd)
+{
+    const uint64_t one = 1;
+    ssize_t n;
+    do {
+        n = write(eventfd, &one, sizeof(one));
+    } while (n < 0 && errno == EINTR);
+    /* EAGAIN: the counter is saturated, so the reader is woken anyway. */
+    return n < 0 && errno != EAGAIN ? -errno : 0;
+}
+
 int rm_doorbell_ring(rm_doorbell_shared_t *bell, int eventfd)
 {
     atomic_thread_fence(memory_order_seq_cst);
@@ -23,14 +34,9 @@ int rm_doorbell_ring(rm_doorbell_shared_t *bell, int eventfd)
     if (atomic_exchange_explicit(&bell->sleeping, 0, memory_order_acq_rel) != 1)
         return 0;
 
-    const uint64_t one = 1;
-    ssize_t n;
-    do {
-        n = write(eventfd, &one, sizeof(one));
-    } while (n < 0 && errno == EINTR);
-    /* EAGAIN: the counter is saturated, so the supervisor is woken anyway. */
-    if (n < 0 && errno != EAGAIN)
-        return -errno;
+    int rc = rm_eventfd_signal(eventfd);
+    if (rc < 0)
+        return rc;
     atomic_fetch_add_explicit(&bell->rings, 1, memory_order_relaxed);
     return 1;
 }

@@ -20,7 +20,7 @@
 
 static_assert(sizeof(rm_req_desc_t) <= RM_RING_MAX_PAYLOAD, "request fits a cell");
 static_assert(sizeof(rm_done_desc_t) <= RM_RING_MAX_PAYLOAD, "completion fits a cell");
-static_assert(sizeof(rm_lane_shared_t) == 2 * RM_CACHELINE, "lane header is two lines");
+static_assert(sizeof(rm_lane_shared_t) == 3 * RM_CACHELINE, "lane header is three lines");
 
 size_t rm_lane_shared_size(uint32_t capacity)
 {
@@ -42,6 +42,7 @@ void rm_lane_shared_reset(void *mem, uint32_t capacity)
     atomic_store_explicit(&shared->state, RM_LANE_IDLE, memory_order_relaxed);
     atomic_store_explicit(&shared->worker_pid, 0, memory_order_relaxed);
     atomic_store_explicit(&shared->req_sleepers, 0, memory_order_relaxed);
+    rm_doorbell_cancel_sleep(&shared->loop_bell);
     /* The bell keeps counting: a sleeper left over from the previous worker
      * must never see its old value come back. */
     atomic_fetch_add_explicit(&shared->req_bell, 1, memory_order_relaxed);
@@ -58,6 +59,12 @@ void rm_lane_bind(rm_lane_t *lane, void *mem, uint32_t capacity, uint32_t index)
     /* Differ from the current count, so a consumer already asleep is rung. */
     lane->woken_sleeps =
         RM_LANE_SLEEPS(atomic_load_explicit(&shared->req_sleepers, memory_order_relaxed)) - 1;
+    lane->loop_fd = -1;
+}
+
+void rm_lane_set_loop_fd(rm_lane_t *lane, int fd)
+{
+    lane->loop_fd = fd;
 }
 
 int rm_lane_push_request(rm_lane_t *lane, const rm_req_desc_t *desc)
@@ -75,6 +82,11 @@ int rm_lane_push_request(rm_lane_t *lane, const rm_req_desc_t *desc)
         atomic_fetch_add_explicit(&lane->shared->req_bell, 1, memory_order_release);
         (void)rm_futex_wake(&lane->shared->req_bell, (int)RM_LANE_WAITERS(word));
     }
+    /* An event loop that armed the bell is woken once; one that is busy (the
+     * bell disarmed) costs a load. A failed write leaves the loop to its
+     * periodic look at the lane. */
+    if (lane->loop_fd >= 0)
+        (void)rm_doorbell_ring(&lane->shared->loop_bell, lane->loop_fd);
     return 0;
 }
 
@@ -85,34 +97,25 @@ static int64_t now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Pop into desc, or with desc NULL only look whether a request is there. */
-static int probe(rm_lane_t *lane, rm_req_desc_t *desc)
+bool rm_lane_arm_loop_bell(rm_lane_t *lane)
 {
-    if (desc != NULL)
-        return rm_ring_try_pop(&lane->req, desc);
-    return rm_ring_ready(&lane->req) ? 0 : -EAGAIN;
+    /* The doorbell's handshake (doorbell.c): arm with a full fence, then look
+     * once more; either we see the request or the producer sees us armed. */
+    rm_doorbell_prepare_sleep(&lane->shared->loop_bell);
+    if (!rm_ring_ready(&lane->req))
+        return false;
+    rm_doorbell_cancel_sleep(&lane->shared->loop_bell);
+    return true;
 }
-
-static int lane_wait(rm_lane_t *lane, rm_req_desc_t *desc, unsigned spin, int timeout_ms);
 
 int rm_lane_pop_request(rm_lane_t *lane, rm_req_desc_t *desc, unsigned spin, int timeout_ms)
-{
-    return lane_wait(lane, desc, spin, timeout_ms);
-}
-
-int rm_lane_wait_request(rm_lane_t *lane, unsigned spin, int timeout_ms)
-{
-    return lane_wait(lane, NULL, spin, timeout_ms);
-}
-
-static int lane_wait(rm_lane_t *lane, rm_req_desc_t *desc, unsigned spin, int timeout_ms)
 {
     rm_lane_shared_t *shared = lane->shared;
     int64_t deadline = timeout_ms > 0 ? now_ns() + (int64_t)timeout_ms * 1000000 : 0;
 
     for (;;) {
         for (unsigned i = 0;; i++) {
-            int r = probe(lane, desc);
+            int r = rm_ring_try_pop(&lane->req, desc);
             if (r != -EAGAIN)
                 return r;
             if (i >= spin)
@@ -139,7 +142,7 @@ static int lane_wait(rm_lane_t *lane, rm_req_desc_t *desc, unsigned spin, int ti
 
         atomic_fetch_add_explicit(&shared->req_sleepers, (1ull << 32) | 1u, memory_order_seq_cst);
         atomic_thread_fence(memory_order_seq_cst);
-        int r = probe(lane, desc);
+        int r = rm_ring_try_pop(&lane->req, desc);
         if (r != -EAGAIN) {
             atomic_fetch_sub_explicit(&shared->req_sleepers, 1, memory_order_relaxed);
             return r;
@@ -157,6 +160,8 @@ void rm_lane_wake_all(rm_lane_t *lane)
 {
     atomic_fetch_add_explicit(&lane->shared->req_bell, 1, memory_order_seq_cst);
     (void)rm_futex_wake(&lane->shared->req_bell, INT_MAX);
+    if (lane->loop_fd >= 0)
+        (void)rm_eventfd_signal(lane->loop_fd); /* armed or not: a busy loop sees the stop too */
 }
 
 int rm_lane_push_done(rm_lane_t *lane, const rm_done_desc_t *desc)

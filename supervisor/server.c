@@ -722,7 +722,17 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
     for (uint32_t i = 0; i < slots; i++) {
         s->workers[i].ctl_fd = -1;
         s->workers[i].pidfd = -1;
-        rm_region_lane(&s->region, i, &s->workers[i].lane);
+        s->workers[i].loop_bell_fd = -1;
+    }
+    for (uint32_t i = 0; i < slots; i++) {
+        s->workers[i].loop_bell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (s->workers[i].loop_bell_fd < 0) {
+            int err = errno;
+            fprintf(stderr, "ringmaster: error: cannot create an eventfd for worker %u: %s\n", i,
+                    strerror(err));
+            return -err;
+        }
+        rm_worker_bind_lane(s, i);
     }
 
     sigset_t mask;
@@ -772,6 +782,8 @@ static void teardown(rm_server_t *s)
             close(s->workers[i].ctl_fd);
         if (s->workers[i].pidfd >= 0)
             close(s->workers[i].pidfd);
+        if (s->workers[i].loop_bell_fd >= 0)
+            close(s->workers[i].loop_bell_fd);
     }
     if (s->listen_fd >= 0)
         close(s->listen_fd);

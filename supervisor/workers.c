@@ -69,7 +69,7 @@ static int pin_to(pid_t pid, uint16_t cpu)
 /* In the child, between fork and exec: only async-signal-safe calls. */
 static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t parent)
 {
-    char region_fd[16], control_fd[16], doorbell_fd[16], lane_s[16], threads[16];
+    char region_fd[16], control_fd[16], doorbell_fd[16], bell_fd[16], lane_s[16], threads[16];
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
@@ -77,7 +77,9 @@ static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t p
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(1); /* the supervisor died before we set PDEATHSIG */
-    if (keep_open(s->region.fd) || keep_open(ctl_fd) || keep_open(s->doorbell_fd))
+    int lane_bell_fd = s->workers[lane].loop_bell_fd;
+    if (keep_open(s->region.fd) || keep_open(ctl_fd) || keep_open(s->doorbell_fd) ||
+        keep_open(lane_bell_fd))
         _exit(126);
     /* Before exec, so every thread the worker starts inherits the mask. */
     if (s->cfg->pin && pin_to(0, pin_cpu_of_worker(s->cfg, lane)) < 0)
@@ -86,6 +88,7 @@ static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t p
     snprintf(region_fd, sizeof(region_fd), "%d", s->region.fd);
     snprintf(control_fd, sizeof(control_fd), "%d", ctl_fd);
     snprintf(doorbell_fd, sizeof(doorbell_fd), "%d", s->doorbell_fd);
+    snprintf(bell_fd, sizeof(bell_fd), "%d", lane_bell_fd);
     snprintf(lane_s, sizeof(lane_s), "%u", lane);
     snprintf(threads, sizeof(threads), "%u", s->cfg->threads);
     const char *level[] = {"error", "warn", "info", "debug"};
@@ -93,6 +96,7 @@ static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t p
                     "--region-fd", region_fd,
                     "--control-fd", control_fd,
                     "--doorbell-fd", doorbell_fd,
+                    "--loop-bell-fd", bell_fd,
                     "--lane", lane_s,
                     "--threads", threads,
                     "--mode", (char *)s->cfg->mode,
@@ -135,6 +139,13 @@ static void arm_ctl(rm_server_t *s, rm_worker_t *w)
     w->ctl_armed = true;
 }
 
+void rm_worker_bind_lane(rm_server_t *s, uint32_t lane)
+{
+    rm_worker_t *w = &s->workers[lane];
+    rm_region_lane(&s->region, lane, &w->lane);
+    rm_lane_set_loop_fd(&w->lane, w->loop_bell_fd);
+}
+
 int rm_worker_spawn(rm_server_t *s, uint32_t lane)
 {
     rm_worker_t *w = &s->workers[lane];
@@ -142,7 +153,7 @@ int rm_worker_spawn(rm_server_t *s, uint32_t lane)
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
     rm_region_lane_reset(&s->region, lane);
-    rm_region_lane(&s->region, lane, &w->lane);
+    rm_worker_bind_lane(s, lane);
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -718,7 +729,8 @@ static void arm_pidfd(rm_server_t *s, rm_worker_t *w)
     w->pidfd_armed = true;
 }
 
-int rm_worker_attach(rm_server_t *s, const rm_control_peer_t *peer, uint32_t *lane, int fds[3])
+int rm_worker_attach(rm_server_t *s, const rm_control_peer_t *peer, uint32_t *lane,
+                     int fds[RM_CTLP_ATTACH_FDS])
 {
     rm_worker_t *w = NULL;
     /* The highest free slot: the pool spawns from the lowest. */
@@ -738,7 +750,7 @@ int rm_worker_attach(rm_server_t *s, const rm_control_peer_t *peer, uint32_t *la
     }
     uint32_t idx = (uint32_t)(w - s->workers);
     rm_region_lane_reset(&s->region, idx);
-    rm_region_lane(&s->region, idx, &w->lane);
+    rm_worker_bind_lane(s, idx);
     w->pid = peer->pid;
     w->pidfd = pidfd;
     w->attached = true;
@@ -760,6 +772,7 @@ int rm_worker_attach(rm_server_t *s, const rm_control_peer_t *peer, uint32_t *la
     fds[0] = s->region.fd;
     fds[1] = s->doorbell_fd;
     fds[2] = sv[1];
+    fds[3] = w->loop_bell_fd;
     *lane = idx;
     return 0;
 }

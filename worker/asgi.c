@@ -1,11 +1,13 @@
 /*
  * asgi.c - ASGI 3.0 (asgi.h): the scope, receive and send of each request in
- * C, the lane drained into an event loop, and the waiter thread that wakes it.
+ * C, and the lane drained into an event loop that its loop bell wakes.
  *
  * Objects, per interpreter (module _ringmaster_asgi, made here, imported by
  * python/ringmaster/_asgi.py):
- *   Lane     one per serving thread: fileno() (the eventfd the waiter
- *            writes), clear(), pop() -> Request or None, stopping(), log().
+ *   Lane     one per serving thread: fileno() (the lane's loop bell, an
+ *            eventfd the supervisor writes once the loop found the lane
+ *            empty; lane.h), clear(), ring(), pop() -> Request or None,
+ *            stopping(), log().
  *   Request  one per request: scope, receive_nowait(), send_nowait(msg),
  *            gone(), close(exc). _asgi.py subclasses it with the awaitable
  *            receive() and send() the app gets.
@@ -16,15 +18,14 @@
  * body is handed out as bytes copied from the region in pieces of at most
  * BODY_PIECE bytes, one http.request message each.
  *
- * Everything runs on the serving thread with its GIL held; the waiter thread
- * never touches Python.
+ * Everything runs on the serving thread with its GIL held.
  */
 #include "asgi.h"
 #include "body.h"
 #include "head.h"
 #include "stream.h"
 
-#include "ringmaster/futex.h"
+#include "ringmaster/doorbell.h"
 #include "ringmaster/stats.h"
 
 #include <errno.h>
@@ -32,13 +33,10 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #define BODY_PIECE (64 * 1024) /* bytes of request body per http.request message at most */
-#define WAITER_SPIN 64         /* empty polls of the waiter before it sleeps on the futex */
-#define WAITER_SLEEP_MS 100    /* bound on the waiter noticing a stop */
 #define LOG_PATH_MAX 200
 #define PATH_STACK 4096
 #define FILE_READ (256 * 1024) /* bytes read per step of http.response.pathsend */
@@ -816,7 +814,7 @@ static PyObject *scope_build(const AsgiState *as, const rm_app_conf_t *conf, con
     return scope;
 }
 
-/* ---- Lane and the waiter ------------------------------------------------------------ */
+/* ---- Lane --------------------------------------------------------------------------- */
 
 typedef struct {
     PyObject ob_base;
@@ -825,14 +823,7 @@ typedef struct {
     PyObject *ctx;      /* handed to every Request */
     PyObject *lifespan; /* the lifespan state dict, copied into every scope; or NULL */
     rm_serve_thread_t *t;
-    int efd; /* written by the waiter; the loop reads it */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    pthread_t waiter;
-    bool waiter_started;
-    /* Under `lock`: */
-    bool armed; /* the loop found the lane empty: the waiter watches it */
-    bool quit;
+    int bell_fd; /* the lane's loop bell (borrowed from the worker's conf) */
 } LaneObject;
 
 /* Stop when told to, or when the supervisor marked the lane as stopping. */
@@ -847,68 +838,20 @@ static bool lane_should_stop(rm_worker_t *w)
     return false;
 }
 
-static void efd_ring(int efd)
-{
-    const uint64_t one = 1;
-    if (write(efd, &one, sizeof(one)) < 0) {
-        /* EAGAIN: the counter is saturated, the loop wakes anyway. */
-    }
-}
-
-/* The waiter: while the loop is armed (it found the lane empty), sleep on the
- * lane without Python until a request is there, then ring the loop's eventfd
- * and disarm. It never takes a request: the loop pops them all itself, so a
- * busy loop that keeps finding requests (popping the next as each task ends)
- * costs the waiter nothing, and a wake is paid per idle-to-busy transition,
- * not per request. */
-static void *waiter_main(void *arg)
-{
-    LaneObject *self = arg;
-    rm_worker_t *w = self->t->w;
-
-    for (;;) {
-        pthread_mutex_lock(&self->lock);
-        while (!self->armed && !self->quit)
-            pthread_cond_wait(&self->cond, &self->lock);
-        bool quit = self->quit;
-        pthread_mutex_unlock(&self->lock);
-        if (quit)
-            break;
-        if (lane_should_stop(w)) {
-            efd_ring(self->efd); /* the loop sees the stop */
-            pthread_mutex_lock(&self->lock);
-            while (!self->quit)
-                pthread_cond_wait(&self->cond, &self->lock);
-            pthread_mutex_unlock(&self->lock);
-            break;
-        }
-        int rc = rm_lane_wait_request(&w->lane, WAITER_SPIN, WAITER_SLEEP_MS);
-        if (rc == -ETIMEDOUT || rc == -EINTR)
-            continue;
-        pthread_mutex_lock(&self->lock);
-        self->armed = false;
-        pthread_mutex_unlock(&self->lock);
-        efd_ring(self->efd);
-    }
-    return NULL;
-}
-
 /* The next request from the lane, without waiting. Returns 1 with *desc, 0
- * when there is none (the waiter is then armed to ring when one comes), -1
- * for a corrupt ring. */
+ * when there is none (the loop bell is then armed: the supervisor writes it
+ * when one comes), -1 for a corrupt ring. */
 static int lane_take(LaneObject *self, rm_req_desc_t *desc)
 {
-    int rc = rm_lane_pop_request(&self->t->w->lane, desc, 0, 0);
-    if (rc == 0)
-        return 1;
-    if (rc == -ETIMEDOUT || rc == -EINTR) {
-        pthread_mutex_lock(&self->lock);
-        if (!self->armed) {
-            self->armed = true;
-            pthread_cond_signal(&self->cond);
-        }
-        pthread_mutex_unlock(&self->lock);
-        return 0;
+    rm_lane_t *lane = &self->t->w->lane;
+    for (;;) {
+        int rc = rm_lane_pop_request(lane, desc, 0, 0);
+        if (rc == 0)
+            return 1;
+        if (rc != -ETIMEDOUT && rc != -EINTR)
+            break;
+        if (!rm_lane_arm_loop_bell(lane))
+            return 0;
     }
     RM_ERROR("the request ring of lane %u is corrupt; stopping", self->t->w->conf->lane);
     rm_worker_request_stop(self->t->w);
@@ -993,15 +936,23 @@ static PyObject *lane_index(PyObject *op, PyObject *Py_UNUSED(ignored))
 
 static PyObject *lane_fileno(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
-    return PyLong_FromLong(((LaneObject *)op)->efd);
+    return PyLong_FromLong(((LaneObject *)op)->bell_fd);
 }
 
 static PyObject *lane_clear(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     uint64_t v;
-    if (read(((LaneObject *)op)->efd, &v, sizeof(v)) < 0) {
-        /* EAGAIN: already cleared */
+    if (read(((LaneObject *)op)->bell_fd, &v, sizeof(v)) < 0) {
+        /* EAGAIN: already cleared (another thread's loop shares the bell) */
     }
+    Py_RETURN_NONE;
+}
+
+/* Write the bell: a loop that stops taking requests (at --max-concurrency)
+ * hands the ones waiting to the other threads' loops. */
+static PyObject *lane_ring(PyObject *op, PyObject *Py_UNUSED(ignored))
+{
+    (void)rm_eventfd_signal(((LaneObject *)op)->bell_fd);
     Py_RETURN_NONE;
 }
 
@@ -1056,20 +1007,6 @@ static PyObject *lane_set(PyObject *op, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* Stop and join the waiter (the GIL released meanwhile: it may be asleep on
- * the lane for up to WAITER_SLEEP_MS). */
-static void lane_stop_waiter(LaneObject *self)
-{
-    if (!self->waiter_started)
-        return;
-    pthread_mutex_lock(&self->lock);
-    self->quit = true;
-    pthread_cond_broadcast(&self->cond);
-    pthread_mutex_unlock(&self->lock);
-    Py_BEGIN_ALLOW_THREADS pthread_join(self->waiter, NULL);
-    Py_END_ALLOW_THREADS self->waiter_started = false;
-}
-
 static int lane_traverse(PyObject *op, visitproc visit, void *arg)
 {
     LaneObject *self = (LaneObject *)op;
@@ -1096,11 +1033,6 @@ static void lane_dealloc(PyObject *op)
     PyTypeObject *tp = Py_TYPE(op);
 
     PyObject_GC_UnTrack(op);
-    lane_stop_waiter(self);
-    if (self->efd >= 0)
-        close(self->efd);
-    pthread_cond_destroy(&self->cond);
-    pthread_mutex_destroy(&self->lock);
     lane_clear_refs(op);
     Py_CLEAR(self->state);
     tp->tp_free(op);
@@ -1111,6 +1043,7 @@ static PyMethodDef lane_methods[] = {
     {"pop", lane_pop, METH_NOARGS, "The next request (a Request), or None when none is ready."},
     {"fileno", lane_fileno, METH_NOARGS, "The eventfd that turns readable when requests come."},
     {"clear", lane_clear, METH_NOARGS, "Reset the eventfd before draining."},
+    {"ring", lane_ring, METH_NOARGS, "Make the eventfd readable (for the other threads' loops)."},
     {"stopping", lane_stopping, METH_NOARGS, "Whether the worker is stopping."},
     {"log", lane_log, METH_VARARGS, "log(level, text) through the worker's log."},
     {"set", lane_set, METH_VARARGS, "set(request_type, ctx, lifespan_state)."},
@@ -1253,24 +1186,8 @@ static PyObject *lane_new(rm_serve_thread_t *t)
         return NULL;
     self->state = Py_NewRef((PyObject *)as);
     self->t = t;
-    self->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    pthread_mutex_init(&self->lock, NULL);
-    pthread_cond_init(&self->cond, NULL);
-    self->armed = true; /* nothing popped yet: watch the lane */
+    self->bell_fd = t->w->conf->loop_bell_fd;
     self->req_type = Py_NewRef(R(as, REQUEST_TYPE));
-    if (self->efd < 0) {
-        PyErr_SetFromErrno(PyExc_OSError);
-        Py_DECREF(self);
-        return NULL;
-    }
-    int rc = pthread_create(&self->waiter, NULL, waiter_main, self);
-    if (rc != 0) {
-        errno = rc;
-        PyErr_SetFromErrno(PyExc_OSError);
-        Py_DECREF(self);
-        return NULL;
-    }
-    self->waiter_started = true;
     return (PyObject *)self;
 }
 
@@ -1307,8 +1224,6 @@ int rm_asgi_thread_start(rm_serve_thread_t *t, char *why, size_t why_len)
             PyErr_Clear();
         Py_XDECREF(r);
     }
-    if (rc < 0 && lane != NULL)
-        lane_stop_waiter((LaneObject *)lane);
     Py_XDECREF(err);
     Py_XDECREF(server);
     Py_XDECREF(lane);
@@ -1332,7 +1247,6 @@ void rm_asgi_thread_end(rm_serve_thread_t *t)
 {
     if (t->asgi == NULL)
         return;
-    PyObject *lane = PyObject_GetAttrString(t->asgi, "lane");
     PyObject *r = PyObject_CallMethod(t->asgi, "shutdown", NULL);
     if (r == NULL) {
         char why[512];
@@ -1340,10 +1254,6 @@ void rm_asgi_thread_end(rm_serve_thread_t *t)
         RM_ERROR("ASGI shutdown of thread %u failed: %s", t->index, why);
     }
     Py_XDECREF(r);
-    if (lane != NULL &&
-        PyObject_TypeCheck(lane, (PyTypeObject *)R((AsgiState *)t->st->asgi, LANE_TYPE)))
-        lane_stop_waiter((LaneObject *)lane);
     PyErr_Clear();
-    Py_XDECREF(lane);
     Py_CLEAR(t->asgi);
 }

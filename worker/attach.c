@@ -51,6 +51,8 @@ static int serve(rm_worker_t *w, const rm_worker_conf_t *conf, char *why, size_t
         return -EINVAL;
     }
     rm_region_lane(&w->region, conf->lane, &w->lane);
+    /* A stop from this side (rm_worker_request_stop) rings an event loop too. */
+    rm_lane_set_loop_fd(&w->lane, conf->loop_bell_fd);
     w->owner = RM_OWNER_LANE(conf->lane);
 
     rm_ctl_msg_t hello = {.type = RM_CTL_HELLO,
@@ -152,6 +154,7 @@ static PyObject *serve_attached(PyObject *module, PyObject *args, PyObject *kwar
     conf.region_fd = fds[0];
     conf.doorbell_fd = fds[1];
     conf.control_fd = fds[2];
+    conf.loop_bell_fd = fds[3];
     snprintf(role, sizeof(role), "worker %u (attached)", conf.lane);
     rm_log_conf.role = role;
 
@@ -175,6 +178,7 @@ static PyObject *serve_attached(PyObject *module, PyObject *args, PyObject *kwar
     PyMem_RawFree(w);
     close(conf.doorbell_fd);
     close(conf.control_fd);
+    close(conf.loop_bell_fd);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGPIPE, &old_pipe, NULL);

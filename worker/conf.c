@@ -24,8 +24,8 @@
 #endif
 
 #define USAGE                                                                                      \
-    "usage: ringmaster-worker --region-fd FD --control-fd FD --doorbell-fd FD --lane N "           \
-    "--app SPEC\n"                                                                                 \
+    "usage: ringmaster-worker --region-fd FD --control-fd FD --doorbell-fd FD --loop-bell-fd FD "  \
+    "--lane N --app SPEC\n"                                                                        \
     "                         [--threads T] [--mode auto|gil|subinterpreters|free-threaded]\n"     \
     "                         [--log-level error|warn|info|debug] [--log-format plain|json]\n"     \
     "                         [--interface auto|native|wsgi|asgi] [--root-path PATH]\n"            \
@@ -38,6 +38,7 @@ enum {
     OPT_REGION_FD = 0x100,
     OPT_CONTROL_FD,
     OPT_DOORBELL_FD,
+    OPT_LOOP_BELL_FD,
     OPT_LANE,
     OPT_APP,
     OPT_THREADS,
@@ -56,12 +57,13 @@ enum {
     OPT_MAX_CONCURRENCY,
 };
 
-/* The three descriptor flags come first, in OPT_ order: their messages index
+/* The four descriptor flags come first, in OPT_ order: their messages index
  * this table by opt - OPT_REGION_FD. */
 static const struct option options[] = {
     {"region-fd", required_argument, NULL, OPT_REGION_FD},
     {"control-fd", required_argument, NULL, OPT_CONTROL_FD},
     {"doorbell-fd", required_argument, NULL, OPT_DOORBELL_FD},
+    {"loop-bell-fd", required_argument, NULL, OPT_LOOP_BELL_FD},
     {"lane", required_argument, NULL, OPT_LANE},
     {"app", required_argument, NULL, OPT_APP},
     {"threads", required_argument, NULL, OPT_THREADS},
@@ -148,6 +150,7 @@ int rm_worker_conf_parse(rm_worker_conf_t *conf, int argc, char *const argv[], c
         .region_fd = -1,
         .control_fd = -1,
         .doorbell_fd = -1,
+        .loop_bell_fd = -1,
         .lane = UINT32_MAX,
         .threads = 1,
         .mode = RM_WORKER_MODE_AUTO,
@@ -167,9 +170,11 @@ int rm_worker_conf_parse(rm_worker_conf_t *conf, int argc, char *const argv[], c
         case OPT_REGION_FD:
         case OPT_CONTROL_FD:
         case OPT_DOORBELL_FD:
-            fd_slot = opt == OPT_REGION_FD    ? &conf->region_fd
-                      : opt == OPT_CONTROL_FD ? &conf->control_fd
-                                              : &conf->doorbell_fd;
+        case OPT_LOOP_BELL_FD:
+            fd_slot = opt == OPT_REGION_FD     ? &conf->region_fd
+                      : opt == OPT_CONTROL_FD  ? &conf->control_fd
+                      : opt == OPT_DOORBELL_FD ? &conf->doorbell_fd
+                                               : &conf->loop_bell_fd;
             if (parse_uint(optarg, 0, INT_MAX, &v) < 0)
                 return fail(why, why_len, "--%s: '%s' is not a file descriptor number",
                             options[opt - OPT_REGION_FD].name, optarg);
@@ -241,6 +246,8 @@ int rm_worker_conf_parse(rm_worker_conf_t *conf, int argc, char *const argv[], c
         return fail(why, why_len, "--control-fd is required");
     if (conf->doorbell_fd < 0)
         return fail(why, why_len, "--doorbell-fd is required");
+    if (conf->loop_bell_fd < 0)
+        return fail(why, why_len, "--loop-bell-fd is required");
     if (conf->lane == UINT32_MAX)
         return fail(why, why_len, "--lane is required");
     if (conf->app_spec == NULL)

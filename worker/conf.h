@@ -1,7 +1,8 @@
 /*
  * conf.h - ringmaster-worker's command line, parsed once into a const struct.
  *
- *   ringmaster-worker --region-fd FD --control-fd FD --doorbell-fd FD --lane N --app SPEC
+ *   ringmaster-worker --region-fd FD --control-fd FD --doorbell-fd FD --loop-bell-fd FD --lane N
+ *                     --app SPEC
  *                     [--threads T] [--mode auto|gil|subinterpreters|free-threaded]
  *                     [--log-level error|warn|info|debug] [--log-format plain|json]
  *                     [--interface auto|native|wsgi] [--root-path PATH]
@@ -29,16 +30,18 @@ typedef enum rm_worker_mode {
 } rm_worker_mode_t;
 
 typedef struct rm_worker_conf {
-    int region_fd;        /* memfd of the region; rm_region_attach takes it */
-    int control_fd;       /* connected AF_UNIX stream to the supervisor */
-    int doorbell_fd;      /* eventfd that wakes the supervisor */
-    uint32_t lane;        /* the lane served; pool owner RM_OWNER_LANE(lane) */
-    const char *app_spec; /* borrowed from argv: module[:attr] or file.py[:attr] */
-    unsigned threads;     /* serving threads, 1..RM_WORKER_MAX_THREADS (default 1) */
+    int region_fd;              /* memfd of the region; rm_region_attach takes it */
+    int control_fd;             /* connected AF_UNIX stream to the supervisor */
+    int doorbell_fd;            /* eventfd that wakes the supervisor */
+    int loop_bell_fd;           /* the lane's loop bell: eventfd the supervisor writes for an
+                                   event loop that found the lane empty (lane.h) */
+    uint32_t lane;              /* the lane served; pool owner RM_OWNER_LANE(lane) */
+    const char *app_spec;       /* borrowed from argv: module[:attr] or file.py[:attr] */
+    unsigned threads;           /* serving threads, 1..RM_WORKER_MAX_THREADS (default 1) */
     rm_worker_mode_t mode;      /* as asked; main.c resolves auto (default auto) */
     rm_log_level_t log_level;   /* default info */
     rm_log_format_t log_format; /* default plain */
-    rm_app_conf_t iface; /* --interface, --root-path, --forwarded-allow-ips, --workers */
+    rm_app_conf_t iface;        /* --interface, --root-path, --forwarded-allow-ips, --workers */
 } rm_worker_conf_t;
 
 /* The --mode spelling of `mode` ("auto", "gil", "subinterpreters", "free-threaded"). */

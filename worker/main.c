@@ -133,6 +133,8 @@ static int run(rm_worker_t *w, const rm_worker_conf_t *conf, int argc, char **ar
         goto fatal;
     }
     rm_region_lane(&w->region, conf->lane, &w->lane);
+    /* A stop from this side (rm_worker_request_stop) rings an event loop too. */
+    rm_lane_set_loop_fd(&w->lane, conf->loop_bell_fd);
     w->owner = RM_OWNER_LANE(conf->lane);
 
     /* The hello says the mode planned; the ready, the mode run (auto may fall
@@ -215,7 +217,8 @@ int main(int argc, char **argv)
 
     if (adopt_fd(conf->control_fd, "--control-fd", why, sizeof(why)) < 0 ||
         adopt_fd(conf->region_fd, "--region-fd", why, sizeof(why)) < 0 ||
-        adopt_fd(conf->doorbell_fd, "--doorbell-fd", why, sizeof(why)) < 0) {
+        adopt_fd(conf->doorbell_fd, "--doorbell-fd", why, sizeof(why)) < 0 ||
+        adopt_fd(conf->loop_bell_fd, "--loop-bell-fd", why, sizeof(why)) < 0) {
         fprintf(stderr, "ringmaster-worker: %s\n", why);
         return RM_WORKER_EXIT_USAGE;
     }
@@ -231,5 +234,6 @@ int main(int argc, char **argv)
     rm_worker_deinit(&w);
     close(conf->control_fd);
     close(conf->doorbell_fd);
+    close(conf->loop_bell_fd);
     return status;
 }

@@ -38,7 +38,7 @@
 #define RM_CTLP_MAX_FRAME (1u << 20)
 #define RM_CTLP_MAX_WORKERS 4096
 /* Descriptors an attach response carries, in this order. */
-#define RM_CTLP_ATTACH_FDS 3
+#define RM_CTLP_ATTACH_FDS 4
 
 typedef enum rm_ctlp_cmd {
     RM_CTLP_NONE = 0, /* unknown to this version */

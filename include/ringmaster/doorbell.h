@@ -24,6 +24,9 @@ typedef struct rm_doorbell_shared {
  * sleeps. Returns 1 if it wrote, 0 if not needed, -errno if write failed. */
 int rm_doorbell_ring(rm_doorbell_shared_t *bell, int eventfd);
 
+/* Add one to an eventfd's counter, waking whoever polls it. Returns 0 or -errno. */
+int rm_eventfd_signal(int eventfd);
+
 /* Consumer side: announce sleep. The caller must then re-check its rings and
  * call rm_doorbell_cancel_sleep() if it found work. */
 void rm_doorbell_prepare_sleep(rm_doorbell_shared_t *bell);

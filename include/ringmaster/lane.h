@@ -11,12 +11,21 @@
  * full fence on both sides, so no wakeup is lost), and only once per sleep: a
  * burst of pushes to a sleeping worker costs one futex_wake, not one each. The supervisor sleeps in
  * io_uring, so completions ring the region's rm_doorbell instead (doorbell.h).
+ *
+ * A consumer that runs an event loop (ASGI) cannot sleep on a futex: its loop
+ * sleeps in epoll. It watches the lane's loop bell instead, an eventfd the
+ * supervisor made for the lane, with the doorbell's handshake: the loop arms
+ * the bell when it finds the ring empty, and the next push writes the eventfd
+ * once. One hop from the supervisor to the loop, and a loop that keeps finding
+ * requests costs the supervisor no syscall.
  */
 #ifndef RINGMASTER_LANE_H
 #define RINGMASTER_LANE_H
 
+#include "ringmaster/doorbell.h"
 #include "ringmaster/ring.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 
 /* Request descriptor, supervisor -> worker. */
@@ -71,12 +80,15 @@ typedef struct rm_lane_shared {
      * times a consumer has gone to sleep. One word, so a producer reads both
      * at once and rings only for a sleeper it has not woken yet. */
     _Atomic uint64_t req_sleepers;
+    rm_doorbell_shared_t loop_bell;              /* armed by an event-loop consumer */
     alignas(RM_CACHELINE) unsigned char rings[]; /* request ring, then completion ring */
 } rm_lane_shared_t;
 
 static_assert(offsetof(rm_lane_shared_t, req_bell) == RM_CACHELINE, "bell on its own line");
 static_assert(offsetof(rm_lane_shared_t, req_sleepers) == RM_CACHELINE + 8, "sleepers by the bell");
-static_assert(offsetof(rm_lane_shared_t, rings) == 2 * RM_CACHELINE, "rings after two lines");
+static_assert(offsetof(rm_lane_shared_t, loop_bell) == 2 * RM_CACHELINE,
+              "loop bell on its own line");
+static_assert(offsetof(rm_lane_shared_t, rings) == 3 * RM_CACHELINE, "rings after three lines");
 
 typedef struct rm_lane {
     rm_lane_shared_t *shared; /* borrowed: valid while the region is mapped */
@@ -84,6 +96,7 @@ typedef struct rm_lane {
     rm_ring_t done;           /* worker -> supervisor */
     uint32_t index;
     uint32_t woken_sleeps; /* producer side: req_sleepers' count at the last ring */
+    int loop_fd;           /* producer side: the loop bell's eventfd, or -1 (rm_lane_set_loop_fd) */
 } rm_lane_t;
 
 #define RM_LANE_WAITERS(word) ((uint32_t)(word))
@@ -96,7 +109,12 @@ size_t rm_lane_shared_size(uint32_t capacity);
  * empty and bump the generation. */
 void rm_lane_shared_reset(void *mem, uint32_t capacity);
 
+/* Bind a process's view of a lane. The loop bell starts unset (-1). */
 void rm_lane_bind(rm_lane_t *lane, void *mem, uint32_t capacity, uint32_t index);
+
+/* Supervisor: the eventfd to write when an event-loop consumer armed the loop
+ * bell (borrowed; -1: none). */
+void rm_lane_set_loop_fd(rm_lane_t *lane, int fd);
 
 /* Supervisor: publish a request and wake a sleeping consumer.
  * Returns 0, -EAGAIN when the ring is full, -EBADMSG when it is corrupt. */
@@ -109,13 +127,14 @@ int rm_lane_push_request(rm_lane_t *lane, const rm_req_desc_t *desc);
  * state turns STOPPING are returned first. */
 int rm_lane_pop_request(rm_lane_t *lane, rm_req_desc_t *desc, unsigned spin, int timeout_ms);
 
-/* Wait like rm_lane_pop_request until a request is there, without taking it
- * (for a thread that only wakes the consumer that will). Returns 0, -ETIMEDOUT
- * or -EINTR. */
-int rm_lane_wait_request(rm_lane_t *lane, unsigned spin, int timeout_ms);
+/* Worker, from an event loop that found the ring empty: arm the loop bell, so
+ * that the next push writes its eventfd. Returns true when a request came in
+ * meanwhile (the bell is disarmed again): pop it rather than wait. */
+bool rm_lane_arm_loop_bell(rm_lane_t *lane);
 
-/* Wake every consumer sleeping on the lane. Store RM_LANE_STOPPING in `state`
- * first: sleepers then return -EINTR once the ring is empty. */
+/* Wake every consumer sleeping on the lane, and write the loop bell's eventfd.
+ * Store RM_LANE_STOPPING in `state` first: sleepers then return -EINTR once the
+ * ring is empty. */
 void rm_lane_wake_all(rm_lane_t *lane);
 
 /* Worker: publish a completion. The caller rings the doorbell afterwards

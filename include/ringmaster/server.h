@@ -18,6 +18,7 @@
 
 #include "ringmaster/access_log.h"
 #include "ringmaster/config.h"
+#include "ringmaster/control_proto.h"
 #include "ringmaster/control_socket.h"
 #include "ringmaster/exchange.h"
 #include "ringmaster/http_parse.h"
@@ -168,6 +169,8 @@ typedef struct rm_worker {
     uint64_t served;
     rm_held_t *held;
     rm_lane_t lane;
+    int loop_bell_fd;      /* the lane's loop bell: an eventfd an event-loop worker
+                              watches (lane.h); made with the slot, kept across workers */
     uint32_t ctl_len;
     char ctl_buf[8192];
     char python[32];
@@ -378,6 +381,8 @@ void rm_metrics_stop(rm_server_t *s);               /* after the ring is gone */
 /* workers.c: processes. */
 int rm_workers_start(rm_server_t *s);
 int rm_worker_spawn(rm_server_t *s, uint32_t lane);
+/* (Re)bind slot `lane`'s view of its lane, with its loop bell. */
+void rm_worker_bind_lane(rm_server_t *s, uint32_t lane);
 void rm_workers_on_ctl(rm_server_t *s, uint32_t lane, uint32_t gen, int res);
 void rm_workers_reap(rm_server_t *s);
 void rm_workers_maintain(rm_server_t *s, uint64_t now);
@@ -396,10 +401,11 @@ void rm_worker_kill(rm_worker_t *w); /* SIGKILL */
 uint64_t rm_worker_rss_bytes(pid_t pid);
 const char *rm_worker_state_name(const rm_worker_t *w);
 /* Give a lane to an attaching process (control_socket.c): fills fds with the
- * region memfd, the doorbell and our end's peer of a new control socketpair
- * (the caller sends them, then closes fds[2]). 0, -EBUSY when no lane is
- * free, or -errno. */
-int rm_worker_attach(rm_server_t *s, const rm_control_peer_t *peer, uint32_t *lane, int fds[3]);
+ * region memfd, the doorbell, our end's peer of a new control socketpair and
+ * the lane's loop bell (the caller sends them, then closes fds[2]). 0, -EBUSY
+ * when no lane is free, or -errno. */
+int rm_worker_attach(rm_server_t *s, const rm_control_peer_t *peer, uint32_t *lane,
+                     int fds[RM_CTLP_ATTACH_FDS]);
 /* Take back a lane whose descriptors never reached the attaching process. */
 void rm_worker_attach_undo(rm_server_t *s, uint32_t lane);
 /* An attached worker's pidfd became readable: it exited. */

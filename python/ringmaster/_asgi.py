@@ -6,9 +6,11 @@ scope, ``receive_nowait`` (body pieces straight from the region) and
 ``send_nowait`` (messages into response chunks). This module only does what
 must await:
 
-- it watches the lane's eventfd (``loop.add_reader``) and, when woken,
-  drains the lane without blocking into one task per request, up to
-  ``max_concurrency`` in flight;
+- it watches the lane's loop bell (``loop.add_reader``), an eventfd the
+  supervisor writes once the loop has found the lane empty, and drains the
+  lane without blocking into one task per request, up to ``max_concurrency``
+  in flight; a task that ends takes the next request itself, so a busy loop
+  is not woken at all;
 - ``receive()`` waits, once the body is read, until the client goes or the
   response is complete (then ``http.disconnect``);
 - ``send()`` waits while the send window is full (the client reads slowly);
@@ -59,6 +61,7 @@ class Server:
         self.waiting_window = {}  # request -> futures of send() waiting for window room
         self.poller = None
         self.window_poller = None
+        self.capped = False  # at max_concurrency: not watching the bell
         self.window_poll_s = WINDOW_POLL_MIN_S
         self.stopped = None
         self._lifespan_task = None
@@ -174,18 +177,32 @@ class Server:
             self.stopped.set_result(None)
 
     def _on_ready(self):
-        self.lane.clear()
-        self._pump()
-        if self.lane.stopping():  # the waiter rings once more when a stop comes
+        if self.lane.stopping():
+            # A stop rings the bell too; left readable, so that every
+            # thread's loop sees it (this one stops watching it).
             self._stop()
+        else:
+            self.lane.clear()
+        self._pump()
 
     def _pump(self):
         lane, running, create_task = self.lane, self.running, self.loop.create_task
         while len(running) < self.max_concurrency:
-            req = lane.pop()
+            req = lane.pop()  # None: the lane is empty and the bell armed
             if req is None:
-                break
+                if self.capped:
+                    self.capped = False
+                    if not self.stopped.done():
+                        self.loop.add_reader(lane.fileno(), self._on_ready)
+                return
             running[req] = create_task(self._run(req))
+        if not self.capped:
+            # Full: stop watching the bell until a task ends, and ring it, so
+            # that another thread's loop takes what waits (a loop alone on the
+            # lane finds it readable when it watches again: one spare wake).
+            self.capped = True
+            self.loop.remove_reader(lane.fileno())
+            lane.ring()
 
     async def _run(self, req):
         try:

@@ -63,7 +63,7 @@ static void wait_child_ok(pid_t pid, const char *what)
 
 Test(lane, size_and_reset)
 {
-    cr_assert_eq(rm_lane_shared_size(CAP), 2 * RM_CACHELINE + 2 * rm_ring_shared_size(CAP));
+    cr_assert_eq(rm_lane_shared_size(CAP), 3 * RM_CACHELINE + 2 * rm_ring_shared_size(CAP));
     cr_assert_eq(rm_lane_shared_size(CAP) % RM_CACHELINE, 0);
 
     rm_lane_t lane;
@@ -411,5 +411,115 @@ Test(doorbell, supervisor_loop_loses_no_wakeup, .timeout = 60)
     wait_child_ok(pid, "completion producer");
     /* Each write answered one announced sleep; a busy loop costs no syscall. */
     cr_assert_leq(atomic_load(&bell->rings), prepares, "rang more often than we slept");
+    close(efd);
+}
+
+/* ---- loop bell ------------------------------------------------------------ */
+
+static rm_lane_t loop_lane(int *efd)
+{
+    rm_lane_t lane;
+    make_lane(&lane, 0);
+    *efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    cr_assert_geq(*efd, 0);
+    rm_lane_set_loop_fd(&lane, *efd);
+    return lane;
+}
+
+Test(loop_bell, a_push_writes_once_per_arming)
+{
+    int efd;
+    rm_lane_t lane = loop_lane(&efd);
+    rm_req_desc_t d = {.req_id = 1};
+
+    cr_assert_eq(rm_lane_push_request(&lane, &d), 0);
+    cr_assert_eq(eventfd_take(efd), 0, "a loop that did not arm is busy: no write");
+
+    rm_req_desc_t got;
+    cr_assert_eq(rm_lane_pop_request(&lane, &got, 0, 0), 0);
+    cr_assert_not(rm_lane_arm_loop_bell(&lane), "empty: armed");
+    cr_assert_eq(rm_lane_push_request(&lane, &d), 0);
+    cr_assert_eq(rm_lane_push_request(&lane, &d), 0);
+    cr_assert_eq(eventfd_take(efd), 1, "one write for two pushes");
+    cr_assert_eq(atomic_load(&lane.shared->loop_bell.rings), 1);
+
+    /* Arming over a queued request says so and stays disarmed. */
+    cr_assert(rm_lane_arm_loop_bell(&lane), "a request is there: pop it");
+    cr_assert_eq(rm_lane_push_request(&lane, &d), 0);
+    cr_assert_eq(eventfd_take(efd), 0, "disarmed again: no write");
+
+    /* Unbound (a worker's own view): pushes never write. */
+    rm_lane_set_loop_fd(&lane, -1);
+    while (rm_lane_pop_request(&lane, &got, 0, 0) == 0)
+        ;
+    cr_assert_not(rm_lane_arm_loop_bell(&lane));
+    cr_assert_eq(rm_lane_push_request(&lane, &d), 0);
+    cr_assert_eq(eventfd_take(efd), 0);
+    close(efd);
+}
+
+Test(loop_bell, wake_all_writes_even_when_not_armed)
+{
+    int efd;
+    rm_lane_t lane = loop_lane(&efd);
+    atomic_store(&lane.shared->state, RM_LANE_STOPPING);
+    rm_lane_wake_all(&lane);
+    cr_assert_eq(eventfd_take(efd), 1, "a busy loop must see the stop too");
+    close(efd);
+}
+
+Test(loop_bell, reset_disarms)
+{
+    int efd;
+    rm_lane_t lane = loop_lane(&efd);
+    cr_assert_not(rm_lane_arm_loop_bell(&lane));
+    rm_lane_shared_reset(lane.shared, CAP);
+    rm_req_desc_t d = {.req_id = 1};
+    cr_assert_eq(rm_lane_push_request(&lane, &d), 0);
+    cr_assert_eq(eventfd_take(efd), 0, "the previous worker's arming is gone");
+    close(efd);
+}
+
+/* This process plays the supervisor pushing requests with pauses; a forked
+ * peer plays an event loop: poll the bell, drain, arm, re-check, poll again.
+ * Every request must arrive without a poll running into its timeout. */
+Test(loop_bell, event_loop_in_another_process_loses_no_wakeup, .timeout = 60)
+{
+    if (UNDER_TSAN)
+        cr_skip("ThreadSanitizer does not follow forked peers");
+    const uint64_t total = 100000;
+    int efd;
+    rm_lane_t lane = loop_lane(&efd);
+
+    pid_t pid = fork_peer();
+    if (pid == 0) {
+        uint64_t next = 0;
+        while (next < total) {
+            rm_req_desc_t d;
+            while (rm_lane_pop_request(&lane, &d, 0, 0) == 0) {
+                if (d.req_id != next)
+                    _exit(2); /* out of order */
+                next++;
+            }
+            if (next == total || rm_lane_arm_loop_bell(&lane))
+                continue;
+            struct pollfd p = {.fd = efd, .events = POLLIN};
+            if (poll(&p, 1, 5000) != 1)
+                _exit(3); /* slept 5 s with requests owed: a lost wakeup */
+            (void)eventfd_take(efd);
+        }
+        _exit(0);
+    }
+    for (uint64_t i = 0; i < total; i++) {
+        rm_req_desc_t d = {.req_id = i};
+        while (rm_lane_push_request(&lane, &d) == -EAGAIN)
+            sched_yield();
+        if (i % 50 == 0)
+            usleep(20); /* so that the loop really goes to sleep now and then */
+    }
+    wait_child_ok(pid, "event loop");
+    uint32_t rings = atomic_load(&lane.shared->loop_bell.rings);
+    cr_assert_gt(rings, 0, "the loop never slept: the test did not test the bell");
+    cr_assert_lt(rings, total, "a write per push: arming does not batch");
     close(efd);
 }

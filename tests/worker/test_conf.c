@@ -23,8 +23,8 @@ static int parse(rm_worker_conf_t *conf, const char *const *args)
 }
 
 #define REQUIRED                                                                                   \
-    "--region-fd", "5", "--control-fd", "6", "--doorbell-fd", "7", "--lane", "3", "--app",         \
-        "pkg.mod:app"
+    "--region-fd", "5", "--control-fd", "6", "--doorbell-fd", "7", "--loop-bell-fd", "8",          \
+        "--lane", "3", "--app", "pkg.mod:app"
 
 Test(conf, full_argv)
 {
@@ -35,6 +35,7 @@ Test(conf, full_argv)
     cr_assert_eq(c.region_fd, 5);
     cr_assert_eq(c.control_fd, 6);
     cr_assert_eq(c.doorbell_fd, 7);
+    cr_assert_eq(c.loop_bell_fd, 8);
     cr_assert_eq(c.lane, 3u);
     cr_assert_str_eq(c.app_spec, "pkg.mod:app");
     cr_assert_eq(c.threads, 4u);
@@ -60,6 +61,7 @@ Test(conf, equals_form_and_file_spec)
     const char *args[] = {"--region-fd=0",
                           "--control-fd=1",
                           "--doorbell-fd=2",
+                          "--loop-bell-fd=3",
                           "--lane=0",
                           "--app=/srv/app dir/main.py:api",
                           NULL};
@@ -92,13 +94,13 @@ Test(conf, help_and_version)
 /* Each missing required flag is named. */
 Test(conf, required_flags)
 {
-    static const char *const flags[] = {"--region-fd", "--control-fd", "--doorbell-fd", "--lane",
-                                        "--app"};
+    static const char *const flags[] = {"--region-fd",    "--control-fd", "--doorbell-fd",
+                                        "--loop-bell-fd", "--lane",       "--app"};
     const char *full[] = {REQUIRED, NULL};
-    for (size_t drop = 0; drop < 5; drop++) {
-        const char *args[12];
+    for (size_t drop = 0; drop < 6; drop++) {
+        const char *args[14];
         size_t n = 0;
-        for (size_t i = 0; i < 10; i += 2)
+        for (size_t i = 0; i < 12; i += 2)
             if (i / 2 != drop)
                 args[n++] = full[i], args[n++] = full[i + 1];
         args[n] = NULL;
@@ -125,6 +127,7 @@ Test(conf, bad_values)
     refuse("--region-fd", "-1", "--region-fd");
     refuse("--control-fd", "x", "--control-fd");
     refuse("--doorbell-fd", "99999999999", "--doorbell-fd");
+    refuse("--loop-bell-fd", "-3", "--loop-bell-fd");
     refuse("--lane", "1e3", "--lane");
     refuse("--lane", "", "--lane");
     refuse("--threads", "0", "--threads");

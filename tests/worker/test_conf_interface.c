@@ -20,11 +20,13 @@ static int parse(rm_worker_conf_t *conf, const char *const *extra)
                       "6",
                       "--doorbell-fd",
                       "7",
+                      "--loop-bell-fd",
+                      "8",
                       "--lane",
                       "0",
                       "--app",
                       "app:app"};
-    int argc = 11;
+    int argc = 13;
     for (int i = 0; extra[i] != NULL; i++)
         argv[argc++] = (char *)extra[i];
     why[0] = '\0';
