@@ -155,6 +155,8 @@ class Server:
         loop = self.loop
         self.stopped = loop.create_future()
         fd = self.lane.fileno()
+        # Responses finished in one pass of the loop wake the supervisor once.
+        self.lane.defer_rings(loop.call_soon)
         loop.add_reader(fd, self._on_ready)
         stop_watch = loop.call_later(STOP_POLL_S, self._watch_stop)
         self._pump()
@@ -163,8 +165,11 @@ class Server:
         finally:
             loop.remove_reader(fd)
             stop_watch.cancel()
-        if self.running:
-            await asyncio.wait(set(self.running.values()))
+        try:
+            if self.running:
+                await asyncio.wait(set(self.running.values()))
+        finally:
+            self.lane.defer_rings(None)  # rings for what is left
 
     def _watch_stop(self):
         if self.lane.stopping():
