@@ -23,6 +23,12 @@ int rm_eventfd_signal(int eventfd)
     return n < 0 && errno != EAGAIN ? -errno : 0;
 }
 
+bool rm_doorbell_asleep(rm_doorbell_shared_t *bell)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+    return atomic_load_explicit(&bell->sleeping, memory_order_relaxed) != 0;
+}
+
 int rm_doorbell_ring(rm_doorbell_shared_t *bell, int eventfd)
 {
     atomic_thread_fence(memory_order_seq_cst);

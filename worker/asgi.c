@@ -110,14 +110,16 @@ typedef struct {
     rm_serve_thread_t *t;
     int bell_fd;           /* the lane's loop bell (borrowed from the worker's conf) */
     unsigned ring_pending; /* final completions pushed since the doorbell was last rung */
+    unsigned unstarted;    /* requests popped whose task has not run yet */
 } LaneObject;
 
 typedef struct {
     PyObject ob_base;
     PyObject *state; /* AsgiState, strong */
     PyObject *scope;
-    PyObject *ctx;    /* the driver's per-thread server, for the Python subclass */
-    LaneObject *lane; /* strong: where the doorbell ring of its final completion is deferred */
+    PyObject *ctx;     /* the driver's per-thread server, for the Python subclass */
+    LaneObject *lane;  /* strong: where the doorbell ring of its final completion is deferred */
+    bool task_started; /* its task ran (read .scope): no longer counted in lane->unstarted */
     rm_serve_thread_t *t;
     rm_req_view_t view;
     const rm_req_meta_t *live; /* the meta in the region: sent, gone */
@@ -162,28 +164,37 @@ static void lane_flush_rings(LaneObject *lane)
     rm_serve_ring(lane->t->w);
 }
 
-/* Ring the supervisor's doorbell for a final completion just pushed: at the
- * end of this pass of the event loop (flush() through call_soon), or at the
- * RING_BATCH-th completion, whichever comes first, rather than once per
- * response. Waking a sleeping supervisor costs the ringer a cross-CPU wakeup
- * (some 6 us of the loop's time on a VM); the batch bound keeps the
- * supervisor fed while a long pass runs, so the pipeline does not stall. */
+/* Ring the supervisor's doorbell for a final completion just pushed. Waking
+ * a sleeping supervisor costs the ringer a cross-CPU wakeup, some 6 us of the
+ * loop's time on a VM, 10% of a FastAPI request. So when the supervisor sleeps
+ * and this loop has tasks queued that have not run yet (it will be busy for a
+ * while anyway), the ring waits for the end of this pass of the loop (flush()
+ * through call_soon) or the RING_BATCH-th completion, whichever comes first:
+ * the bound keeps the supervisor fed during a long pass, so the pipeline does
+ * not stall. An awake supervisor costs nothing to ring, and a loop with
+ * nothing queued rings at once: a lone request waits for no batch. The price:
+ * a handler that blocks the loop (synchronous work) holds back up to
+ * RING_BATCH - 1 responses finished before it in the same pass, besides the
+ * requests queued behind it that it holds back anyway. */
 static void lane_ring_soon(LaneObject *lane)
 {
-    if (lane->call_soon == NULL || PyErr_Occurred()) {
-        lane->ring_pending = 1;
-        lane_flush_rings(lane);
-        return;
-    }
+    rm_worker_t *w = lane->t->w;
     if (lane->ring_pending > 0) {
         if (++lane->ring_pending >= RING_BATCH)
             lane_flush_rings(lane); /* the flush() already scheduled finds nothing */
         return;
     }
+    if (lane->unstarted == 0 || lane->call_soon == NULL || PyErr_Occurred()) {
+        rm_serve_ring(w);
+        return;
+    }
+    /* Published, then fenced: an awake supervisor finds the completion. */
+    if (!rm_doorbell_asleep(&w->region.header->doorbell))
+        return;
     PyObject *h = PyObject_CallOneArg(lane->call_soon, lane->flush);
     if (h == NULL) {
         PyErr_Clear(); /* the loop is closed */
-        rm_serve_ring(lane->t->w);
+        rm_serve_ring(w);
         return;
     }
     Py_DECREF(h);
@@ -618,8 +629,21 @@ static PyObject *request_close(PyObject *op, PyObject *exc)
     Py_RETURN_NONE;
 }
 
+/* The request's task runs (or never will): it leaves the lane's count of
+ * work queued on the loop (lane_ring_soon). */
+static void request_mark_started(RequestObject *self)
+{
+    if (self->task_started)
+        return;
+    self->task_started = true;
+    if (self->lane != NULL && self->lane->unstarted > 0)
+        self->lane->unstarted--;
+}
+
+/* _run reads .scope first thing: that read marks the task started. */
 static PyObject *request_get_scope(PyObject *op, void *Py_UNUSED(closure))
 {
+    request_mark_started((RequestObject *)op);
     return Py_NewRef(((RequestObject *)op)->scope);
 }
 
@@ -643,6 +667,7 @@ static int request_traverse(PyObject *op, visitproc visit, void *arg)
 static int request_clear(PyObject *op)
 {
     RequestObject *self = (RequestObject *)op;
+    request_mark_started(self);
     Py_CLEAR(self->scope);
     Py_CLEAR(self->ctx);
     Py_CLEAR(self->lane);
@@ -945,6 +970,7 @@ static PyObject *lane_pop(PyObject *op, PyObject *Py_UNUSED(ignored))
     req->scope = scope;
     req->ctx = Py_XNewRef(self->ctx);
     req->lane = (LaneObject *)Py_NewRef(op);
+    self->unstarted++;
     req->t = self->t;
     req->view = view;
     req->live = rm_req_live(&view);

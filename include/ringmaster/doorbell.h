@@ -13,6 +13,7 @@
 #include "ringmaster/ring.h"
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 typedef struct rm_doorbell_shared {
@@ -23,6 +24,11 @@ typedef struct rm_doorbell_shared {
 /* Producer side: call after publishing. Writes `eventfd` when the consumer
  * sleeps. Returns 1 if it wrote, 0 if not needed, -errno if write failed. */
 int rm_doorbell_ring(rm_doorbell_shared_t *bell, int eventfd);
+
+/* Producer side, after publishing: whether the consumer sleeps (the ring would
+ * write the eventfd). With the full fence rm_doorbell_ring issues, so a
+ * producer that sees it awake may rely on it finding what was published. */
+bool rm_doorbell_asleep(rm_doorbell_shared_t *bell);
 
 /* Add one to an eventfd's counter, waking whoever polls it. Returns 0 or -errno. */
 int rm_eventfd_signal(int eventfd);

@@ -211,6 +211,7 @@ class Server:
 
     async def _run(self, req):
         try:
+            # Reading req.scope tells the lane this task runs (worker/asgi.c).
             await self.app(req.scope, req.receive, req.send)
         except BaseException as e:  # noqa: BLE001 - the server answers for the app
             if not isinstance(e, (OSError, asyncio.CancelledError)) or not req.gone():

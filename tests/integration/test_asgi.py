@@ -302,6 +302,50 @@ def test_max_concurrency_bounds_a_thread(start_server):
     assert elapsed >= 0.85, f"15 requests with --max-concurrency 5 took {elapsed:.2f} s"
 
 
+def test_bursts_with_blocking_handlers_lose_no_response(start_server):
+    """64 keep-alive clients, 20 requests each, one in ten a handler that blocks
+    the loop: the loop has requests queued while the supervisor sleeps, so
+    the doorbell rings for finished responses are batched (worker/asgi.c);
+    every response must still arrive, and in order on its connection."""
+    server = start_server(app=EDGE, workers=1, args=ASGI + ["--threads", "1"])
+    failures = []
+
+    def client(k):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+        try:
+            for i in range(20):
+                path = "/block?0.01" if (k + i) % 10 == 0 else "/"
+                conn.request("GET", path)
+                r = conn.getresponse()
+                body = r.read()
+                want = b"blocked" if path.startswith("/block") else b"Hello, ASGI!\n"
+                if r.status != 200 or body != want:
+                    failures.append((k, i, path, r.status, body[:40]))
+        except Exception as e:  # noqa: BLE001 - reported below
+            failures.append((k, repr(e)))
+        finally:
+            conn.close()
+
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(64)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert failures == [], failures[:5]
+
+
+def test_two_capped_loops_share_the_lane(start_server):
+    """--threads 2, --max-concurrency 2: the two loops share the lane's bell
+    and each stops taking requests at its cap. 20 requests of 0.2 s: four at
+    a time take 1 s; one loop alone would take 2 s."""
+    server = start_server(app=EDGE, workers=1,
+                          args=ASGI + ["--threads", "2", "--max-concurrency", "2"])
+    elapsed, results = _parallel(server, 20, "/sleep?0.2")
+    assert results == [(200, b"slept")] * 20, results[:3]
+    assert elapsed >= 0.95, f"20 requests, 4 at a time, took only {elapsed:.2f} s"
+    assert elapsed < 1.8 * SLOW, f"20 requests on 2 threads of 2 took {elapsed:.2f} s"
+
+
 def test_threads_each_run_a_loop(start_server, tmp_path):
     startups = tmp_path / "startups"
     server = start_server(app=EDGE, workers=1, args=ASGI + ["--threads", "2"],

@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import threading
+import time
 
 STARTUPS = []
 STARTUP_LOCK = threading.Lock()
@@ -107,6 +108,11 @@ async def app(scope, receive, send):
         await asyncio.sleep(float(scope["query_string"] or b"0.5"))
         await start(send)
         await send({"type": "http.response.body", "body": b"slept"})
+    elif path == "/block":
+        # Synchronous work that holds the whole loop (the anti-pattern apps have).
+        time.sleep(float(scope["query_string"] or b"0.05"))
+        await start(send)
+        await send({"type": "http.response.body", "body": b"blocked"})
     elif path == "/raise-before":
         raise RuntimeError("boom before start")
     elif path == "/raise-after":
