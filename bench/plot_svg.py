@@ -1,11 +1,12 @@
 #!/usr/bin/python3
 """Bar charts as plain SVG from a bench JSON file (standard library only).
 
-    /usr/bin/python3 bench/plot_svg.py bench-http.json docs/img/http-hello.svg
+    /usr/bin/python3 bench/plot_svg.py bench-http.json docs/img/http-hello.svg [WORKLOAD]
 
 Reads the "best" map that bench/http/run.py writes (one run per server, with
 rps and cpu_us_per_req) and draws two panels side by side: requests per
-second (higher is better) and server CPU per request (lower is better).
+second (higher is better) and server CPU per request (lower is better). With
+WORKLOAD (the wsgi and asgi suites measure several), only that workload's runs.
 """
 
 import json
@@ -39,10 +40,15 @@ def panel(x0, title, rows, key, unit, fmt):
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     doc = json.load(open(sys.argv[1]))
     rows = list(doc["best"].values())
+    workload = sys.argv[3] if len(sys.argv) == 4 else None
+    if workload is not None:
+        rows = [r for r in rows if r.get("workload") == workload]
+        if not rows:
+            sys.exit(f"{sys.argv[1]} has no runs of workload {workload!r}")
     height = TOP + len(rows) * (BAR_H + GAP) + 30
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{2 * PANEL_W + 20}" '
              f'height="{height}" font-family="sans-serif">',
@@ -52,7 +58,9 @@ def main():
                    "cpu_us_per_req", " µs", "{:.1f}")
     m = doc.get("machine", {})
     st = doc.get("settings", {})
-    note = (f"{m.get('nproc', '?')} CPUs, {m.get('cpu_model', '')}; wrk -c{st.get('connections')} "
+    conns = rows[0].get("connections", st.get("connections")) if rows else st.get("connections")
+    note = (f"{m.get('nproc', '?')} CPUs, {m.get('cpu_model', '')}; "
+            f"{workload + ', ' if workload else ''}wrk -c{conns} "
             f"-d{st.get('duration')}s, {st.get('workers')} worker(s) per server")
     parts.append(f'<text x="4" y="{height - 8}" font-size="11" fill="#555">{escape(note)}</text>')
     parts.append("</svg>")
