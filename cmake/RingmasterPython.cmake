@@ -75,16 +75,57 @@ print("MODLIBS=%s" % (v("MODLIBS") or ""))
   # through the PLT); pure-Python loops run 20% faster. The symbols are
   # exported (LINKFORSHARED) for extension modules, which never link
   # libpython themselves on Linux. RINGMASTER_PYTHON_LINK=shared keeps the .so.
-  set(link_options "")
+  #
+  # System libraries libpython needs (-ldl -lm ...), and statically also what
+  # the modules built into the archive need (MODLIBS: Debian's pyexpat and
+  # zlib want -lexpat -lz); their -L/-rpath flags are dropped (the rpath is
+  # set per target). Order kept: archives are linked left to right.
+  separate_arguments(sys_libs UNIX_COMMAND "${py_LIBS}")
+  list(FILTER sys_libs INCLUDE REGEX "^-l")
+  separate_arguments(mod_libs UNIX_COMMAND "${py_MODLIBS}")
+  list(FILTER mod_libs INCLUDE REGEX "^-l")
+  separate_arguments(static_options UNIX_COMMAND "${py_LINKFORSHARED}")
+  list(APPEND static_options "-no-pie")
   set(static_lib "${py_LIBPL}/${py_LIBRARY}")
-  if(NOT RINGMASTER_PYTHON_LINK STREQUAL "shared" AND py_LIBRARY AND EXISTS "${static_lib}")
-    set(lib "${static_lib}")
-    separate_arguments(link_options UNIX_COMMAND "${py_LINKFORSHARED}")
-    list(APPEND link_options "-no-pie")
-    set(py_LIBDIR "") # no rpath: nothing to load at run time
+
+  set(use_static OFF)
+  if(RINGMASTER_PYTHON_LINK STREQUAL "shared" OR NOT py_LIBRARY OR NOT EXISTS "${static_lib}")
+    if(RINGMASTER_PYTHON_LINK STREQUAL "static")
+      message(FATAL_ERROR "ringmaster: RINGMASTER_PYTHON_LINK=static, but ${PYTHON} installed no "
+                          "static libpython (${static_lib})")
+    endif()
   elseif(RINGMASTER_PYTHON_LINK STREQUAL "static")
-    message(FATAL_ERROR "ringmaster: RINGMASTER_PYTHON_LINK=static, but ${PYTHON} installed no "
-                        "static libpython (${static_lib})")
+    set(use_static ON)
+  else()
+    # auto: only an archive this toolchain can link (python-build-standalone,
+    # which uv installs, ships its LTO archive as LLVM bitcode).
+    include(CheckCSourceCompiles)
+    string(MD5 key "${static_lib};${CMAKE_C_COMPILER}")
+    set(probe "RM_PYTHON_STATIC_LINKS_${key}")
+    set(CMAKE_REQUIRED_INCLUDES "${py_INCLUDE};${py_PLATINCLUDE}")
+    set(CMAKE_REQUIRED_LIBRARIES "${static_lib};${mod_libs};${sys_libs}")
+    set(CMAKE_REQUIRED_LINK_OPTIONS "${static_options}")
+    set(CMAKE_REQUIRED_QUIET ON)
+    check_c_source_compiles("#include <Python.h>\nint main(void) { Py_Initialize(); return 0; }"
+                            ${probe})
+    unset(CMAKE_REQUIRED_INCLUDES)
+    unset(CMAKE_REQUIRED_LIBRARIES)
+    unset(CMAKE_REQUIRED_LINK_OPTIONS)
+    unset(CMAKE_REQUIRED_QUIET)
+    if(${probe})
+      set(use_static ON)
+    else()
+      message(STATUS "ringmaster: ${static_lib} does not link here; using the shared libpython")
+    endif()
+  endif()
+
+  set(link_options "")
+  set(libs "${sys_libs}")
+  if(use_static)
+    set(lib "${static_lib}")
+    set(link_options "${static_options}")
+    set(libs "${mod_libs};${sys_libs}")
+    set(py_LIBDIR "") # no rpath: nothing to load at run time
   elseif(py_SHARED)
     set(lib "")
     foreach(dir IN ITEMS "${py_LIBDIR}" "${py_LIBPL}")
@@ -93,23 +134,15 @@ print("MODLIBS=%s" % (v("MODLIBS") or ""))
       endif()
     endforeach()
   else()
-    set(lib "${py_LIBPL}/${py_LIBRARY}")
-    separate_arguments(link_options UNIX_COMMAND "${py_LINKFORSHARED}")
+    # No shared libpython at all: the archive it is (it linked or not).
+    set(lib "${static_lib}")
+    set(link_options "${static_options}")
+    set(libs "${mod_libs};${sys_libs}")
   endif()
   if(NOT lib OR NOT EXISTS "${lib}")
     message(FATAL_ERROR "ringmaster: no libpython for ${PYTHON} "
                         "(looked for ${py_LDLIBRARY} in ${py_LIBDIR} and ${py_LIBPL})")
   endif()
-  # System libraries libpython needs (-ldl -lm ...); its own -L/-rpath flags
-  # are dropped: the rpath is set per target.
-  # Statically, also what the modules built into libpython.a need (Debian's
-  # pyexpat and zlib: -lexpat -lz).
-  if(lib STREQUAL static_lib)
-    string(APPEND py_LIBS " ${py_MODLIBS}")
-  endif()
-  separate_arguments(libs UNIX_COMMAND "${py_LIBS}")
-  list(FILTER libs INCLUDE REGEX "^-l")
-  list(REMOVE_DUPLICATES libs)
 
   set(target "rm_python_${py_TAG}")
   if(NOT TARGET ${target})

@@ -722,16 +722,7 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
     for (uint32_t i = 0; i < slots; i++) {
         s->workers[i].ctl_fd = -1;
         s->workers[i].pidfd = -1;
-        s->workers[i].loop_bell_fd = -1;
-    }
-    for (uint32_t i = 0; i < slots; i++) {
-        s->workers[i].loop_bell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (s->workers[i].loop_bell_fd < 0) {
-            int err = errno;
-            fprintf(stderr, "ringmaster: error: cannot create an eventfd for worker %u: %s\n", i,
-                    strerror(err));
-            return -err;
-        }
+        s->workers[i].loop_bell_fd = -1; /* made with the slot's first worker */
         rm_worker_bind_lane(s, i);
     }
 

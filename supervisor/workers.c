@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -146,10 +147,23 @@ void rm_worker_bind_lane(rm_server_t *s, uint32_t lane)
     rm_lane_set_loop_fd(&w->lane, w->loop_bell_fd);
 }
 
+/* The slot's loop bell, made when its first worker comes: only slots in use
+ * hold a descriptor (there are twice --workers-max of them). */
+static int make_loop_bell(rm_worker_t *w)
+{
+    if (w->loop_bell_fd >= 0)
+        return 0;
+    w->loop_bell_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    return w->loop_bell_fd < 0 ? -errno : 0;
+}
+
 int rm_worker_spawn(rm_server_t *s, uint32_t lane)
 {
     rm_worker_t *w = &s->workers[lane];
     int sv[2];
+    int rc = make_loop_bell(w);
+    if (rc < 0)
+        return rc;
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
     rm_region_lane_reset(&s->region, lane);
@@ -739,6 +753,9 @@ int rm_worker_attach(rm_server_t *s, const rm_control_peer_t *peer, uint32_t *la
             w = &s->workers[i - 1];
     if (!w)
         return -EBUSY;
+    int rc = make_loop_bell(w);
+    if (rc < 0)
+        return rc;
     int pidfd = (int)syscall(SYS_pidfd_open, peer->pid, 0);
     if (pidfd < 0)
         return -errno;

@@ -158,7 +158,7 @@ static rm_lane_stats_t *lane_stats(rm_serve_thread_t *t)
 
 static void lane_flush_rings(LaneObject *lane)
 {
-    if (lane->ring_pending == 0)
+    if (lane->ring_pending == 0 || lane->t == NULL)
         return;
     lane->ring_pending = 0;
     rm_serve_ring(lane->t->w);
@@ -211,8 +211,10 @@ static int finish(RequestObject *self)
     rm_body_reader_close(&self->body);
     int rc = rm_serve_finish(self->t, &self->out);
     self->open = false;
-    if (rc == 0)
+    if (rc == 0 && self->lane != NULL && self->lane->t != NULL)
         lane_ring_soon(self->lane);
+    else if (rc == 0)
+        rm_serve_ring(self->t->w);
     return rc;
 }
 
@@ -929,12 +931,31 @@ static int lane_take(LaneObject *self, rm_req_desc_t *desc)
     return -1;
 }
 
+/* A request taken and admitted that cannot become a Request (out of memory):
+ * answer it 500 rather than leave it hanging, and go on to the next, so that
+ * the drain still ends with the lane empty and its bell armed. */
+static void lane_refuse(LaneObject *self, const rm_req_desc_t *desc, rm_req_view_t *view)
+{
+    rm_out_t out;
+    PyErr_Clear();
+    if (view->body_fd >= 0)
+        close(view->body_fd);
+    RM_ERROR("out of memory for an ASGI request; answered 500");
+    rm_out_init(&out, self->t, desc->req_id, NULL);
+    if (rm_response_write_error(&out, 500, 0, 1) == 0 && rm_serve_finish(self->t, &out) == 0)
+        rm_serve_ring(self->t->w);
+    else
+        rm_out_abandon(&out);
+}
+
 static PyObject *lane_pop(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     LaneObject *self = (LaneObject *)op;
     const AsgiState *as = (const AsgiState *)self->state;
     rm_req_desc_t desc;
     rm_req_view_t view;
+    PyObject *scope;
+    RequestObject *req;
 
     for (;;) {
         if (lane_take(self, &desc) <= 0)
@@ -946,25 +967,13 @@ static PyObject *lane_pop(PyObject *op, PyObject *Py_UNUSED(ignored))
             rm_serve_ring(self->t->w); /* answered here (500, 503): try the next */
             continue;
         }
-        break;
-    }
-    PyObject *scope = scope_build(as, &self->t->w->conf->iface, &view, self->lifespan);
-    if (scope == NULL) {
-        /* Out of memory building it: answer 500 rather than leave it hanging. */
-        rm_out_t out;
-        rm_out_init(&out, self->t, desc.req_id, NULL);
-        PyErr_Clear();
-        if (rm_response_write_error(&out, 500, 0, 1) == 0 && rm_serve_finish(self->t, &out) == 0)
-            rm_serve_ring(self->t->w);
-        else
-            rm_out_abandon(&out);
-        return PyErr_NoMemory();
-    }
-    PyTypeObject *tp = (PyTypeObject *)self->req_type;
-    RequestObject *req = (RequestObject *)tp->tp_alloc(tp, 0);
-    if (req == NULL) {
-        Py_DECREF(scope);
-        return NULL;
+        scope = scope_build(as, &self->t->w->conf->iface, &view, self->lifespan);
+        PyTypeObject *tp = (PyTypeObject *)self->req_type;
+        req = scope != NULL ? (RequestObject *)tp->tp_alloc(tp, 0) : NULL;
+        if (req != NULL)
+            break;
+        Py_XDECREF(scope);
+        lane_refuse(self, &desc, &view);
     }
     req->state = Py_NewRef(self->state);
     req->scope = scope;
@@ -1353,6 +1362,26 @@ void rm_asgi_thread_serve(rm_serve_thread_t *t)
     Py_XDECREF(r);
 }
 
+/* The serving thread ends: ring for what is deferred, drop the loop's
+ * call_soon and forget the thread, whose state is freed before the
+ * interpreter (and a Lane kept alive by a reference cycle) goes. */
+static void lane_detach(rm_serve_thread_t *t)
+{
+    PyObject *lane = PyObject_GetAttrString(t->asgi, "lane");
+    if (lane == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    if (PyObject_TypeCheck(lane, (PyTypeObject *)R((AsgiState *)t->st->asgi, LANE_TYPE))) {
+        LaneObject *self = (LaneObject *)lane;
+        lane_flush_rings(self);
+        Py_CLEAR(self->call_soon);
+        Py_CLEAR(self->flush);
+        self->t = NULL;
+    }
+    Py_DECREF(lane);
+}
+
 void rm_asgi_thread_end(rm_serve_thread_t *t)
 {
     if (t->asgi == NULL)
@@ -1365,5 +1394,6 @@ void rm_asgi_thread_end(rm_serve_thread_t *t)
     }
     Py_XDECREF(r);
     PyErr_Clear();
+    lane_detach(t);
     Py_CLEAR(t->asgi);
 }

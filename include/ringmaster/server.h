@@ -170,7 +170,8 @@ typedef struct rm_worker {
     rm_held_t *held;
     rm_lane_t lane;
     int loop_bell_fd;      /* the lane's loop bell: an eventfd an event-loop worker
-                              watches (lane.h); made with the slot, kept across workers */
+                              watches (lane.h); made for the slot's first worker, kept
+                              across its successors; -1 before */
     uint32_t ctl_len;
     char ctl_buf[8192];
     char python[32];
@@ -381,7 +382,7 @@ void rm_metrics_stop(rm_server_t *s);               /* after the ring is gone */
 /* workers.c: processes. */
 int rm_workers_start(rm_server_t *s);
 int rm_worker_spawn(rm_server_t *s, uint32_t lane);
-/* (Re)bind slot `lane`'s view of its lane, with its loop bell. */
+/* (Re)bind slot `lane`'s view of its lane, with its loop bell (-1 until made). */
 void rm_worker_bind_lane(rm_server_t *s, uint32_t lane);
 void rm_workers_on_ctl(rm_server_t *s, uint32_t lane, uint32_t gen, int res);
 void rm_workers_reap(rm_server_t *s);

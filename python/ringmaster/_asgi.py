@@ -155,18 +155,22 @@ class Server:
         loop = self.loop
         self.stopped = loop.create_future()
         fd = self.lane.fileno()
-        # Responses finished in one pass of the loop wake the supervisor once.
-        self.lane.defer_rings(loop.call_soon)
-        loop.add_reader(fd, self._on_ready)
-        stop_watch = loop.call_later(STOP_POLL_S, self._watch_stop)
-        self._pump()
+        stop_watch = None
         try:
-            await self.stopped
-        finally:
-            loop.remove_reader(fd)
-            stop_watch.cancel()
-        try:
-            if self.running:
+            try:
+                # Responses finished in one pass of the loop wake the supervisor once.
+                self.lane.defer_rings(loop.call_soon)
+                loop.add_reader(fd, self._on_ready)
+                stop_watch = loop.call_later(STOP_POLL_S, self._watch_stop)
+                self._pump()
+                await self.stopped
+            finally:
+                loop.remove_reader(fd)
+                if stop_watch is not None:
+                    stop_watch.cancel()
+            # Requests still queued on a stopping lane are served (as WSGI
+            # threads do): tasks ending take them, so wait until none is left.
+            while self.running:
                 await asyncio.wait(set(self.running.values()))
         finally:
             self.lane.defer_rings(None)  # rings for what is left
