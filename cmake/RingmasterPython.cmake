@@ -74,7 +74,11 @@ print("MODLIBS=%s" % (v("MODLIBS") or ""))
   # worker linked so against 53 us with libpython3.11.so (PIC code, calls
   # through the PLT); pure-Python loops run 20% faster. The symbols are
   # exported (LINKFORSHARED) for extension modules, which never link
-  # libpython themselves on Linux. RINGMASTER_PYTHON_LINK=shared keeps the .so.
+  # libpython themselves on Linux. All of the archive goes in (whole-archive,
+  # as python's own link uses every object): a C-API function the worker does
+  # not call may still be what an extension module needs, and an object left
+  # out would make that import fail ("undefined symbol"). RINGMASTER_PYTHON_LINK
+  # =shared keeps the .so.
   #
   # System libraries libpython needs (-ldl -lm ...), and statically also what
   # the modules built into the archive need (MODLIBS: Debian's pyexpat and
@@ -103,7 +107,8 @@ print("MODLIBS=%s" % (v("MODLIBS") or ""))
     string(MD5 key "${static_lib};${CMAKE_C_COMPILER}")
     set(probe "RM_PYTHON_STATIC_LINKS_${key}")
     set(CMAKE_REQUIRED_INCLUDES "${py_INCLUDE};${py_PLATINCLUDE}")
-    set(CMAKE_REQUIRED_LIBRARIES "${static_lib};${mod_libs};${sys_libs}")
+    set(CMAKE_REQUIRED_LIBRARIES
+        "-Wl,--whole-archive;${static_lib};-Wl,--no-whole-archive;${mod_libs};${sys_libs}")
     set(CMAKE_REQUIRED_LINK_OPTIONS "${static_options}")
     set(CMAKE_REQUIRED_QUIET ON)
     check_c_source_compiles("#include <Python.h>\nint main(void) { Py_Initialize(); return 0; }"
@@ -121,10 +126,12 @@ print("MODLIBS=%s" % (v("MODLIBS") or ""))
 
   set(link_options "")
   set(libs "${sys_libs}")
+  set(whole "")
   if(use_static)
     set(lib "${static_lib}")
     set(link_options "${static_options}")
     set(libs "${mod_libs};${sys_libs}")
+    set(whole ON)
     set(py_LIBDIR "") # no rpath: nothing to load at run time
   elseif(py_SHARED)
     set(lib "")
@@ -138,10 +145,16 @@ print("MODLIBS=%s" % (v("MODLIBS") or ""))
     set(lib "${static_lib}")
     set(link_options "${static_options}")
     set(libs "${mod_libs};${sys_libs}")
+    set(whole ON)
   endif()
   if(NOT lib OR NOT EXISTS "${lib}")
     message(FATAL_ERROR "ringmaster: no libpython for ${PYTHON} "
                         "(looked for ${py_LDLIBRARY} in ${py_LIBDIR} and ${py_LIBPL})")
+  endif()
+
+  set(link_lib "${lib}")
+  if(whole)
+    set(link_lib "-Wl,--whole-archive;${lib};-Wl,--no-whole-archive")
   endif()
 
   set(target "rm_python_${py_TAG}")
@@ -153,7 +166,7 @@ print("MODLIBS=%s" % (v("MODLIBS") or ""))
     endif()
     set_target_properties(${target} PROPERTIES
       INTERFACE_INCLUDE_DIRECTORIES "${includes}"
-      INTERFACE_LINK_LIBRARIES "${lib};${libs}"
+      INTERFACE_LINK_LIBRARIES "${link_lib};${libs}"
       INTERFACE_LINK_OPTIONS "${link_options}")
   endif()
 
