@@ -37,9 +37,7 @@
 #include <unistd.h>
 
 #define BODY_PIECE (64 * 1024) /* bytes of request body per http.request message at most */
-#ifndef RING_BATCH
-#define RING_BATCH 4 /* final completions a loop pass defers the doorbell for, at most */
-#endif
+#define RING_BATCH 4           /* final completions a loop pass defers the doorbell for, at most */
 #define LOG_PATH_MAX 200
 #define PATH_STACK 4096
 #define FILE_READ (256 * 1024) /* bytes read per step of http.response.pathsend */
@@ -162,6 +160,14 @@ static void lane_flush_rings(LaneObject *lane)
         return;
     lane->ring_pending = 0;
     rm_serve_ring(lane->t->w);
+}
+
+/* Ring for what is deferred and ring at once from now on. */
+static void lane_stop_deferring(LaneObject *lane)
+{
+    lane_flush_rings(lane);
+    Py_CLEAR(lane->call_soon);
+    Py_CLEAR(lane->flush);
 }
 
 /* Ring the supervisor's doorbell for a final completion just pushed. Waking
@@ -1036,12 +1042,9 @@ static PyObject *lane_clear(PyObject *op, PyObject *Py_UNUSED(ignored))
 static PyObject *lane_defer_rings(PyObject *op, PyObject *call_soon)
 {
     LaneObject *self = (LaneObject *)op;
-    lane_flush_rings(self);
-    if (call_soon == Py_None) {
-        Py_CLEAR(self->call_soon);
-        Py_CLEAR(self->flush);
+    lane_stop_deferring(self);
+    if (call_soon == Py_None)
         Py_RETURN_NONE;
-    }
     if (!PyCallable_Check(call_soon)) {
         PyErr_SetString(PyExc_TypeError, "defer_rings(): call_soon must be callable or None");
         return NULL;
@@ -1373,11 +1376,8 @@ static void lane_detach(rm_serve_thread_t *t)
         return;
     }
     if (PyObject_TypeCheck(lane, (PyTypeObject *)R((AsgiState *)t->st->asgi, LANE_TYPE))) {
-        LaneObject *self = (LaneObject *)lane;
-        lane_flush_rings(self);
-        Py_CLEAR(self->call_soon);
-        Py_CLEAR(self->flush);
-        self->t = NULL;
+        lane_stop_deferring((LaneObject *)lane);
+        ((LaneObject *)lane)->t = NULL;
     }
     Py_DECREF(lane);
 }
