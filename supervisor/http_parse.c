@@ -2,11 +2,15 @@
  * http_parse.c - llhttp callbacks that record offsets instead of copying.
  *
  * llhttp is strict by default: it rejects Content-Length together with
- * Transfer-Encoding, differing or repeated Content-Length, bad chunk sizes,
- * bare CR and control bytes in fields. We add the size limits and map its error
- * codes to the status a client should see.
+ * Transfer-Encoding, differing or repeated Content-Length, bare CR and control
+ * bytes in fields. We add the size limits and map its error codes to the
+ * status a client should see. Where llhttp 8.1 refuses what RFC 9112 allows,
+ * we parse those parts ourselves: a chunked body (chunked.c) and a trailing
+ * HTAB in a field value (normalize_trailing_tabs).
  */
 #include "ringmaster/http_parse.h"
+
+#include "ringmaster/chunked.h"
 
 #include <string.h>
 
@@ -179,12 +183,39 @@ static bool target_ok(const char *t, uint32_t n)
     return true;
 }
 
+/* The request-line ended right after the target: "GET /" with no version,
+ * which llhttp reads as HTTP/0.9 (a simple-request). */
+static bool request_line_lacks_version(const rm_http_parser_t *p, const rm_http_head_t *h)
+{
+    const char *after = p->base + h->target_off + h->target_len;
+    return h->target_len > 0 && after < p->buf_end && (*after == '\r' || *after == '\n');
+}
+
+/* RFC 9112 3.2.3: authority-form is uri-host ":" port, nothing else. */
+static bool authority_form(const char *t, uint32_t n)
+{
+    const char *colon = n ? memrchr(t, ':', n) : NULL;
+    if (!colon || colon == t || t[0] == '/' || memchr(t, '/', n) || memchr(t, '?', n))
+        return false;
+    uint32_t port_len = (uint32_t)(t + n - colon - 1);
+    if (port_len == 0 || port_len > 5)
+        return false;
+    for (const char *d = colon + 1; d < t + n; d++)
+        if (*d < '0' || *d > '9')
+            return false;
+    return host_ok(t, (uint32_t)(colon - t));
+}
+
 static int on_headers_complete(llhttp_t *l)
 {
     rm_http_parser_t *p = parser_of(l);
     rm_http_head_t *h = p->head;
     h->http_major = l->http_major;
     h->http_minor = l->http_minor;
+    if (request_line_lacks_version(p, h)) {
+        p->status = 400; /* RFC 9112 3: a malformed request-line (no HTTP/0.9) */
+        return -1;
+    }
     if (h->http_major != 1) {
         p->status = 505;
         return -1;
@@ -195,6 +226,10 @@ static int on_headers_complete(llhttp_t *l)
     if (l->flags & F_CHUNKED)
         h->flags |= RM_HTTP_CHUNKED;
     p->chunked = (l->flags & F_CHUNKED) != 0;
+    /* RFC 9112 6.1: an HTTP/1.0 message with Transfer-Encoding has suspect
+     * framing; the connection closes after it, whatever it asked for. */
+    if (p->chunked && h->http_minor == 0)
+        h->flags &= ~RM_HTTP_KEEP_ALIVE;
     if (l->method == HTTP_HEAD)
         h->flags |= RM_HTTP_HEAD;
     if (l->upgrade)
@@ -280,14 +315,28 @@ static int on_headers_complete(llhttp_t *l)
         p->status = 431;
         return -1;
     }
+    /* CONNECT asks for a tunnel, which only a proxy makes, and takes only the
+     * authority-form (RFC 9112 3.2.3): anything else is malformed (400); the
+     * authority-form is understood and refused (501), so that no app can
+     * answer a 2xx that a client would take for an open tunnel. */
+    if (l->method == HTTP_CONNECT) {
+        p->status = authority_form(p->base + h->target_off, h->target_len) ? 501 : 400;
+        return -1;
+    }
     p->head_done = true;
+    if (p->chunked) {
+        /* chunked.c decodes the body: llhttp ends the message at the head. */
+        rm_chunked_init(&p->chunked_body, p->limits.max_head, RM_HTTP_MAX_HEADERS);
+        return 1;
+    }
     /* An upgrade is served as a plain request; we do not switch protocols. */
     return 0;
 }
 
-static int on_body(llhttp_t *l, const char *at, size_t n)
+/* A piece of decoded body, from llhttp (Content-Length) or chunked.c. */
+static int deliver_body(void *ctx, const char *at, size_t n)
 {
-    rm_http_parser_t *p = parser_of(l);
+    rm_http_parser_t *p = ctx;
     p->body_seen += n;
     if (p->body_seen > p->limits.max_body) {
         p->status = 413;
@@ -298,6 +347,11 @@ static int on_body(llhttp_t *l, const char *at, size_t n)
         return -1;
     }
     return 0;
+}
+
+static int on_body(llhttp_t *l, const char *at, size_t n)
+{
+    return deliver_body(parser_of(l), at, n);
 }
 
 static int on_message_complete(llhttp_t *l)
@@ -341,7 +395,7 @@ void rm_http_begin(rm_http_parser_t *p, rm_http_head_t *head, const char *head_b
     p->message_done = false;
     p->in_value = false;
     p->chunked = false;
-    p->tail_len = 0;
+    p->in_chunked_body = false;
     head->method_off = head->method_len = 0;
     head->target_off = head->target_len = 0;
     head->field_count = 0;
@@ -362,23 +416,69 @@ static int status_for(llhttp_errno_t err)
     }
 }
 
-/* Keep the last bytes fed, for checks that look across buffer boundaries. */
-static void remember_tail(rm_http_parser_t *p, const char *buf, size_t len)
+/* RFC 9110 5.5: OWS around a field value is SP or HTAB, but llhttp 8.1 takes
+ * only SP after a Content-Length value, and compares Transfer-Encoding and
+ * Connection values with the HTAB included. Before the head is parsed, turn
+ * each HTAB at the end of a complete field line (before its CRLF or LF) into
+ * SP: the value, with its surrounding whitespace removed, is the same, and
+ * llhttp then sees what the RFC means. Only field lines are touched: leading
+ * empty lines and the request-line are skipped, and it stops at the empty
+ * line that ends the head, so body bytes after it are never changed. */
+static void normalize_trailing_tabs(char *buf, size_t len)
 {
-    char joined[sizeof(p->tail) * 2];
-    size_t keep = p->tail_len, n = len < sizeof(p->tail) ? len : sizeof(p->tail);
-    memcpy(joined, p->tail, keep);
-    memcpy(joined + keep, buf + len - n, n);
-    size_t total = keep + n, from = total > sizeof(p->tail) ? total - sizeof(p->tail) : 0;
-    memcpy(p->tail, joined + from, total - from);
-    p->tail_len = (uint8_t)(total - from);
+    size_t i = 0;
+    while (i < len && (buf[i] == '\r' || buf[i] == '\n'))
+        i++;
+    char *lf = memchr(buf + i, '\n', len - i); /* end of the request-line */
+    if (!lf)
+        return;
+    i = (size_t)(lf - buf) + 1;
+    while (i < len) {
+        lf = memchr(buf + i, '\n', len - i);
+        if (!lf)
+            return; /* an incomplete line: normalised when it is whole */
+        size_t end = (size_t)(lf - buf);
+        if (end > i && buf[end - 1] == '\r')
+            end--;
+        if (end == i)
+            return; /* the empty line: the head ends here */
+        for (size_t k = end; k > i + 1 && (buf[k - 1] == ' ' || buf[k - 1] == '\t'); k--)
+            buf[k - 1] = ' ';
+        i = (size_t)(lf - buf) + 1;
+    }
 }
 
-/* Whether the message that ends at buf[consumed] ends with CRLF CRLF. */
-static bool ends_with_blank_line(rm_http_parser_t *p, const char *buf, size_t consumed)
+/* `rest` (from where llhttp stopped to the end of what has arrived) starts
+ * with HTAB and holds only whitespace, perhaps ending in CR: the line may
+ * still turn out to end there. */
+static bool ows_may_end_line(const char *rest, size_t n)
 {
-    remember_tail(p, buf, consumed);
-    return p->tail_len == 4 && memcmp(p->tail, "\r\n\r\n", 4) == 0;
+    if (n == 0 || rest[0] != '\t')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (rest[i] != ' ' && rest[i] != '\t' && !(rest[i] == '\r' && i == n - 1))
+            return false;
+    return true;
+}
+
+/* Decode chunked body bytes (chunked.c); the message ends with the body. */
+static rm_http_result_t feed_chunked(rm_http_parser_t *p, const char *buf, size_t len,
+                                     size_t *consumed, int *status)
+{
+    int st = 0;
+    rm_chunked_result_t r =
+        rm_chunked_feed(&p->chunked_body, buf, len, deliver_body, p, consumed, &st);
+    if (r == RM_CHUNKED_ERROR) {
+        *status = st ? st : p->status;
+        return RM_HTTP_ERROR;
+    }
+    if (r == RM_CHUNKED_NEED_MORE) {
+        p->in_chunked_body = true;
+        return RM_HTTP_NEED_MORE;
+    }
+    p->in_chunked_body = false;
+    p->message_done = true;
+    return RM_HTTP_COMPLETE;
 }
 
 static bool all_tchars(const char *buf, size_t len)
@@ -397,9 +497,13 @@ static bool starts_with_token_and_space(const char *buf, size_t len)
     return i > 0 && i < len && buf[i] == ' ';
 }
 
-rm_http_result_t rm_http_feed(rm_http_parser_t *p, const char *buf, size_t len, size_t *consumed,
+rm_http_result_t rm_http_feed(rm_http_parser_t *p, char *buf, size_t len, size_t *consumed,
                               int *status)
 {
+    if (p->in_chunked_body)
+        return feed_chunked(p, buf, len, consumed, status);
+    if (!p->head_done && buf == p->base)
+        normalize_trailing_tabs(buf, len);
     p->buf_end = buf + len;
     llhttp_errno_t err = llhttp_execute(&p->llhttp, buf, len);
     if (err == HPE_OK) {
@@ -408,22 +512,36 @@ rm_http_result_t rm_http_feed(rm_http_parser_t *p, const char *buf, size_t len, 
             *status = 431;
             return RM_HTTP_ERROR;
         }
-        remember_tail(p, buf, len);
+        if (!p->head_done && p->head->target_len > 0 && request_line_lacks_version(p, p->head)) {
+            /* "GET /" and its line end: llhttp waits for HTTP/0.9 fields;
+             * the request-line is malformed already. */
+            *status = 400;
+            return RM_HTTP_ERROR;
+        }
         return RM_HTTP_NEED_MORE;
     }
     if (err == HPE_PAUSED && p->message_done) {
         *consumed = (size_t)(llhttp_get_error_pos(&p->llhttp) - buf);
         llhttp_resume(&p->llhttp);
-        if (p->chunked && !ends_with_blank_line(p, buf, *consumed)) {
-            /* llhttp 8.1.0 ends a trailer section at a bare CR too
-             * (CVE-2023-30589): the rest would be read as a new request. */
-            *status = 400;
-            return RM_HTTP_ERROR;
+        if (p->chunked) {
+            size_t head = *consumed, used = 0;
+            p->message_done = false;
+            rm_http_result_t r = feed_chunked(p, buf + head, len - head, &used, status);
+            *consumed = head + used;
+            return r;
         }
         return RM_HTTP_COMPLETE;
     }
     *consumed = (size_t)(llhttp_get_error_pos(&p->llhttp) - buf);
     *status = p->status ? p->status : status_for(err);
+    if (!p->head_done && !p->status && buf == p->base &&
+        ows_may_end_line(buf + *consumed, len - *consumed)) {
+        /* llhttp stopped at an HTAB that may be trailing OWS of a line not
+         * yet whole ("Content-Length: 5<HTAB>" and no CRLF yet): wait for the
+         * line end, then normalize_trailing_tabs decides. */
+        *consumed = len;
+        return RM_HTTP_NEED_MORE;
+    }
     /* A well-formed method token llhttp does not know ("QUERY", "get"):
      * RFC 9110 9.1 says 501, not 400. */
     if (err == HPE_INVALID_METHOD && !p->head_done) {

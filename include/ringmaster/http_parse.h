@@ -15,6 +15,8 @@
 #ifndef RINGMASTER_HTTP_PARSE_H
 #define RINGMASTER_HTTP_PARSE_H
 
+#include "ringmaster/chunked.h"
+
 #include <llhttp.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -50,9 +52,9 @@ typedef struct rm_http_head {
 typedef int (*rm_http_body_cb)(void *ctx, const char *at, size_t len);
 
 typedef struct rm_http_limits {
-    uint32_t max_head;       /* bytes of request line + headers (431 beyond) */
-    uint32_t max_target;     /* bytes of request-target (414 beyond) */
-    uint64_t max_body;       /* bytes of body (413 beyond) */
+    uint32_t max_head;   /* bytes of request line + headers (431 beyond) */
+    uint32_t max_target; /* bytes of request-target (414 beyond) */
+    uint64_t max_body;   /* bytes of body (413 beyond) */
 } rm_http_limits_t;
 
 typedef struct rm_http_parser {
@@ -64,13 +66,13 @@ typedef struct rm_http_parser {
     rm_http_body_cb on_body; /* borrowed */
     void *body_ctx;
     uint64_t body_seen;
-    int status;              /* error status picked by a callback, 0 if none */
+    int status; /* error status picked by a callback, 0 if none */
     bool head_done;
     bool message_done;
-    bool in_value;           /* last field callback was a value */
-    bool chunked;            /* the current message's body is chunked */
-    uint8_t tail_len;
-    char tail[4];            /* the last bytes fed (to check the final CRLF CRLF) */
+    bool in_value;        /* last field callback was a value */
+    bool chunked;         /* the current message's body is chunked */
+    bool in_chunked_body; /* the head is done; chunked_body decodes what follows */
+    rm_chunked_t chunked_body;
 } rm_http_parser_t;
 
 typedef enum rm_http_result {
@@ -87,12 +89,14 @@ void rm_http_begin(rm_http_parser_t *p, rm_http_head_t *head, const char *head_b
                    rm_http_body_cb on_body, void *body_ctx);
 
 /* Parse buf[0..len). While the head is incomplete, buf must be the same
- * buffer as head_base, grown (the caller re-parses from a fresh rm_http_begin).
+ * buffer as head_base, grown (the caller re-parses from a fresh rm_http_begin);
+ * the head's bytes may then be rewritten in place (an HTAB ending a field line
+ * becomes SP, which changes no field value), never bytes after it.
  * After the head, any buffer may follow. On RM_HTTP_COMPLETE *consumed is the
  * number of bytes of buf that belonged to the request; on RM_HTTP_NEED_MORE it
  * is len. On RM_HTTP_ERROR *status is the response code (400, 413, 414, 417,
  * 431, 501, 505). */
-rm_http_result_t rm_http_feed(rm_http_parser_t *p, const char *buf, size_t len, size_t *consumed,
+rm_http_result_t rm_http_feed(rm_http_parser_t *p, char *buf, size_t len, size_t *consumed,
                               int *status);
 
 /* True once the head of the current request is complete. */

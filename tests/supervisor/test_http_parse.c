@@ -28,12 +28,25 @@ static rm_http_parser_t parser;
 static rm_http_head_t head;
 static body_acc_t body;
 
+/* The parser may rewrite a head in place (a field line's trailing HTAB), as
+ * the supervisor's receive chunks allow: give it a writable copy. */
+static char req_buf[1 << 16];
+
+static char *writable(const char *req)
+{
+    size_t n = strlen(req);
+    cr_assert_lt(n, sizeof(req_buf));
+    memcpy(req_buf, req, n + 1);
+    return req_buf;
+}
+
 static rm_http_result_t parse_all(const char *req, size_t *consumed, int *status)
 {
+    char *buf = writable(req);
     rm_http_parser_init(&parser, &limits);
     memset(&body, 0, sizeof(body));
-    rm_http_begin(&parser, &head, req, collect, &body);
-    return rm_http_feed(&parser, req, strlen(req), consumed, status);
+    rm_http_begin(&parser, &head, buf, collect, &body);
+    return rm_http_feed(&parser, buf, strlen(buf), consumed, status);
 }
 
 static void expect_span(const char *buf, uint32_t off, uint32_t len, const char *want)
@@ -64,7 +77,8 @@ Test(http_parse, simple_get)
 
 Test(http_parse, content_length_body_and_pipelined_rest)
 {
-    const char *req = "POST /e HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: h\r\n\r\n";
+    const char *req = "POST /e HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\nhelloGET / "
+                      "HTTP/1.1\r\nHost: h\r\n\r\n";
     size_t used;
     int status = 0;
     cr_assert_eq(parse_all(req, &used, &status), RM_HTTP_COMPLETE);
@@ -77,8 +91,8 @@ Test(http_parse, content_length_body_and_pipelined_rest)
 
 Test(http_parse, chunked_body_decoded_across_buffers)
 {
-    const char *part1 = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel";
-    const char *part2 = "lo\r\n6\r\n world\r\n0\r\n\r\n";
+    char part1[] = "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhel";
+    char part2[] = "lo\r\n6\r\n world\r\n0\r\n\r\n";
     size_t used;
     int status = 0;
     rm_http_parser_init(&parser, &limits);
@@ -95,7 +109,7 @@ Test(http_parse, chunked_body_decoded_across_buffers)
 
 Test(http_parse, incomplete_head_needs_more_at_every_split)
 {
-    const char *req = "GET /split HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n";
+    char req[] = "GET /split HTTP/1.1\r\nHost: h\r\nAccept: */*\r\n\r\n";
     size_t n = strlen(req);
     for (size_t cut = 1; cut < n; cut++) {
         size_t used;
@@ -122,8 +136,9 @@ Test(http_parse, http10_is_not_keep_alive_unless_asked)
     cr_assert_eq(parse_all("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &used, &status),
                  RM_HTTP_COMPLETE);
     cr_expect(head.flags & RM_HTTP_KEEP_ALIVE);
-    cr_assert_eq(parse_all("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", &used, &status),
-                 RM_HTTP_COMPLETE);
+    cr_assert_eq(
+        parse_all("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n", &used, &status),
+        RM_HTTP_COMPLETE);
     cr_expect(!(head.flags & RM_HTTP_KEEP_ALIVE));
 }
 
@@ -178,8 +193,8 @@ Test(http_parse, malformed_requests_get_the_right_status)
         int status = 0;
         rm_http_result_t r = parse_all(cases[i].req, &used, &status);
         cr_expect_eq(r, RM_HTTP_ERROR, "case %zu (%s) parsed", i, cases[i].req);
-        cr_expect_eq(status, cases[i].status, "case %zu (%s): status %d, want %d", i,
-                     cases[i].req, status, cases[i].status);
+        cr_expect_eq(status, cases[i].status, "case %zu (%s): status %d, want %d", i, cases[i].req,
+                     status, cases[i].status);
     }
 }
 
@@ -214,9 +229,10 @@ Test(http_parse, expect_continue_flag)
 {
     size_t used;
     int status = 0;
-    cr_assert_eq(parse_all("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
-                           &used, &status),
-                 RM_HTTP_NEED_MORE);
+    cr_assert_eq(
+        parse_all("POST / HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n",
+                  &used, &status),
+        RM_HTTP_NEED_MORE);
     cr_expect(head.flags & RM_HTTP_EXPECT_CONTINUE);
 }
 
@@ -230,4 +246,90 @@ Test(http_parse, trailers_are_not_merged_into_headers)
     cr_expect_eq(used, strlen(req));
     cr_expect_eq(head.field_count, 2, "trailer fields were added as headers");
     cr_expect_eq(body.len, 3);
+}
+
+Test(http_parse, trailing_htab_is_ows_in_framing_fields)
+{
+    size_t used;
+    int status = 0;
+    cr_assert_eq(parse_all("POST / HTTP/1.1\r\nHost: h\r\nContent-Length:\t5\t\r\n\r\nhello", &used,
+                           &status),
+                 RM_HTTP_COMPLETE, "status %d", status);
+    cr_expect_eq(head.content_length, 5);
+    cr_expect_eq(body.len, 5);
+    cr_assert_eq(parse_all("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\t\r\n\r\n"
+                           "1\r\nx\r\n0\r\n\r\n",
+                           &used, &status),
+                 RM_HTTP_COMPLETE, "status %d", status);
+    cr_expect(head.flags & RM_HTTP_CHUNKED);
+    cr_assert_eq(
+        parse_all("GET / HTTP/1.1\r\nHost: h\r\nConnection: close\t\r\n\r\n", &used, &status),
+        RM_HTTP_COMPLETE);
+    cr_expect(!(head.flags & RM_HTTP_KEEP_ALIVE));
+    /* An HTAB inside a value stays; only the line's last whitespace is OWS. */
+    cr_assert_eq(parse_all("GET / HTTP/1.1\r\nHost: h\r\nX: a\tb\t\r\n\r\n", &used, &status),
+                 RM_HTTP_COMPLETE);
+    expect_span(req_buf, head.fields[1].value_off, head.fields[1].value_len, "a\tb");
+}
+
+Test(http_parse, htab_at_the_end_of_what_arrived_waits_for_the_line_end)
+{
+    size_t used;
+    int status = 0;
+    cr_expect_eq(parse_all("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\t", &used, &status),
+                 RM_HTTP_NEED_MORE);
+    cr_expect_eq(parse_all("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\t\r", &used, &status),
+                 RM_HTTP_NEED_MORE);
+    cr_expect_eq(parse_all("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\tx", &used, &status),
+                 RM_HTTP_ERROR);
+    cr_expect_eq(status, 400);
+}
+
+Test(http_parse, request_line_without_version_is_400_at_once)
+{
+    size_t used;
+    int status = 0;
+    cr_expect_eq(parse_all("GET /\r\n", &used, &status), RM_HTTP_ERROR);
+    cr_expect_eq(status, 400);
+    cr_expect_eq(parse_all("GET /x\n", &used, &status), RM_HTTP_ERROR);
+    cr_expect_eq(status, 400);
+    cr_expect_eq(parse_all("GET /\r\nHost: h\r\n\r\n", &used, &status), RM_HTTP_ERROR);
+    cr_expect_eq(status, 400);
+    cr_expect_eq(parse_all("GET / HTTP/2.0\r\nHost: h\r\n\r\n", &used, &status), RM_HTTP_ERROR);
+    cr_expect_eq(status, 505);
+}
+
+Test(http_parse, connect_never_reaches_the_app)
+{
+    size_t used;
+    int status = 0;
+    cr_expect_eq(parse_all("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+                           &used, &status),
+                 RM_HTTP_ERROR);
+    cr_expect_eq(status, 501);
+    cr_expect_eq(parse_all("CONNECT [::1]:443 HTTP/1.1\r\nHost: x\r\n\r\n", &used, &status),
+                 RM_HTTP_ERROR);
+    cr_expect_eq(status, 501);
+    static const char *malformed[] = {
+        "CONNECT /echo HTTP/1.1\r\nHost: t\r\n\r\n",
+        "CONNECT * HTTP/1.1\r\nHost: t\r\n\r\n",
+        "CONNECT example.com HTTP/1.1\r\nHost: t\r\n\r\n",
+        "CONNECT example.com:http HTTP/1.1\r\nHost: t\r\n\r\n",
+    };
+    for (size_t i = 0; i < sizeof(malformed) / sizeof(malformed[0]); i++) {
+        status = 0;
+        cr_expect_eq(parse_all(malformed[i], &used, &status), RM_HTTP_ERROR, "%s", malformed[i]);
+        cr_expect_eq(status, 400, "%s", malformed[i]);
+    }
+}
+
+Test(http_parse, http10_chunked_never_keeps_the_connection)
+{
+    size_t used;
+    int status = 0;
+    cr_assert_eq(parse_all("POST / HTTP/1.0\r\nConnection: keep-alive\r\nTransfer-Encoding: "
+                           "chunked\r\n\r\n0\r\n\r\n",
+                           &used, &status),
+                 RM_HTTP_COMPLETE, "status %d", status);
+    cr_expect(!(head.flags & RM_HTTP_KEEP_ALIVE));
 }
