@@ -204,10 +204,12 @@ void rm_conn_respond_error(rm_server_t *s, rm_conn_t *c, int status, bool close)
     char body[64];
     int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason_of(status));
     char *p = (char *)rm_chunk_pool_ptr(&s->region.pool, ch);
+    /* RFC 9110 6.6.1: Date on every answer of a server with a clock. */
     int n = snprintf(p, s->region.pool.chunk_size,
-                     "HTTP/1.1 %d %s\r\nServer: ringmaster\r\nContent-Type: text/plain\r\n"
-                     "Content-Length: %d\r\n%s%s\r\n%s",
-                     status, reason_of(status), blen, close ? "Connection: close\r\n" : "",
+                     "HTTP/1.1 %d %s\r\nServer: ringmaster\r\nDate: %s\r\n"
+                     "Content-Type: text/plain\r\nContent-Length: %d\r\n%s%s\r\n%s",
+                     status, reason_of(status), rm_http_date_get(&s->date), blen,
+                     close ? "Connection: close\r\n" : "",
                      status == 503 ? "Retry-After: 1\r\n" : "", body);
     c->response_begun = true;
     if (close)

@@ -5,6 +5,7 @@
  * line; histogram buckets are cumulative and end with le="+Inf", which equals
  * _count.
  */
+#include "ringmaster/http_date.h"
 #include "ringmaster/metrics.h"
 
 #include <errno.h>
@@ -149,10 +150,11 @@ static const char *reason_of(int status)
 void rm_metrics_response(rm_textbuf_t *out, int status, const char *content_type, const char *body,
                          size_t body_len, bool head)
 {
+    rm_http_date_t date = {0}; /* not a hot path: made afresh */
     rm_textbuf_printf(out,
-                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                      "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                       "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
-                      status, reason_of(status), content_type, body_len,
+                      status, reason_of(status), rm_http_date_get(&date), content_type, body_len,
                       status == 405 ? "Allow: GET, HEAD\r\n" : "");
     if (!head)
         rm_textbuf_append(out, body, body_len);

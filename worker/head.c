@@ -47,7 +47,7 @@ int rm_framed_head(rm_framed_t *r, int64_t total)
         RM_OUT_LIT(r->out, "Server: ringmaster\r\n");
     if (!r->app_date) {
         RM_OUT_LIT(r->out, "Date: ");
-        rm_out_put(r->out, rm_date_get(&out->t->date), 29);
+        rm_out_put(r->out, rm_http_date_get(&out->t->date), RM_HTTP_DATE_LEN);
         RM_OUT_LIT(r->out, "\r\n");
     }
     bool close = !(r->req_flags & RM_REQ_KEEP_ALIVE) || r->app_close;

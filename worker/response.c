@@ -614,7 +614,7 @@ static int write_head(rm_out_t *out, const rm_reply_t *r, uint32_t req_flags, ui
         RM_OUT_LIT(out, "Server: ringmaster\r\n");
     if (!r->app_date) {
         RM_OUT_LIT(out, "Date: ");
-        rm_out_put(out, rm_date_get(&out->t->date), 29);
+        rm_out_put(out, rm_http_date_get(&out->t->date), RM_HTTP_DATE_LEN);
         RM_OUT_LIT(out, "\r\n");
     }
     if (f.length >= 0)
@@ -834,23 +834,6 @@ int rm_response_write_error(rm_out_t *out, int status, uint32_t req_flags, uint8
     int rc = write_reply(out, &r, req_flags, http_minor);
     reply_clear(&r);
     return rc;
-}
-
-const char *rm_date_get(rm_date_cache_t *cache)
-{
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    time_t now = time(NULL); /* vDSO: no syscall */
-    struct tm tm;
-
-    if (now != cache->sec && gmtime_r(&now, &tm) != NULL) {
-        snprintf(cache->text, sizeof(cache->text), "%s, %02d %s %04d %02d:%02d:%02d GMT",
-                 days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour,
-                 tm.tm_min, tm.tm_sec);
-        cache->sec = now;
-    }
-    return cache->text;
 }
 
 bool rm_response_token_ok(const char *p, size_t n)

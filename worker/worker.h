@@ -37,6 +37,7 @@
 #include "stream.h"
 
 #include "ringmaster/chunk_pool.h"
+#include "ringmaster/http_date.h"
 #include "ringmaster/lane.h"
 #include "ringmaster/log.h"
 #include "ringmaster/region.h"
@@ -281,17 +282,12 @@ void rm_body_settle(PyObject *exporter, bool held);
 
 /* ---- serving (serve.c) --------------------------------------------------- */
 
-typedef struct rm_date_cache {
-    time_t sec;    /* second `text` was made for */
-    char text[32]; /* IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT" */
-} rm_date_cache_t;
-
 typedef struct rm_serve_thread {
     struct rm_worker *w;  /* borrowed */
     rm_pymod_state_t *st; /* the state of the interpreter it serves with; set by the thread */
     rm_interp_t interp;   /* its own interpreter (subinterpreters mode) */
     rm_chunk_pool_t pool; /* own copy of the pool handle: its search hint is per thread */
-    rm_date_cache_t date;
+    rm_http_date_t date;
     PyObject *spare; /* a finished Request kept for the next one, or NULL */
     PyObject *asgi;  /* ASGI: this thread's server (its event loop, asgi.c), or NULL */
     pthread_t tid;
@@ -420,9 +416,6 @@ int rm_response_write_error(rm_out_t *out, int status, uint32_t req_flags, uint8
 /* Does the comma-separated header value p[0..n) list `token` (any case,
  * whitespace around elements ignored)? For "Connection: keep-alive, close". */
 bool rm_header_has_token(const char *p, size_t n, const char *token);
-
-/* The current IMF-fixdate, regenerated at most once per second. */
-const char *rm_date_get(rm_date_cache_t *cache);
 
 /* The checks and texts the native response uses, for other interfaces
  * (wsgi.c): a header name is an RFC 9110 token; a value (or status line)

@@ -21,6 +21,7 @@
 #include "ringmaster/control_proto.h"
 #include "ringmaster/control_socket.h"
 #include "ringmaster/exchange.h"
+#include "ringmaster/http_date.h"
 #include "ringmaster/http_parse.h"
 #include "ringmaster/region.h"
 #include "ringmaster/wire.h"
@@ -248,6 +249,7 @@ typedef struct rm_server {
     uint64_t started_ns;
     uint64_t requests_total;     /* responses finished, all workers */
 
+    rm_http_date_t date;         /* Date of the supervisor's own answers */
     rm_http_head_t scratch_head; /* the head being parsed; valid during one feed */
     rm_conn_t *feed_conn;        /* the connection being fed to its parser */
 } rm_server_t;

@@ -32,6 +32,7 @@ Corpus schema (corpus.json: {"comment": ..., "entries": [entry, ...]}):
                  no_body        the response has no body (HEAD)
                  header_present names of headers the response must carry
                [] means no response at all: see "waits"
+               Every final response must carry Date (RFC 9110 6.6.1).
     close      true: the server must close the connection (clean EOF, no RST)
                right after the last response, which must carry
                "Connection: close". false: the connection must stay usable: a
@@ -165,6 +166,11 @@ def run_entry(server, entry, bytewise=False):
                 fail(f"response {i + 1} has version {resp.version}, expected HTTP/1.1")
             if resp.status not in _statuses(want["status"]):
                 fail(f"response {i + 1}: status {resp.status}, expected {want['status']}")
+            # RFC 9110 6.6.1: an origin server with a clock sends Date in
+            # 2xx, 3xx and 4xx responses; ringmaster sends it in all of its
+            # own answers (the supervisor's 400s included).
+            if resp.status >= 200 and resp.header("date") is None:
+                fail(f"response {i + 1} ({resp.status}) has no Date header")
             for name in want.get("header_present", []):
                 if resp.header(name) is None:
                     fail(f"response {i + 1} has no {name} header")
