@@ -534,8 +534,12 @@ rm_http_result_t rm_http_feed(rm_http_parser_t *p, char *buf, size_t len, size_t
     }
     *consumed = (size_t)(llhttp_get_error_pos(&p->llhttp) - buf);
     *status = p->status ? p->status : status_for(err);
-    if (!p->head_done && !p->status && buf == p->base &&
-        ows_may_end_line(buf + *consumed, len - *consumed)) {
+    if (!p->head_done && !p->status && request_line_lacks_version(p, p->head)) {
+        *status = 400; /* as it would be had the fields come later (split reads) */
+        return RM_HTTP_ERROR;
+    }
+    if (!p->head_done && !p->status && buf == p->base && *consumed > 0 &&
+        buf[*consumed - 1] != '\r' && ows_may_end_line(buf + *consumed, len - *consumed)) {
         /* llhttp stopped at an HTAB that may be trailing OWS of a line not
          * yet whole ("Content-Length: 5<HTAB>" and no CRLF yet): wait for the
          * line end, then normalize_trailing_tabs decides. */

@@ -283,6 +283,10 @@ Test(http_parse, htab_at_the_end_of_what_arrived_waits_for_the_line_end)
     cr_expect_eq(parse_all("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\tx", &used, &status),
                  RM_HTTP_ERROR);
     cr_expect_eq(status, 400);
+    /* A tab after a bare CR is no trailing whitespace: the CR is the error. */
+    cr_expect_eq(parse_all("POST / HTTP/1.1\r\nHost: h\r\nX: a\r\t\t", &used, &status),
+                 RM_HTTP_ERROR);
+    cr_expect_eq(status, 400);
 }
 
 Test(http_parse, request_line_without_version_is_400_at_once)
