@@ -405,6 +405,7 @@ static bool write_head_meta(rm_server_t *s, rm_conn_t *c, uint32_t head_chunk, u
                                    .value_len = f->value_len};
     }
     c->keep_alive = (h->flags & RM_HTTP_KEEP_ALIVE) != 0;
+    c->upgrade_asked = (h->flags & RM_HTTP_UPGRADE) != 0;
     c->body_expected = h->flags & RM_HTTP_CHUNKED ? 0 : h->content_length;
     rm_exchange_capture_head(s, c);
     return true;
@@ -492,9 +493,24 @@ void rm_conn_request_complete(rm_server_t *s, rm_conn_t *c)
     rm_dispatch_request(s, c);
 }
 
+static void process_input(rm_server_t *s, rm_conn_t *c);
+
 /* Feed the front of the input queue to the parser until a request is complete
  * (then dispatch it) or the input runs out. */
 void rm_conn_process(rm_server_t *s, rm_conn_t *c)
+{
+    process_input(s, c);
+    if (c->state == RM_CONN_READING && c->peer_eof && !c->close_after && !c->closing &&
+        !c->spill_waiting && !c->recv_paused) {
+        /* The client sent FIN and every whole request before it is answered
+         * (or queued for sending): what is left, if anything, is a request
+         * cut short. Close once the answers are out. */
+        c->close_after = true;
+        rm_server_flush_output(s, c);
+    }
+}
+
+static void process_input(rm_server_t *s, rm_conn_t *c)
 {
     rm_chunk_pool_t *pool = &s->region.pool;
     s->feed_conn = c;

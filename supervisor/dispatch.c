@@ -85,6 +85,15 @@ static bool try_push(rm_server_t *s, rm_conn_t *c)
     c->lane = w->lane.index;
     c->state = RM_CONN_DISPATCHED;
     w->outstanding++;
+    if (c->upgrade_asked && !w->upgrade_noted) {
+        /* Once per worker: the app sees a plain request (a WebSocket route
+         * answers 404 or 400), and the reason belongs in the log. */
+        w->upgrade_noted = true;
+        RM_INFO("worker %u: a request asked to switch protocols (Upgrade); ringmaster does "
+                "not support upgrades yet (WebSocket included) and serves such requests as "
+                "plain HTTP/1.1",
+                w->lane.index);
+    }
     return true;
 }
 

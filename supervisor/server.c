@@ -247,15 +247,24 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
         return;
     }
     if (res == 0) {
-        /* The client closed its side. Finish what it asked for, then close. */
-        c->close_after = true;
+        /* The client closed its side (RFC 9112 9.6: that ends its sending,
+         * not the exchange). Every request that arrived whole before the FIN
+         * is answered, in order; then the connection closes. */
+        c->peer_eof = true;
         if (c->state == RM_CONN_DISPATCHED && c->meta_chunk != RM_CHUNK_NONE)
             /* An ASGI app waiting in receive() hears http.disconnect. */
             rm_wire_set_eof((rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk));
-        if (c->state == RM_CONN_READING && !c->parsing && c->out_head == RM_CHUNK_NONE)
-            rm_server_close_conn(s, c);
-        else if (c->state == RM_CONN_READING && c->parsing)
-            rm_server_close_conn(s, c); /* a request cut short */
+        if (c->state == RM_CONN_READING && !c->spill_waiting) {
+            /* The input is parsed already: at most a request cut short is
+             * left, which can never complete. */
+            c->close_after = true;
+            if (c->parsing || c->out_head == RM_CHUNK_NONE)
+                rm_server_close_conn(s, c);
+            else
+                rm_server_flush_output(s, c); /* closes once the answers are out */
+        }
+        /* Dispatched or queued: request_finished goes on with the requests
+         * queued behind it (rm_conn_process closes when they run out). */
         return;
     }
     if (res < 0) {
@@ -265,7 +274,7 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
         }
         if (res == -ECANCELED) {
             /* We paused reading (spill.c); it may have resumed meanwhile. */
-            if (!c->recv_paused && !c->recv_armed && !c->close_after)
+            if (!c->recv_paused && !c->recv_armed && !c->close_after && !c->peer_eof)
                 rm_server_arm_recv(s, c);
             return;
         }
@@ -276,7 +285,8 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
     }
     if (c->state == RM_CONN_READING)
         rm_conn_process(s, c);
-    if (!more && !c->recv_armed && !c->closing && !c->close_after && !c->recv_paused)
+    if (!more && !c->recv_armed && !c->closing && !c->close_after && !c->recv_paused &&
+        !c->peer_eof)
         rm_server_arm_recv(s, c);
 }
 

@@ -187,7 +187,7 @@ void rm_spill_on_write(rm_server_t *s, uint32_t conn_idx, uint32_t chunk, int re
         c->recv_paused = false;
         rm_conn_process(s, c);
         if (c->state != RM_CONN_FREE && !c->recv_armed && !c->closing && !c->close_after &&
-            !c->recv_paused)
+            !c->recv_paused && !c->peer_eof)
             rm_server_arm_recv(s, c);
     }
     if (c->spill_pending > 0)

@@ -194,6 +194,7 @@ int rm_worker_spawn(rm_server_t *s, uint32_t lane)
     w->exit_cause = RM_RESTART_CRASH;
     w->served = 0;
     w->served_limit = 0;
+    w->upgrade_noted = false;
     if (s->cfg->max_requests) {
         /* Jitter spreads the recycling of workers started together. */
         uint64_t j = s->cfg->max_requests_jitter;
@@ -780,6 +781,7 @@ int rm_worker_attach(rm_server_t *s, const rm_control_peer_t *peer, uint32_t *la
     w->spawned_ns = w->last_heartbeat_ns = rm_now_ns();
     w->app_gen = s->app_gen;
     w->served = w->served_limit = 0;
+    w->upgrade_noted = false;
     w->exit_cause = RM_RESTART_CRASH; /* unless we ask it to leave */
     w->python[0] = w->mode[0] = '\0';
     atomic_store_explicit(&w->lane.shared->worker_pid, peer->pid, memory_order_relaxed);

@@ -41,6 +41,11 @@ int rm_framed_head(rm_framed_t *r, int64_t total)
     int st = r->status;
 
     r->length = r->app_length >= 0 ? r->app_length : total;
+    /* RFC 9110 8.6: a HEAD response's Content-Length can only be the GET
+     * body's. An empty body for HEAD (Werkzeug returns [] for every HEAD)
+     * says nothing about it: announce none. */
+    if ((r->req_flags & RM_REQ_HEAD) && r->app_length < 0 && total == 0)
+        r->length = -1;
     r->bodyless = st < 200 || st == 204 || st == 304 || (r->req_flags & RM_REQ_HEAD);
     rm_out_put(r->out, r->head.p, r->status_len);
     if (!r->app_server)

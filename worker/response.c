@@ -641,11 +641,27 @@ static int write_head(rm_out_t *out, const rm_reply_t *r, uint32_t req_flags, ui
     return RM_OUT_LIT(out, "\r\n");
 }
 
+/* The Content-Length of a HEAD response whose app produced `total` bytes.
+ * RFC 9110 8.6: it may only be what the GET would send. A non-empty body is
+ * that (the app made the GET's body; we drop it); an empty one says nothing
+ * (Werkzeug and many apps return [] for every HEAD), so the app's own
+ * Content-Length, or none at all. */
+static int64_t head_length(const rm_reply_t *r, int64_t total)
+{
+    if (total != 0)
+        return total;
+    if (r->app_length_text == NULL || r->app_lengths != 1)
+        return -1;
+    return rm_out_parse_length(r->app_length_text, r->app_length_len);
+}
+
 /* A body of known length: the head and the body in one pass. */
 static int write_reply(rm_out_t *out, const rm_reply_t *r, uint32_t req_flags, uint8_t http_minor)
 {
     bool bodyless = status_bodyless(r->status);
     framing_t f = {.length = bodyless ? -1 : (int64_t)r->body_len};
+    if (!bodyless && (req_flags & RM_REQ_HEAD))
+        f.length = head_length(r, f.length);
 
     write_head(out, r, req_flags, http_minor, f);
     if (!bodyless && !(req_flags & RM_REQ_HEAD) && r->body_len > 0)
@@ -743,6 +759,8 @@ static int write_streamed(rm_out_t *out, const rm_reply_t *r, const rm_req_view_
             return bad(why, why_len, "the response body holds %s, not bytes", bad_type);
         f.length = bodyless ? -1 : n;
         f.packed = n >= 0;
+        if (!bodyless && (m->flags & RM_REQ_HEAD))
+            f.length = head_length(r, n);
     }
     if (f.length < 0 && !no_body) {
         f.chunked = m->http_minor >= 1;

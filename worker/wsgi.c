@@ -1003,7 +1003,8 @@ static int add_headers(const WsgiState *ws, PyObject *env, const rm_req_view_t *
 
 /* SCRIPT_NAME stays the template's (the root path, or ""). PATH_INFO is the
  * path percent-decoded, as latin-1 (PEP 3333: the bytes as they came, one
- * code point each), less the root path when the path starts with it. */
+ * code point each), less the root path when the path starts with it; "*"
+ * for OPTIONS *. */
 static int set_path(const WsgiState *ws, PyObject *env, const unsigned char *p, size_t n)
 {
     unsigned char stack[PATH_STACK], *heap = NULL;
@@ -1013,8 +1014,8 @@ static int set_path(const WsgiState *ws, PyObject *env, const unsigned char *p, 
 
     if (n == 0) /* an absolute-form target without a path */
         return PyDict_SetItem(env, R(ws, K_PATH_INFO), R(ws, V_SLASH));
-    if (p[0] != '/') /* "*" of OPTIONS */
-        return PyDict_SetItem(env, R(ws, K_PATH_INFO), R(ws, V_EMPTY));
+    /* The asterisk-form of OPTIONS * goes through as "*", as gunicorn gives
+     * it: an empty PATH_INFO would read as the root (Flask redirects it). */
     if (memchr(p, '%', n) != NULL) {
         unsigned char *out = n <= sizeof(stack) ? stack : (heap = PyMem_Malloc(n));
         if (out == NULL) {

@@ -67,6 +67,8 @@ typedef struct rm_conn {
     bool send_busy;
     bool keep_alive;      /* current request allows reuse */
     bool close_after;     /* close once the output queue drains */
+    bool peer_eof;        /* the client sent FIN: what it sent before is still answered */
+    bool upgrade_asked;   /* the request carries Upgrade (served as plain HTTP/1.1) */
     bool wants_buffers;   /* recv stopped on ENOBUFS; re-arm when chunks return */
     bool head_continue;   /* 100 Continue sent for this request */
     bool response_begun;  /* some response bytes were queued for this request */
@@ -168,6 +170,7 @@ typedef struct rm_worker {
     uint64_t heartbeat_served;  /* requests it says it answered */
     uint32_t outstanding;  /* requests dispatched and not finished */
     uint64_t served;
+    bool upgrade_noted;    /* told the log once that its upgrades are served as HTTP */
     rm_held_t *held;
     rm_lane_t lane;
     int loop_bell_fd;      /* the lane's loop bell: an eventfd an event-loop worker
