@@ -7,8 +7,12 @@
  * kernel wrote them to) until the current response has been queued.
  *
  * A head is parsed where it landed. Only when a head is split across reads is
- * it copied, once per read, into a reassembly chunk and parsed again from its
- * start (heads are bounded by --chunk-size, so this costs at most one chunk).
+ * it copied, once per read, into a buffer of the supervisor's own memory and
+ * parsed again from its start; once it is whole it is copied into one region
+ * chunk (heads are bounded by --chunk-size) and parsed there, so that the
+ * worker finds it in shared memory. A client dribbling a head thus holds a
+ * few hundred bytes of private memory, never a 16 KiB chunk of the region
+ * (all partial heads together are bounded by partial_head_budget).
  */
 #include "ringmaster/log.h"
 #include "ringmaster/server.h"
@@ -67,7 +71,8 @@ rm_conn_t *rm_conn_alloc(rm_server_t *s, int fd)
     c->state = RM_CONN_READING;
     c->in_head = c->in_tail = RM_CHUNK_NONE;
     c->out_head = c->out_tail = RM_CHUNK_NONE;
-    c->asm_chunk = RM_CHUNK_NONE;
+    c->head_buf = NULL;
+    c->head_buf_len = c->head_buf_cap = 0;
     c->meta_chunk = RM_CHUNK_NONE;
     c->body_pack = RM_CHUNK_NONE;
     c->body_pack_len = 0;
@@ -124,6 +129,38 @@ void rm_conn_drop_request(rm_server_t *s, rm_conn_t *c)
     c->response_begun = false;
 }
 
+static void head_buf_free(rm_server_t *s, rm_conn_t *c)
+{
+    s->partial_head_bytes -= c->head_buf_cap;
+    free(c->head_buf);
+    c->head_buf = NULL;
+    c->head_buf_len = c->head_buf_cap = 0;
+}
+
+/* Append n bytes of a head still arriving. The buffer doubles from 256 bytes
+ * (a typical head fits 1 KiB) up to the chunk size. False when the budget for
+ * partial heads, or memory, runs out. */
+static bool head_buf_append(rm_server_t *s, rm_conn_t *c, const char *data, uint32_t n)
+{
+    uint32_t need = c->head_buf_len + n;
+    if (need > c->head_buf_cap) {
+        uint32_t cap = c->head_buf_cap ? c->head_buf_cap : 256;
+        while (cap < need)
+            cap *= 2;
+        if (s->partial_head_bytes + (cap - c->head_buf_cap) > s->partial_head_budget)
+            return false;
+        char *grown = realloc(c->head_buf, cap);
+        if (!grown)
+            return false;
+        s->partial_head_bytes += cap - c->head_buf_cap;
+        c->head_buf = grown;
+        c->head_buf_cap = cap;
+    }
+    memcpy(c->head_buf + c->head_buf_len, data, n);
+    c->head_buf_len = need;
+    return true;
+}
+
 void rm_conn_release(rm_server_t *s, rm_conn_t *c)
 {
     if (c->ex.active && c->ex.scan.prefix_len > 0)
@@ -133,10 +170,7 @@ void rm_conn_release(rm_server_t *s, rm_conn_t *c)
     rm_conn_drop_request(s, c);
     drop_list(s, &c->in_head, &c->in_tail);
     drop_list(s, &c->out_head, &c->out_tail);
-    if (c->asm_chunk != RM_CHUNK_NONE) {
-        rm_chunk_unref(s, c->asm_chunk);
-        c->asm_chunk = RM_CHUNK_NONE;
-    }
+    head_buf_free(s, c);
     c->state = RM_CONN_FREE;
     c->fd = -1;
     c->gen = (c->gen + 1) & 0xffffff;
@@ -458,11 +492,7 @@ void rm_conn_abort_request(rm_server_t *s, rm_conn_t *c, int status)
     c->state = RM_CONN_READING;
     rm_conn_drop_request(s, c);
     drop_list(s, &c->in_head, &c->in_tail);
-    if (c->asm_chunk != RM_CHUNK_NONE) {
-        rm_chunk_unref(s, c->asm_chunk);
-        c->asm_chunk = RM_CHUNK_NONE;
-        c->asm_len = 0;
-    }
+    head_buf_free(s, c);
     if (c->closing || c->response_begun) {
         c->close_after = false;
         rm_server_close_conn(s, c);
@@ -546,50 +576,60 @@ static void process_input(rm_server_t *s, rm_conn_t *c)
                     return;
                 }
             } else {
-                /* Split head: start reassembling it. */
-                c->asm_chunk = rm_chunk_alloc(s);
-                if (c->asm_chunk == RM_CHUNK_NONE) {
+                /* Split head: gather it in private memory. */
+                if (len > pool->chunk_size || !head_buf_append(s, c, data, len)) {
                     parse_error(s, c, 503);
                     return;
                 }
-                memcpy(rm_chunk_pool_ptr(pool, c->asm_chunk), data, len);
-                c->asm_len = len;
                 used = len;
             }
         } else if (!head_was_done) {
-            /* Continue a split head: append and parse again from its start. */
-            char *abuf = (char *)rm_chunk_pool_ptr(pool, c->asm_chunk);
-            uint32_t before = c->asm_len;
+            /* Continue a split head: append and parse again from its start,
+             * without a body sink (nothing is kept from this pass). */
+            uint32_t before = c->head_buf_len;
             uint32_t room = pool->chunk_size - before;
             uint32_t add = len < room ? len : room;
-            memcpy(abuf + before, data, add);
-            c->asm_len += add;
-            rm_http_begin(&c->parser, &s->scratch_head, abuf, on_body_piece, s);
-            c->feed_chunk = c->asm_chunk;
-            r = rm_http_feed(&c->parser, abuf, c->asm_len, &used, &status);
+            if (!head_buf_append(s, c, data, add)) {
+                parse_error(s, c, 503);
+                return;
+            }
+            rm_http_begin(&c->parser, &s->scratch_head, c->head_buf, NULL, NULL);
+            r = rm_http_feed(&c->parser, c->head_buf, c->head_buf_len, &used, &status);
             if (r == RM_HTTP_ERROR) {
                 parse_error(s, c, status);
                 return;
             }
             if (!rm_http_head_done(&c->parser)) {
-                if (c->asm_len >= s->cfg->max_head) {
+                if (c->head_buf_len >= s->cfg->max_head) {
                     parse_error(s, c, 431);
                     return;
                 }
                 used = add;
             } else {
-                if (!write_head_meta(s, c, c->asm_chunk, 0)) {
+                /* Whole at last: into one chunk of the region, where the
+                 * worker will read it, and parsed there for good (the body
+                 * bytes that came with it go to the sink this time). */
+                uint32_t hc = rm_chunk_alloc(s);
+                if (hc == RM_CHUNK_NONE) {
                     parse_error(s, c, 503);
                     return;
                 }
+                char *hbuf = (char *)rm_chunk_pool_ptr(pool, hc);
+                uint32_t hlen = c->head_buf_len;
+                memcpy(hbuf, c->head_buf, hlen);
+                head_buf_free(s, c);
+                rm_http_begin(&c->parser, &s->scratch_head, hbuf, on_body_piece, s);
+                c->feed_chunk = hc;
+                r = rm_http_feed(&c->parser, hbuf, hlen, &used, &status);
+                if (r == RM_HTTP_ERROR || !rm_http_head_done(&c->parser) ||
+                    !write_head_meta(s, c, hc, 0)) {
+                    rm_chunk_unref(s, hc);
+                    parse_error(s, c, r == RM_HTTP_ERROR ? status : 503);
+                    return;
+                }
+                rm_chunk_unref(s, hc); /* the request holds its own reference */
                 /* Bytes of this read that the request used. */
                 used = r == RM_HTTP_COMPLETE ? (used > before ? used - before : 0) : add;
-            }
-            /* The request holds its own reference to the reassembly chunk. */
-            if (rm_http_head_done(&c->parser)) {
-                rm_chunk_unref(s, c->asm_chunk);
-                c->asm_chunk = RM_CHUNK_NONE;
-                c->asm_len = 0;
             }
         } else {
             /* Body bytes of a request whose head is done. */

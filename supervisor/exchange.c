@@ -121,9 +121,9 @@ void rm_exchange_capture_raw(rm_server_t *s, rm_conn_t *c)
         return;
     const char *data = NULL;
     uint32_t len = 0;
-    if (c->asm_chunk != RM_CHUNK_NONE) {
-        data = (const char *)rm_chunk_pool_ptr(&s->region.pool, c->asm_chunk);
-        len = c->asm_len;
+    if (c->head_buf) {
+        data = c->head_buf;
+        len = c->head_buf_len;
     } else if (c->in_head != RM_CHUNK_NONE) {
         data =
             (const char *)rm_chunk_pool_ptr(&s->region.pool, c->in_head) + s->chunk_off[c->in_head];

@@ -680,6 +680,7 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
     s->region.fd = -1;
     s->queue_head = s->queue_tail = UINT32_MAX;
     s->started_ns = rm_now_ns();
+    s->partial_head_budget = RM_PARTIAL_HEAD_BUDGET;
     s->control.listen_fd = -1;
     for (int i = 0; i < RM_CONTROL_CLIENTS; i++)
         s->control.clients[i].fd = -1;
