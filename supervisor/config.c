@@ -5,6 +5,7 @@
 #include "ringmaster/control_access.h"
 #include "ringmaster/cpus.h"
 #include "ringmaster/memlimit.h"
+#include "ringmaster/seccomp.h"
 #include "ringmaster/interface.h"
 
 #include <errno.h>
@@ -69,6 +70,7 @@ enum {
     OPT_USER,
     OPT_GROUP,
     OPT_ACCESS_LOG_QUERY,
+    OPT_WORKER_SECCOMP,
 };
 
 static const struct option options[] = {
@@ -119,6 +121,7 @@ static const struct option options[] = {
     {"user", required_argument, NULL, OPT_USER},
     {"group", required_argument, NULL, OPT_GROUP},
     {"access-log-query", required_argument, NULL, OPT_ACCESS_LOG_QUERY},
+    {"worker-seccomp", no_argument, NULL, OPT_WORKER_SECCOMP},
     {NULL, 0, NULL, 0},
 };
 
@@ -205,6 +208,9 @@ void rm_config_usage(void *fp)
           "                             workers as USER (name or uid; RINGMASTER_USER)\n"
           "      --group GROUP          with --user: this group instead of USER's primary one\n"
           "                             (RINGMASTER_GROUP)\n"
+          "      --worker-seccomp       workers run under a seccomp filter refusing ptrace,\n"
+          "                             mount, namespaces, bpf, kexec, io_uring, ...\n"
+          "                             (RINGMASTER_WORKER_SECCOMP=1; default off)\n"
           "      --control PATH         control socket for `ringmaster ctl` and attached workers,\n"
           "                             or 'none' (RINGMASTER_CONTROL; default\n"
           "                             $XDG_RUNTIME_DIR/ringmaster/PID.sock, /run/ringmaster/PID.sock\n"
@@ -731,6 +737,9 @@ static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
     if ((v = getenv("RINGMASTER_CONTROL_GROUP")) && *v &&
         (rc = parse_control_group(cfg, v, "RINGMASTER_CONTROL_GROUP", err, err_len)))
         return rc;
+    if ((v = getenv("RINGMASTER_WORKER_SECCOMP")) && *v &&
+        parse_flag_value(v, &cfg->worker_seccomp))
+        return fail(err, err_len, "RINGMASTER_WORKER_SECCOMP: expected 1 or 0, got '%s'", v);
     if ((v = getenv("RINGMASTER_ATTACH_ONLY")) && *v && parse_flag_value(v, &cfg->attach_only))
         return fail(err, err_len, "RINGMASTER_ATTACH_ONLY: expected 1 or 0, got '%s'", v);
     if ((v = getenv("RINGMASTER_LOG_LEVEL")) && *v && rm_log_parse_level(v, &cfg->log_level))
@@ -773,6 +782,9 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
                 return fail(err, err_len, "--access-log-query: expected off or on, got '%s'",
                             optarg);
             cfg->access_log_query = strcmp(optarg, "on") == 0;
+            break;
+        case OPT_WORKER_SECCOMP:
+            cfg->worker_seccomp = true;
             break;
         case OPT_USER:
             user = optarg;
@@ -986,6 +998,10 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
         return fail(err, err_len, "APP is empty");
     if (cfg->attach_only && !cfg->control_enabled)
         return fail(err, err_len, "--attach-only needs the control socket; drop --control none");
+    if (cfg->worker_seccomp && !rm_seccomp_supported())
+        return fail(err, err_len,
+                    "--worker-seccomp: this build knows the system calls of x86_64 and aarch64 "
+                    "only");
     if ((rc = rm_run_as_resolve(&cfg->run_as, user, group, geteuid(), getegid(), user_src,
                                 group_src, err, err_len)))
         return rc;

@@ -16,6 +16,7 @@
 #include "ringmaster/control.h"
 #include "ringmaster/log.h"
 #include "ringmaster/privileges.h"
+#include "ringmaster/seccomp.h"
 #include "ringmaster/server.h"
 
 #include <errno.h>
@@ -88,6 +89,12 @@ static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t p
     if (rc < 0) {
         dprintf(2, "ringmaster: error: worker %u: cannot drop privileges: %s: %s\n", lane, what,
                 strerror(-rc));
+        _exit(126);
+    }
+    /* After no_new_privs, which an unprivileged filter needs. */
+    if (s->cfg->worker_seccomp && (rc = rm_seccomp_install_worker_filter()) < 0) {
+        dprintf(2, "ringmaster: error: worker %u: --worker-seccomp: cannot install the filter: %s\n",
+                lane, strerror(-rc));
         _exit(126);
     }
     int lane_bell_fd = s->workers[lane].loop_bell_fd;

@@ -88,6 +88,7 @@ typedef struct rm_config {
     /* --user/--group: become this user once the sockets are bound (privileges.h);
      * run_as.enabled is false without --user or when it names who we are. */
     rm_run_as_t run_as;
+    bool worker_seccomp;        /* --worker-seccomp: workers run under seccomp.h's filter */
 } rm_config_t;
 
 /* Outcome of parsing, besides success (0). */

@@ -439,3 +439,65 @@ def test_access_log_query_on_keeps_them(start_server, tmp_path):
     assert json.loads(line)["path"] == "/id", line
     rc, err, _, _ = run_to_exit(["--access-log-query", "maybe", str(BASIC)], timeout=10)
     assert rc == 2 and "--access-log-query: expected off or on" in err, err
+
+
+# ---------------------------------------------------------------- --worker-seccomp
+
+def framework_env():
+    from test_wsgi_frameworks import venv_env
+
+    return venv_env()
+
+
+def http(port, method, path, body=None, headers=None):
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("framework", ["flask", "fastapi"])
+def test_worker_seccomp_with_flask_and_fastapi(start_server, framework):
+    """Real framework apps serve under the filter; the probe route shows
+    what it refuses (EPERM) and what it leaves alone (threads, subprocess)."""
+    env = framework_env()
+    if framework == "fastapi":
+        from test_asgi_frameworks import native_available
+
+        if not native_available():
+            pytest.skip("FastAPI is not installed in the framework venv")
+    iface = ["--interface", "wsgi"] if framework == "flask" else []
+    server = start_server(f"{APPS / 'seccomp_probe.py'}:{framework}_app", workers=1,
+                          args=iface + ["--worker-seccomp"], env=env)
+    (pid,) = server.wait_workers(1)
+    st = status_fields(pid)
+    assert st["Seccomp"] == "2" and st["NoNewPrivs"] == "1", (st["Seccomp"], st["NoNewPrivs"])
+    assert "--worker-seccomp: workers run under a seccomp filter" in server.stderr()
+    status, body = http(server.port, "GET", "/probe")
+    assert status == 200, body
+    got = json.loads(body)
+    EPERM = 1
+    assert got == {"ptrace": EPERM, "unshare": EPERM, "io_uring_setup": EPERM,
+                   "subprocess": 0, "thread": True}, got
+
+    # The framework's own test apps, unmodified, under the filter.
+    app = APPS / ("wsgi_flask.py" if framework == "flask" else "asgi_fastapi.py")
+    real = start_server(app, workers=1, args=iface + ["--worker-seccomp"], env=env)
+    status, body = http(real.port, "GET", "/")
+    assert status == 200, body
+    if framework == "fastapi":
+        status, body = http(real.port, "POST", "/items",
+                            body=json.dumps({"name": "x", "price": 2.5}),
+                            headers={"Content-Type": "application/json"})
+        assert status == 201, body
+
+
+def test_without_worker_seccomp_there_is_no_filter(start_server):
+    server = start_server(BASIC, workers=1)
+    (pid,) = server.wait_workers(1)
+    assert status_fields(pid)["Seccomp"] == "0"
