@@ -63,6 +63,7 @@ int rm_run_as_resolve(rm_run_as_t *out, const char *user, const char *group, uid
         out->gid = pw->pw_gid;
         out->has_name = true;
         snprintf(out->name, sizeof(out->name), "%s", pw->pw_name);
+        snprintf(out->home, sizeof(out->home), "%s", pw->pw_dir ? pw->pw_dir : "");
     } else if (parse_id(user, &id) && group && *group) {
         /* A uid with no account (a container's arbitrary uid): fine with an
          * explicit group, which is then its only group. */
@@ -233,6 +234,10 @@ int rm_priv_drop(const rm_run_as_t *as, char *err, size_t err_len)
      * supervisor might exec. */
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
         return fail(err, err_len, -errno, "--user %s: prctl(PR_SET_NO_NEW_PRIVS): %s", who,
+                    strerror(errno));
+    if (as->has_name && (setenv("USER", as->name, 1) < 0 || setenv("LOGNAME", as->name, 1) < 0 ||
+                         (as->home[0] && setenv("HOME", as->home, 1) < 0)))
+        return fail(err, err_len, -errno, "--user %s: setting HOME, USER, LOGNAME: %s", who,
                     strerror(errno));
     return 0;
 }

@@ -22,6 +22,7 @@ typedef struct rm_run_as {
     gid_t gid;     /* --group, else the user's primary group */
     bool has_name; /* `name` is in the password database: initgroups() it */
     char name[64]; /* the user's name, for initgroups and messages */
+    char home[256]; /* the user's home directory ("" without an account) */
 } rm_run_as_t;
 
 /* Resolve --user USER (a name or a numeric uid) and --group GROUP (a name or
@@ -39,8 +40,11 @@ int rm_run_as_resolve(rm_run_as_t *out, const char *user, const char *group, uid
  * bounding set emptied (root may), supplementary groups (initgroups, or
  * just the gid), real/effective/saved gid, then uid; then every capability
  * set is cleared. Each step is verified (the ids read back, root cannot be
- * regained, no capability left). Returns 0 or -errno with one readable line
- * in err; the caller must stop then, never run on as root. */
+ * regained, no capability left). Then HOME, USER and LOGNAME are set to the
+ * user's (when it has an account), as login and systemd's User= do, so that
+ * workers and the app do not look for files in root's home. Returns 0 or
+ * -errno with one readable line in err; the caller must stop then, never
+ * run on as root. */
 int rm_priv_drop(const rm_run_as_t *as, char *err, size_t err_len);
 
 /* In a freshly forked worker, before exec: PR_SET_NO_NEW_PRIVS, the ambient

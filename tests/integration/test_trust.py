@@ -140,6 +140,9 @@ def test_user_and_group_drop_everything(start_server):
         assert st["NoNewPrivs"] == "1", st["NoNewPrivs"]
         assert int(st["CapBnd"], 16) == 0, st["CapBnd"]
     assert "running as user nobody (uid 65534, gid 65534)" in server.stderr()
+    with open(f"/proc/{pids[0]}/environ", "rb") as f:
+        environ = dict(item.split(b"=", 1) for item in f.read().split(b"\0") if b"=" in item)
+    assert environ.get(b"USER") == b"nobody" and environ.get(b"HOME") == b"/nonexistent", environ
     assert "running as root without --user" not in server.stderr()
 
     # Still serves, and a body over --body-spill-size (2 MiB) goes through

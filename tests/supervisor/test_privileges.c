@@ -11,6 +11,7 @@
 #include <grp.h>
 #include <pwd.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -175,6 +176,8 @@ Test(privileges, drop_to_nobody_for_good)
     cr_assert(r == pw->pw_uid && e == pw->pw_uid && s == pw->pw_uid);
     cr_assert(rg == pw->pw_gid && eg == pw->pw_gid && sg == pw->pw_gid);
     cr_assert_neq(setuid(0), 0, "root came back");
+    cr_assert_str_eq(getenv("USER"), "nobody");
+    cr_assert_str_eq(getenv("HOME"), pw->pw_dir);
     assert_no_caps();
     char v[64];
     status_field("NoNewPrivs", v, sizeof(v));
