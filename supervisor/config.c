@@ -490,9 +490,11 @@ static int default_control_path(rm_config_t *cfg, char *err, size_t err_len)
 {
     char dir[sizeof(cfg->control_path)];
     /* The directory of the user the supervisor will run as: ctl run by that
-     * user finds the socket where it looks by default. */
+     * user finds the socket where it looks by default. XDG_RUNTIME_DIR is the
+     * invoking (root's) session's, which that user cannot enter. */
     uid_t uid = cfg->run_as.enabled ? cfg->run_as.uid : geteuid();
-    if (rm_control_default_dir(dir, sizeof(dir), getenv("XDG_RUNTIME_DIR"), uid) < 0 ||
+    const char *xdg = cfg->run_as.enabled ? NULL : getenv("XDG_RUNTIME_DIR");
+    if (rm_control_default_dir(dir, sizeof(dir), xdg, uid) < 0 ||
         (size_t)snprintf(cfg->control_path, sizeof(cfg->control_path), "%s/%d.sock", dir,
                          (int)getpid()) >= sizeof(cfg->control_path))
         return fail(err, err_len,

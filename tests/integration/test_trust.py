@@ -504,3 +504,25 @@ def test_without_worker_seccomp_there_is_no_filter(start_server):
     server = start_server(BASIC, workers=1)
     (pid,) = server.wait_workers(1)
     assert status_fields(pid)["Seccomp"] == "0"
+
+
+@needs_root
+def test_user_default_control_socket_is_the_users(start_server):
+    """Without --control, the socket goes where the user's own ctl looks:
+    /tmp/ringmaster-UID, not root's /run/ringmaster or root's session dir."""
+    spill = public_dir()
+    server = start_server(BASIC, workers=1, args=["--user", "nobody", "--spill-dir", str(spill)],
+                          env={"XDG_RUNTIME_DIR": str(public_dir(0o700))})
+    sock = Path(f"/tmp/ringmaster-{NOBODY}/{server.proc.pid}.sock")
+    assert wait_for(sock.exists, 5.0), server.stderr()
+    st, dst = os.stat(sock), os.lstat(sock.parent)
+    assert (st.st_uid, dst.st_uid, stat.S_IMODE(dst.st_mode)) == (NOBODY, NOBODY, 0o700)
+    out = subprocess.run([str(BINARY), "ctl", "--control", str(sock), "--json", "stats"],
+                         capture_output=True, text=True, timeout=10 * SLOW,
+                         env={"PATH": os.environ["PATH"]},
+                         preexec_fn=lambda: (os.setgroups([]), os.setgid(NOGROUP),
+                                             os.setuid(NOBODY)))
+    assert out.returncode == 0 and json.loads(out.stdout)["stats"]["pid"] == server.proc.pid, \
+        out.stderr
+    server.assert_clean_stop()
+    assert not sock.exists(), "the user removes its own socket at exit"
