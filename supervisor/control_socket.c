@@ -546,37 +546,52 @@ static rm_control_client_t *pick_victim(rm_control_socket_t *cs)
     return best;
 }
 
+/* A slot for a new client: a free one, or one made by pushing out another
+ * (pick_victim). Only a peer that may use the socket may push one out. */
+static rm_control_client_t *take_slot(rm_control_socket_t *cs, bool allowed, pid_t pid)
+{
+    for (int i = 0; i < RM_CONTROL_CLIENTS; i++)
+        if (cs->clients[i].fd < 0)
+            return &cs->clients[i];
+    if (!allowed) {
+        RM_WARN("control: %d clients already connected; refusing pid %d, which may not use "
+                "the socket anyway",
+                RM_CONTROL_CLIENTS, (int)pid);
+        return NULL;
+    }
+    rm_control_client_t *c = pick_victim(cs);
+    RM_WARN("control: %d clients already connected; dropping pid %d, %s", RM_CONTROL_CLIENTS,
+            (int)c->peer.pid, c->answered ? "idle the longest" : "the longest silent one");
+    client_close(c);
+    return c;
+}
+
 static void on_accept(rm_server_t *s, int res)
 {
     rm_control_socket_t *cs = &s->control;
     cs->accept_armed = false;
     if (res >= 0) {
-        rm_control_client_t *c = NULL;
-        for (int i = 0; i < RM_CONTROL_CLIENTS && !c; i++)
-            if (cs->clients[i].fd < 0)
-                c = &cs->clients[i];
+        rm_control_peer_t peer;
+        int rc = rm_control_peer_of(res, &peer);
+        bool allowed = rc == 0 && rm_control_peer_allowed(&cs->policy, &peer);
+        rm_control_client_t *c = take_slot(cs, allowed, peer.pid);
         if (!c) {
-            c = pick_victim(cs);
-            RM_WARN("control: %d clients already connected; dropping pid %d, %s",
-                    RM_CONTROL_CLIENTS, (int)c->peer.pid,
-                    c->answered ? "idle the longest" : "the longest silent one");
-            client_close(c);
-        }
-        {
+            close(res);
+        } else {
             uint64_t now = rm_now_ns();
             c->fd = res;
             c->in_len = 0;
+            c->peer = peer;
             c->answered = false;
             c->active_ns = now;
             c->deadline_ns = now + RM_CONTROL_REQUEST_MS * 1000000ull;
-            int rc = rm_control_peer_of(res, &c->peer);
-            if (rc < 0 || !rm_control_peer_allowed(&cs->policy, &c->peer)) {
-                RM_WARN("control: refused pid %d (uid %u, gid %u): %s", (int)c->peer.pid,
-                        (unsigned)c->peer.uid, (unsigned)c->peer.gid,
+            if (!allowed) {
+                RM_WARN("control: refused pid %d (uid %u, gid %u): %s", (int)peer.pid,
+                        (unsigned)peer.uid, (unsigned)peer.gid,
                         rc < 0 ? strerror(-rc) : "not the supervisor's uid, root or its group");
                 c->close_after = true;
                 refuse(s, c, RM_CTLP_NONE, "permission denied: uid %u may not use this socket",
-                       (unsigned)c->peer.uid);
+                       (unsigned)peer.uid);
             } else {
                 arm_recv(s, c);
             }
