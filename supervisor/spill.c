@@ -3,8 +3,9 @@
  *
  * A body stays in the region as a list of slices up to --body-spill-size (and
  * while the meta chunk has room for its slices). Past that, the request gets a
- * file in --spill-dir and every decoded piece is written there by io_uring at
- * its offset, straight from the chunk the kernel received it into: the chunk
+ * file in the supervisor's private directory inside --spill-dir (spill_dir.h)
+ * and every decoded piece is written there by io_uring at its offset,
+ * straight from the chunk the kernel received it into: the chunk
  * is referenced until the write completes, so memory stays bounded by the
  * chunk pool whatever the body's size (a slow disk stalls recv through the
  * provided-buffer ring, which is the backpressure). Small pieces (a chunked

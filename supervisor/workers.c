@@ -93,7 +93,8 @@ static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t p
     }
     /* After no_new_privs, which an unprivileged filter needs. */
     if (s->cfg->worker_seccomp && (rc = rm_seccomp_install_worker_filter()) < 0) {
-        dprintf(2, "ringmaster: error: worker %u: --worker-seccomp: cannot install the filter: %s\n",
+        dprintf(2,
+                "ringmaster: error: worker %u: --worker-seccomp: cannot install the filter: %s\n",
                 lane, strerror(-rc));
         _exit(126);
     }
