@@ -526,3 +526,89 @@ def test_user_default_control_socket_is_the_users(start_server):
         out.stderr
     server.assert_clean_stop()
     assert not sock.exists(), "the user removes its own socket at exit"
+
+
+# ---------------------------------------------------------------- attached workers and spilled bodies
+
+@pytest.fixture(scope="module")
+def system_attach_python():
+    """A venv of /usr/bin/python3 with ringmaster's package and extension:
+    an interpreter that another user (nobody) can run, unlike one under
+    root's home."""
+    from conftest import BUILD, ROOT
+
+    venv = BUILD / "attach-venv-sys"
+    python = venv / "bin" / "python"
+    if not python.exists():
+        subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
+        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+        for cmd in (pip + ["-r", str(ROOT / "tests" / "requirements-attach.txt")],
+                    pip + ["--no-build-isolation", "--no-deps", str(ROOT / "python")]):
+            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT))
+            if proc.returncode != 0:
+                pytest.skip(f"cannot build ringmaster's package for /usr/bin/python3: "
+                            f"{proc.stderr[-500:]}")
+    return python
+
+
+def attach_as(python, sock, uid, gid):
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen([str(python), "-m", "ringmaster.worker", "--attach", str(sock),
+                             "basic:app"], cwd=str(APPS), stdin=subprocess.DEVNULL, stdout=log,
+                            stderr=log, env={"PATH": os.environ["PATH"], "HOME": "/tmp"},
+                            preexec_fn=lambda: (os.setgroups([]), os.setgid(gid), os.setuid(uid)))
+
+    def output():
+        log.seek(0)
+        return log.read().decode("utf-8", "replace")
+
+    def ready():
+        if proc.poll() is not None:
+            raise AssertionError(f"attached worker exited {proc.returncode}:\n{output()}")
+        return [w for w in ctl_json(sock, "workers")["workers"]
+                if w["pid"] == proc.pid and w["state"] == "ready"]
+
+    wait_until(ready, 30, "the attached worker ready")
+    return proc, output
+
+
+@needs_root
+def test_attached_worker_of_the_users_uid_reads_spilled_bodies(start_server,
+                                                              system_attach_python):
+    spill, sock = public_dir(), public_dir() / "ctl.sock"
+    server = start_server(BASIC, workers=None,
+                          args=["--attach-only", "--user", "nobody", "--control", str(sock),
+                                "--spill-dir", str(spill), "--body-spill-size", "64K",
+                                "--max-body-size", "8M"])
+    proc, output = attach_as(system_attach_python, sock, NOBODY, NOGROUP)
+    try:
+        body = os.urandom(300000)
+        status, got = post_body(server.port, body, path="/echo")
+        assert status == 200 and got == body, (status, len(got), output())
+        assert wait_for(lambda: not spilled(spill), 5.0), spilled(spill)
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@needs_root
+def test_attached_worker_of_another_uid_cannot_read_a_root_supervisors_spill(
+        start_server, system_attach_python):
+    """Documented (docs/security.md): a root supervisor without --user lets a
+    --control-group member of another uid attach, but its private spill
+    directory is root's 0700: such a request is a 500, nothing leaks."""
+    spill, sock = public_dir(), public_dir() / "ctl.sock"
+    server = start_server(BASIC, workers=None,
+                          args=["--attach-only", "--control-group", "nogroup", "--control",
+                                str(sock), "--spill-dir", str(spill), "--body-spill-size", "64K",
+                                "--max-body-size", "8M"])
+    proc, output = attach_as(system_attach_python, sock, NOBODY, NOGROUP)
+    try:
+        status, _ = post_body(server.port, os.urandom(300000), path="/echo")
+        assert status == 500
+        assert wait_for(lambda: "Permission denied" in output(), 5.0), output()
+        status, got = post_body(server.port, b"small", path="/echo")
+        assert (status, got) == (200, b"small"), "bodies in shared memory still work"
+    finally:
+        proc.kill()
+        proc.wait()
