@@ -392,6 +392,29 @@ def test_a_client_that_never_finishes_its_request_is_dropped(start_server, tmp_p
     assert ctl_json(sock, "stats")["ok"] is True
 
 
+def test_a_client_that_does_not_read_its_answers_is_dropped(start_server, tmp_path):
+    """Pipelined requests whose answers are never read fill the socket; the
+    supervisor gives up on that client after 5 s and serves everyone else."""
+    sock = tmp_path / "ctl.sock"
+    server = start_server(BASIC, workers=1, args=["--control", str(sock)])
+    body = b"\x82\xa1v\x01\xa3cmd\xa5stats"  # {"v": 1, "cmd": "stats"}
+    frame = len(body).to_bytes(4, "big") + body
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(str(sock))
+        s.setblocking(False)
+        deadline = time.monotonic() + 3.0
+        sent = 0
+        while time.monotonic() < deadline:
+            try:
+                sent += s.send(frame * 64)
+            except BlockingIOError:
+                time.sleep(0.01)  # both buffers are full: the supervisor waits on us
+        assert sent > 64 * len(frame), sent
+        assert ctl_json(sock, "stats")["ok"] is True, "others are served meanwhile"
+        assert wait_for(lambda: "did not read its answer in time" in server.stderr(),
+                        8.0 * SLOW), server.stderr()
+
+
 # ---------------------------------------------------------------- the access log
 
 def read_log(path, count):
