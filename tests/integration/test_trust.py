@@ -522,10 +522,9 @@ def test_worker_seccomp_with_flask_and_fastapi(start_server, framework):
                             headers={"Content-Type": "application/json"})
         assert status == 201, body
 
-
-def test_without_worker_seccomp_there_is_no_filter(start_server):
-    server = start_server(BASIC, workers=1)
-    (pid,) = server.wait_workers(1)
+    # Off by default: the same app without the flag runs unfiltered.
+    plain = start_server(app, workers=1, args=iface, env=env)
+    (pid,) = plain.wait_workers(1)
     assert status_fields(pid)["Seccomp"] == "0"
 
 
@@ -630,6 +629,10 @@ def test_attached_worker_of_another_uid_cannot_read_a_root_supervisors_spill(
         status, _ = post_body(server.port, os.urandom(300000), path="/echo")
         assert status == 500
         assert wait_for(lambda: "Permission denied" in output(), 5.0), output()
+        # It was the private directory that kept it out: root's, 0700.
+        (mine,) = private_dirs(spill, 0)
+        assert re.search(rf"cannot open its spilled body {re.escape(str(mine))}/\d+\.body: "
+                         r"Permission denied", output()), output()
         status, got = post_body(server.port, b"small", path="/echo")
         assert (status, got) == (200, b"small"), "bodies in shared memory still work"
     finally:
