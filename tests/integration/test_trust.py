@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import socket
 import stat
 import subprocess
@@ -54,11 +55,24 @@ def assert_no_caps(pid, what):
     return st
 
 
+_PUBLIC_DIRS = []
+
+
+@pytest.fixture(autouse=True)
+def _remove_public_dirs():
+    """public_dir()s go once the test's servers are stopped (autouse
+    fixtures are set up first, so torn down last)."""
+    yield
+    while _PUBLIC_DIRS:
+        shutil.rmtree(_PUBLIC_DIRS.pop(), ignore_errors=True)
+
+
 def public_dir(mode=0o755):
     """A fresh directory under /tmp that other users can reach (pytest's
     tmp_path lives under a 0700 directory of root's)."""
     path = Path(tempfile.mkdtemp(prefix="rm-trust-", dir="/tmp"))
     path.chmod(mode)
+    _PUBLIC_DIRS.append(path)
     return path
 
 
