@@ -61,7 +61,8 @@ int rm_access_log_start(rm_access_log_t *log, const char *path)
     if (strcmp(path, "-") == 0) {
         log->fd = STDOUT_FILENO;
     } else {
-        log->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+        /* 0640: the log names clients and what they asked for. */
+        log->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
         if (log->fd < 0) {
             int err = errno;
             fprintf(stderr, "ringmaster: error: --access-log: cannot open %s: %s\n", path,

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -161,4 +162,26 @@ size_t rm_access_log_format_line(rm_access_log_format_t fmt, const rm_access_ent
         format_combined(&o, e);
     buf[o.len++] = '\n';
     return o.len;
+}
+
+size_t rm_access_log_target_len(const char *target, size_t len)
+{
+    const char *q = memchr(target, '?', len);
+    return q ? (size_t)(q - target) : len;
+}
+
+size_t rm_access_log_strip_query(char *line, size_t len)
+{
+    size_t out = 0;
+    bool in_query = false;
+    for (size_t i = 0; i < len; i++) {
+        char ch = line[i];
+        if (ch == '?')
+            in_query = true;
+        else if (ch == ' ')
+            in_query = false;
+        if (!in_query)
+            line[out++] = ch;
+    }
+    return out;
 }

@@ -5,6 +5,7 @@
 #include "ringmaster/control_access.h"
 #include "ringmaster/cpus.h"
 #include "ringmaster/memlimit.h"
+#include "ringmaster/seccomp.h"
 #include "ringmaster/interface.h"
 
 #include <errno.h>
@@ -66,6 +67,10 @@ enum {
     OPT_LIFESPAN,
     OPT_LOOP,
     OPT_MAX_CONCURRENCY,
+    OPT_USER,
+    OPT_GROUP,
+    OPT_ACCESS_LOG_QUERY,
+    OPT_WORKER_SECCOMP,
 };
 
 static const struct option options[] = {
@@ -113,6 +118,10 @@ static const struct option options[] = {
     {"lifespan", required_argument, NULL, OPT_LIFESPAN},
     {"loop", required_argument, NULL, OPT_LOOP},
     {"max-concurrency", required_argument, NULL, OPT_MAX_CONCURRENCY},
+    {"user", required_argument, NULL, OPT_USER},
+    {"group", required_argument, NULL, OPT_GROUP},
+    {"access-log-query", required_argument, NULL, OPT_ACCESS_LOG_QUERY},
+    {"worker-seccomp", no_argument, NULL, OPT_WORKER_SECCOMP},
     {NULL, 0, NULL, 0},
 };
 
@@ -193,6 +202,15 @@ void rm_config_usage(void *fp)
           "                             (RINGMASTER_ACCESS_LOG; default: off)\n"
           "      --access-log-format F  combined|json (RINGMASTER_ACCESS_LOG_FORMAT;\n"
           "                             default combined)\n"
+          "      --access-log-query off|on  keep query strings in the access log\n"
+          "                             (RINGMASTER_ACCESS_LOG_QUERY; default off: cut at '?')\n"
+          "      --user USER            started as root: bind, then run the supervisor and\n"
+          "                             workers as USER (name or uid; RINGMASTER_USER)\n"
+          "      --group GROUP          with --user: this group instead of USER's primary one\n"
+          "                             (RINGMASTER_GROUP)\n"
+          "      --worker-seccomp       workers run under a seccomp filter refusing ptrace,\n"
+          "                             mount, namespaces, bpf, kexec, io_uring, ...\n"
+          "                             (RINGMASTER_WORKER_SECCOMP=1; default off)\n"
           "      --control PATH         control socket for `ringmaster ctl` and attached workers,\n"
           "                             or 'none' (RINGMASTER_CONTROL; default\n"
           "                             $XDG_RUNTIME_DIR/ringmaster/PID.sock, /run/ringmaster/PID.sock\n"
@@ -471,7 +489,12 @@ static int parse_control_group(rm_config_t *cfg, const char *text, const char *s
 static int default_control_path(rm_config_t *cfg, char *err, size_t err_len)
 {
     char dir[sizeof(cfg->control_path)];
-    if (rm_control_default_dir(dir, sizeof(dir), getenv("XDG_RUNTIME_DIR"), geteuid()) < 0 ||
+    /* The directory of the user the supervisor will run as: ctl run by that
+     * user finds the socket where it looks by default. XDG_RUNTIME_DIR is the
+     * invoking (root's) session's, which that user cannot enter. */
+    uid_t uid = cfg->run_as.enabled ? cfg->run_as.uid : geteuid();
+    const char *xdg = cfg->run_as.enabled ? NULL : getenv("XDG_RUNTIME_DIR");
+    if (rm_control_default_dir(dir, sizeof(dir), xdg, uid) < 0 ||
         (size_t)snprintf(cfg->control_path, sizeof(cfg->control_path), "%s/%d.sock", dir,
                          (int)getpid()) >= sizeof(cfg->control_path))
         return fail(err, err_len,
@@ -641,6 +664,9 @@ static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
         return rc;
     if ((v = getenv("RINGMASTER_ACCESS_LOG")) && *v)
         cfg->access_log = v;
+    if ((v = getenv("RINGMASTER_ACCESS_LOG_QUERY")) && *v &&
+        parse_flag_value(v, &cfg->access_log_query))
+        return fail(err, err_len, "RINGMASTER_ACCESS_LOG_QUERY: expected off or on, got '%s'", v);
     if ((v = getenv("RINGMASTER_ACCESS_LOG_FORMAT")) && *v &&
         rm_access_log_parse_format(v, &cfg->access_log_format))
         return fail(err, err_len, "RINGMASTER_ACCESS_LOG_FORMAT: expected combined|json, got '%s'",
@@ -713,6 +739,9 @@ static int apply_env(rm_config_t *cfg, char *err, size_t err_len)
     if ((v = getenv("RINGMASTER_CONTROL_GROUP")) && *v &&
         (rc = parse_control_group(cfg, v, "RINGMASTER_CONTROL_GROUP", err, err_len)))
         return rc;
+    if ((v = getenv("RINGMASTER_WORKER_SECCOMP")) && *v &&
+        parse_flag_value(v, &cfg->worker_seccomp))
+        return fail(err, err_len, "RINGMASTER_WORKER_SECCOMP: expected 1 or 0, got '%s'", v);
     if ((v = getenv("RINGMASTER_ATTACH_ONLY")) && *v && parse_flag_value(v, &cfg->attach_only))
         return fail(err, err_len, "RINGMASTER_ATTACH_ONLY: expected 1 or 0, got '%s'", v);
     if ((v = getenv("RINGMASTER_LOG_LEVEL")) && *v && rm_log_parse_level(v, &cfg->log_level))
@@ -727,6 +756,8 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
     int rc, opt;
     uint64_t n;
     const char *flag_binary = NULL, *flag_python = NULL;
+    const char *user = getenv("RINGMASTER_USER"), *group = getenv("RINGMASTER_GROUP");
+    const char *user_src = "RINGMASTER_USER", *group_src = "RINGMASTER_GROUP";
     set_defaults(cfg);
     if ((rc = apply_env(cfg, err, err_len)))
         return rc;
@@ -747,6 +778,23 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
             if (!*optarg)
                 return fail(err, err_len, "--access-log: expected - or a path");
             cfg->access_log = optarg;
+            break;
+        case OPT_ACCESS_LOG_QUERY:
+            if (strcmp(optarg, "on") != 0 && strcmp(optarg, "off") != 0)
+                return fail(err, err_len, "--access-log-query: expected off or on, got '%s'",
+                            optarg);
+            cfg->access_log_query = strcmp(optarg, "on") == 0;
+            break;
+        case OPT_WORKER_SECCOMP:
+            cfg->worker_seccomp = true;
+            break;
+        case OPT_USER:
+            user = optarg;
+            user_src = "--user";
+            break;
+        case OPT_GROUP:
+            group = optarg;
+            group_src = "--group";
             break;
         case OPT_ACCESS_LOG_FORMAT:
             if (rm_access_log_parse_format(optarg, &cfg->access_log_format))
@@ -952,6 +1000,13 @@ int rm_config_parse(rm_config_t *cfg, int argc, char **argv, char *err, size_t e
         return fail(err, err_len, "APP is empty");
     if (cfg->attach_only && !cfg->control_enabled)
         return fail(err, err_len, "--attach-only needs the control socket; drop --control none");
+    if (cfg->worker_seccomp && !rm_seccomp_supported())
+        return fail(err, err_len,
+                    "--worker-seccomp: this build knows the system calls of x86_64 and aarch64 "
+                    "only");
+    if ((rc = rm_run_as_resolve(&cfg->run_as, user, group, geteuid(), getegid(), user_src,
+                                group_src, err, err_len)))
+        return rc;
     if (cfg->control_enabled && cfg->control_path_default &&
         (rc = default_control_path(cfg, err, err_len)))
         return rc;

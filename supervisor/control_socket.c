@@ -7,7 +7,10 @@
  * request frame is in, then the response goes out (straight away when the
  * socket takes it, else as a SEND), then the next receive. The socket's
  * peers are trusted to be the operator (SO_PEERCRED), but not to be well
- * behaved: a malformed or oversized frame closes that client, nothing else.
+ * behaved: a malformed or oversized frame closes that client, nothing else,
+ * and so does silence: each client has a deadline (a request within 1 s, an
+ * answer read within 5 s, 30 s idle between requests), and when every slot
+ * is taken a new client pushes out the one that waited longest unanswered.
  */
 #include "ringmaster/control_socket.h"
 #include "ringmaster/control.h"
@@ -15,9 +18,12 @@
 #include "ringmaster/log.h"
 #include "ringmaster/server.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,24 +42,48 @@ static uint64_t ud(enum rm_op op, const rm_control_client_t *c, uint32_t idx)
 
 /* ---- setup ------------------------------------------------------------- */
 
-/* The default directory: ours, 0700. An existing one must be ours and not
- * writable by others, or someone could swap the socket under us. */
-static int make_dir(const char *dir)
+/* The default directory: `owner`'s (the uid we run as after --user), 0700.
+ * An existing one must be theirs and not writable by others, or someone
+ * could swap the socket under us. One we create as root for --user is given
+ * to that user. */
+static int make_dir(const char *dir, uid_t owner, gid_t group)
 {
     struct stat st;
-    if (mkdir(dir, 0700) == 0) {
-        return 0;
-    }
-    if (errno != EEXIST)
+    bool made = mkdir(dir, 0700) == 0;
+    if (!made && errno != EEXIST)
         return -errno;
-    if (lstat(dir, &st) < 0)
-        return -errno;
-    if (!S_ISDIR(st.st_mode) || st.st_uid != geteuid() || (st.st_mode & 0022))
-        return -EPERM;
-    return 0;
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ELOOP || errno == ENOTDIR ? -EPERM : -errno;
+    int rc = 0;
+    if (made && geteuid() != owner && fchown(fd, owner, group) < 0)
+        rc = -errno;
+    else if (fstat(fd, &st) < 0)
+        rc = -errno;
+    else if (!S_ISDIR(st.st_mode) || st.st_uid != owner || (st.st_mode & 0022))
+        rc = -EPERM;
+    close(fd);
+    return rc;
 }
 
-/* A socket file left by a supervisor that died can go; a live one cannot. */
+/* Whether anyone accepts connections on the socket at `path`. */
+static bool accepting(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    bool live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return live;
+}
+
+/* A socket file left by a supervisor that died can go; a live one cannot.
+ * Right after a kill -9 the dead supervisor's listening socket lingers for a
+ * moment (the kernel tears its io_uring down asynchronously, and a pending
+ * accept holds the socket), so a connect that succeeds is retried for up to
+ * a second before the socket is taken to be live. */
 static int clear_stale(const char *path)
 {
     struct stat st;
@@ -61,16 +91,40 @@ static int clear_stale(const char *path)
         return errno == ENOENT ? 0 : -errno;
     if (!S_ISSOCK(st.st_mode))
         return -EEXIST;
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return -errno;
-    struct sockaddr_un sa = {.sun_family = AF_UNIX};
-    memcpy(sa.sun_path, path, strlen(path) + 1);
-    int live = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
-    close(fd);
-    if (live)
-        return -EADDRINUSE;
+    for (int tries = 0; accepting(path); tries++) {
+        if (tries == 20)
+            return -EADDRINUSE;
+        usleep(50000);
+    }
     return unlink(path) < 0 ? -errno : 0;
+}
+
+/* Sockets named PID.sock in the default directory whose supervisor died
+ * (kill -9, a crash) before it could remove them: the pid is gone and nobody
+ * accepts on the socket, which together prove the file is garbage (a live
+ * supervisor in another pid namespace still accepts). */
+static void sweep_dead(const char *dir, const char *mine)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        size_t digits = strspn(e->d_name, "0123456789");
+        if (digits == 0 || digits > 10 || strcmp(e->d_name + digits, ".sock") != 0)
+            continue;
+        char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) >= sizeof(path) ||
+            strcmp(path, mine) == 0)
+            continue;
+        long pid = strtol(e->d_name, NULL, 10);
+        if (pid <= 0 || pid > 0x3fffffff || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+            continue;
+        if (clear_stale(path) == 0)
+            RM_INFO("removed the control socket %s left by supervisor %ld, which is gone", path,
+                    pid);
+    }
+    closedir(d);
 }
 
 int rm_control_open(rm_server_t *s)
@@ -82,8 +136,12 @@ int rm_control_open(rm_server_t *s)
         cs->clients[i].fd = -1;
     if (!cfg->control_enabled)
         return 0;
+    /* With --user the socket is bound as root but served as that user: it
+     * is the owner who may use it (and attach). */
+    uid_t owner = cfg->run_as.enabled ? cfg->run_as.uid : geteuid();
+    gid_t owner_gid = cfg->run_as.enabled ? cfg->run_as.gid : getegid();
     cs->policy = (rm_control_policy_t){
-        .owner = geteuid(), .has_group = cfg->control_has_group, .group = cfg->control_group};
+        .owner = owner, .has_group = cfg->control_has_group, .group = cfg->control_group};
     snprintf(cs->path, sizeof(cs->path), "%s", cfg->control_path);
 
     const char *what = "";
@@ -92,7 +150,7 @@ int rm_control_open(rm_server_t *s)
         char dir[sizeof(cs->path)];
         snprintf(dir, sizeof(dir), "%s", cs->path);
         *strrchr(dir, '/') = '\0';
-        if ((rc = make_dir(dir)) < 0) {
+        if ((rc = make_dir(dir, owner, owner_gid)) < 0) {
             fprintf(stderr,
                     "ringmaster: error: control socket directory %s: %s%s; give --control PATH "
                     "or --control none\n",
@@ -100,6 +158,7 @@ int rm_control_open(rm_server_t *s)
                     rc == -EPERM ? " (not a directory of ours that only we can write)" : "");
             return rc;
         }
+        sweep_dead(dir, cs->path);
     }
     if ((rc = clear_stale(cs->path)) < 0) {
         what = rc == -EADDRINUSE ? " (another supervisor serves it)"
@@ -128,6 +187,14 @@ int rm_control_open(rm_server_t *s)
         (chown(cs->path, (uid_t)-1, cfg->control_group) < 0 || chmod(cs->path, 0660) < 0)) {
         rc = -errno;
         what = " (--control-group: cannot give the socket to that group)";
+        close(fd);
+        unlink(cs->path);
+        goto fail;
+    }
+    if (cfg->run_as.enabled &&
+        chown(cs->path, owner, cfg->control_has_group ? cfg->control_group : owner_gid) < 0) {
+        rc = -errno;
+        what = " (--user: cannot give the socket to that user)";
         close(fd);
         unlink(cs->path);
         goto fail;
@@ -173,7 +240,8 @@ static void client_close(rm_control_client_t *c)
     c->gen = (c->gen + 1) & 0xffffff;
     free(c->out);
     c->out = NULL;
-    c->recv_armed = c->send_busy = c->close_after = false;
+    c->recv_armed = c->send_busy = c->close_after = c->answered = false;
+    c->deadline_ns = 0;
 }
 
 static void arm_recv(rm_server_t *s, rm_control_client_t *c)
@@ -207,6 +275,7 @@ static void flush(rm_server_t *s, rm_control_client_t *c)
                                MSG_NOSIGNAL);
             io_uring_sqe_set_data64(sqe, ud(RM_OP_CONTROL_SEND, c, idx));
             c->send_busy = true;
+            c->deadline_ns = rm_now_ns() + RM_CONTROL_REPLY_MS * 1000000ull;
             return;
         }
         client_close(c); /* the client went away */
@@ -219,6 +288,12 @@ static void flush(rm_server_t *s, rm_control_client_t *c)
         client_close(c);
         return;
     }
+    c->answered = true;
+    c->active_ns = rm_now_ns();
+    /* Idle until the next request; a request already (partly) here had its
+     * second from when its first byte came, which is now at the latest. */
+    c->deadline_ns =
+        c->active_ns + (c->in_len ? RM_CONTROL_REQUEST_MS : RM_CONTROL_IDLE_MS) * 1000000ull;
     handle_input(s, c); /* a request sent before this response was read */
 }
 
@@ -452,29 +527,71 @@ static void handle_input(rm_server_t *s, rm_control_client_t *c)
     run_command(s, c, &req);
 }
 
+/* Who makes room for a new client when every slot is taken: the client that
+ * never got an answer and connected first (a silent one), else the one idle
+ * longest since its last answer. Clients being answered right now go last:
+ * they are about to finish on their own. */
+static rm_control_client_t *pick_victim(rm_control_socket_t *cs)
+{
+    rm_control_client_t *best = NULL;
+    int best_rank = 0;
+    for (int i = 0; i < RM_CONTROL_CLIENTS; i++) {
+        rm_control_client_t *c = &cs->clients[i];
+        int rank = c->out ? 0 : c->answered ? 1 : 2;
+        if (!best || rank > best_rank || (rank == best_rank && c->active_ns < best->active_ns)) {
+            best = c;
+            best_rank = rank;
+        }
+    }
+    return best;
+}
+
+/* A slot for a new client: a free one, or one made by pushing out another
+ * (pick_victim). Only a peer that may use the socket may push one out. */
+static rm_control_client_t *take_slot(rm_control_socket_t *cs, bool allowed, pid_t pid)
+{
+    for (int i = 0; i < RM_CONTROL_CLIENTS; i++)
+        if (cs->clients[i].fd < 0)
+            return &cs->clients[i];
+    if (!allowed) {
+        RM_WARN("control: %d clients already connected; refusing pid %d, which may not use "
+                "the socket anyway",
+                RM_CONTROL_CLIENTS, (int)pid);
+        return NULL;
+    }
+    rm_control_client_t *c = pick_victim(cs);
+    RM_WARN("control: %d clients already connected; dropping pid %d, %s", RM_CONTROL_CLIENTS,
+            (int)c->peer.pid, c->answered ? "idle the longest" : "the longest silent one");
+    client_close(c);
+    return c;
+}
+
 static void on_accept(rm_server_t *s, int res)
 {
     rm_control_socket_t *cs = &s->control;
     cs->accept_armed = false;
     if (res >= 0) {
-        rm_control_client_t *c = NULL;
-        for (int i = 0; i < RM_CONTROL_CLIENTS && !c; i++)
-            if (cs->clients[i].fd < 0)
-                c = &cs->clients[i];
+        rm_control_peer_t peer;
+        int rc = rm_control_peer_of(res, &peer);
+        bool allowed = rc == 0 && rm_control_peer_allowed(&cs->policy, &peer);
+        rm_control_client_t *c = take_slot(cs, allowed, peer.pid);
         if (!c) {
-            RM_WARN("control: %d clients already connected; refusing one more", RM_CONTROL_CLIENTS);
             close(res);
         } else {
+            uint64_t now = rm_now_ns();
             c->fd = res;
             c->in_len = 0;
-            int rc = rm_control_peer_of(res, &c->peer);
-            if (rc < 0 || !rm_control_peer_allowed(&cs->policy, &c->peer)) {
-                RM_WARN("control: refused pid %d (uid %u, gid %u): %s", (int)c->peer.pid,
-                        (unsigned)c->peer.uid, (unsigned)c->peer.gid,
+            c->peer = peer;
+            c->answered = false;
+            c->active_ns = now;
+            c->deadline_ns = now + RM_CONTROL_REQUEST_MS * 1000000ull;
+            if (!allowed) {
+                RM_WARN("control: refused pid %d (uid %u, gid %u): %s", (int)peer.pid,
+                        (unsigned)peer.uid, (unsigned)peer.gid,
                         rc < 0 ? strerror(-rc) : "not the supervisor's uid, root or its group");
                 c->close_after = true;
                 refuse(s, c, RM_CTLP_NONE, "permission denied: uid %u may not use this socket",
-                       (unsigned)c->peer.uid);
+                       (unsigned)peer.uid);
             } else {
                 arm_recv(s, c);
             }
@@ -513,8 +630,25 @@ void rm_control_on_cqe(rm_server_t *s, int op, uint32_t gen, uint32_t idx,
         client_close(c); /* done, or gone */
         return;
     }
+    if (c->in_len == 0 && c->answered) /* the first byte of a later request */
+        c->deadline_ns = rm_now_ns() + RM_CONTROL_REQUEST_MS * 1000000ull;
     c->in_len += (uint32_t)cqe->res;
     handle_input(s, c);
+}
+
+void rm_control_tick(rm_server_t *s, uint64_t now)
+{
+    for (int i = 0; i < RM_CONTROL_CLIENTS; i++) {
+        rm_control_client_t *c = &s->control.clients[i];
+        if (c->fd < 0 || now < c->deadline_ns)
+            continue;
+        RM_WARN("control: pid %d %s in time; disconnecting it", (int)c->peer.pid,
+                c->out        ? "did not read its answer"
+                : c->in_len   ? "did not finish its request"
+                : c->answered ? "stayed idle too long"
+                              : "sent no request");
+        client_close(c);
+    }
 }
 
 void rm_control_close(rm_server_t *s)

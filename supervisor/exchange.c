@@ -86,6 +86,8 @@ void rm_exchange_capture_head(rm_server_t *s, rm_conn_t *c)
     uint32_t rlen = ref ? cut(ref->value_len, FIELD_MAX) : 0;
     uint32_t alen = ua ? cut(ua->value_len, FIELD_MAX) : 0;
     uint32_t mlen = cut(m->method_len, METHOD_MAX), tlen = cut(m->target_len, TARGET_MAX);
+    if (!s->cfg->access_log_query) /* query strings carry tokens: not logged by default */
+        tlen = (uint32_t)rm_access_log_target_len(head + m->target_off, tlen);
     uint32_t line = mlen + 1 + tlen + 1 + (uint32_t)plen;
     char *p = malloc(line + rlen + alen);
     if (!p)
@@ -136,6 +138,8 @@ void rm_exchange_capture_raw(rm_server_t *s, rm_conn_t *c)
         return;
     memcpy(ex->req, data, n);
     ex->line_len = n;
+    if (!s->cfg->access_log_query)
+        ex->line_len = (uint32_t)rm_access_log_strip_query(ex->req, n);
 }
 
 static void peer_text(const struct sockaddr_storage *ss, char *buf, size_t len)

@@ -9,6 +9,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 int main(int argc, char **argv)
 {
@@ -26,6 +27,13 @@ int main(int argc, char **argv)
     rm_log_conf.level = cfg.log_level;
     rm_log_conf.format = cfg.log_format;
     rm_log_conf.role = "supervisor";
+    if (geteuid() == 0 && !cfg.run_as.enabled)
+        RM_WARN("running as root without --user: the supervisor keeps root (workers run as "
+                "uid 0, without capabilities); give --user USER to run as that user once the "
+                "sockets are bound (docs/security.md)");
+    if (cfg.worker_seccomp)
+        RM_INFO("--worker-seccomp: workers run under a seccomp filter (ptrace, mount, namespaces, "
+                "bpf, kexec, io_uring and more fail with EPERM; docs/security.md)");
     if (cfg.max_rss_from_limit)
         RM_INFO("memory limit %llu MiB: --max-rss defaults to %llu MiB per worker "
                 "(80%% shared by up to %u workers)",

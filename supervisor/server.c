@@ -13,6 +13,7 @@
  */
 #include "ringmaster/listen_fds.h"
 #include "ringmaster/log.h"
+#include "ringmaster/privileges.h"
 #include "ringmaster/server.h"
 #include "ringmaster/wire.h"
 
@@ -671,6 +672,27 @@ static void raise_fd_limit(const rm_config_t *cfg)
                 (unsigned long long)rl.rlim_cur, cfg->max_connections);
 }
 
+static void log_sweep(const char *line)
+{
+    RM_INFO("%s", line);
+}
+
+/* The private spill directory (spill_dir.h), after removing what dead
+ * instances of the same user left; given to --user's user. */
+static int open_spill_dir(rm_server_t *s)
+{
+    const rm_config_t *cfg = s->cfg;
+    uid_t uid = cfg->run_as.enabled ? cfg->run_as.uid : geteuid();
+    gid_t gid = cfg->run_as.enabled ? cfg->run_as.gid : getegid();
+    char why[1400];
+    int rc = rm_spill_dir_sweep(cfg->spill_dir, uid, log_sweep);
+    if (rc < 0)
+        RM_WARN("--spill-dir %s: cannot look for leftovers: %s", cfg->spill_dir, strerror(-rc));
+    if ((rc = rm_spill_dir_open(&s->spill_dir, cfg->spill_dir, uid, gid, why, sizeof(why))) < 0)
+        fprintf(stderr, "ringmaster: error: %s\n", why);
+    return rc;
+}
+
 static int setup(rm_server_t *s, const rm_config_t *cfg)
 {
     memset(s, 0, sizeof(*s));
@@ -682,6 +704,7 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
     s->started_ns = rm_now_ns();
     s->partial_head_budget = RM_PARTIAL_HEAD_BUDGET;
     s->control.listen_fd = -1;
+    s->spill_dir.fd = -1;
     for (int i = 0; i < RM_CONTROL_CLIENTS; i++)
         s->control.clients[i].fd = -1;
 
@@ -752,8 +775,11 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
     }
     rm_deadline_init(s);
     raise_fd_limit(cfg);
-    if ((rc = open_listener(s)) || (rc = rm_metrics_start(s)) || (rc = setup_ring(s)) ||
-        (rc = rm_control_open(s)))
+    /* Everything that may need root first (privileged ports, directories
+     * only root may write); then --user takes root away for good, before
+     * the ring and the workers exist. */
+    if ((rc = open_listener(s)) || (rc = rm_metrics_start(s)) || (rc = rm_control_open(s)) ||
+        (rc = open_spill_dir(s)))
         return rc;
     if (cfg->access_log) {
         s->access_log_format = cfg->access_log_format;
@@ -765,7 +791,16 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
         if ((rc = rm_access_log_start(&s->access_log, cfg->access_log)))
             return rc;
     }
-    return 0;
+    char drop_err[256];
+    if ((rc = rm_priv_drop(&cfg->run_as, drop_err, sizeof(drop_err)))) {
+        fprintf(stderr, "ringmaster: error: %s\n", drop_err);
+        return rc;
+    }
+    if (cfg->run_as.enabled)
+        RM_INFO("running as user %s (uid %u, gid %u); sockets and directories were opened as "
+                "root",
+                cfg->run_as.name, (unsigned)cfg->run_as.uid, (unsigned)cfg->run_as.gid);
+    return setup_ring(s);
 }
 
 static void teardown(rm_server_t *s)
@@ -778,6 +813,7 @@ static void teardown(rm_server_t *s)
     if (s->buf_ring)
         munmap(s->buf_ring, s->buf_ring_size);
     rm_control_close(s); /* after the ring: no operation still uses its buffers */
+    rm_spill_dir_close(&s->spill_dir); /* after the ring: no write still targets it */
     for (uint32_t i = 0; s->workers && i < s->worker_count; i++) {
         rm_held_release_all(s, &s->workers[i]);
         if (s->workers[i].ctl_fd >= 0)
@@ -850,6 +886,7 @@ int rm_server_run(const rm_config_t *cfg)
             buf_refill_missing(s);
         rm_deadline_expire(s, now);
         rm_metrics_tick(s, now);
+        rm_control_tick(s, now);
         if (s->accept_paused_until_ns && now >= s->accept_paused_until_ns) {
             s->accept_paused_until_ns = 0;
             if (!s->accept_armed && !s->stopping && s->listen_fd >= 0)

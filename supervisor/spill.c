@@ -3,8 +3,9 @@
  *
  * A body stays in the region as a list of slices up to --body-spill-size (and
  * while the meta chunk has room for its slices). Past that, the request gets a
- * file in --spill-dir and every decoded piece is written there by io_uring at
- * its offset, straight from the chunk the kernel received it into: the chunk
+ * file in the supervisor's private directory inside --spill-dir (spill_dir.h)
+ * and every decoded piece is written there by io_uring at its offset,
+ * straight from the chunk the kernel received it into: the chunk
  * is referenced until the write completes, so memory stays bounded by the
  * chunk pool whatever the body's size (a slow disk stalls recv through the
  * provided-buffer ring, which is the backpressure). Small pieces (a chunked
@@ -22,6 +23,7 @@
  */
 #include "ringmaster/log.h"
 #include "ringmaster/server.h"
+#include "ringmaster/spill_dir.h"
 #include "ringmaster/wire.h"
 
 #include <errno.h>
@@ -32,10 +34,11 @@
 
 #define SPILL_LAG_MAX (4u << 20)
 
+/* Files live in the supervisor's private directory (spill_dir.h): a name
+ * there cannot have been taken or planted by anyone else. */
 static int spill_path(const rm_server_t *s, const rm_conn_t *c, char *buf, size_t len)
 {
-    return snprintf(buf, len, "%s/ringmaster-%d-%llu.body", s->cfg->spill_dir, (int)getpid(),
-                    (unsigned long long)c->spill_seq);
+    return rm_spill_dir_file_path(&s->spill_dir, c->spill_seq, buf, len);
 }
 
 bool rm_spill_throttled(const rm_conn_t *c)
@@ -83,13 +86,13 @@ static void write_in_place(rm_server_t *s, rm_conn_t *c, uint32_t chunk, const v
 
 bool rm_spill_begin(rm_server_t *s, rm_conn_t *c, const rm_slice_t *slices, uint32_t count)
 {
-    char path[sizeof(s->cfg->spill_dir) + 64];
+    char path[RM_SPILL_DIR_PATH_MAX + 32];
 
     c->spill_seq = ++s->spill_seq; /* unique within this process: names only */
     spill_path(s, c, path, sizeof(path));
-    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int fd = rm_spill_dir_create(&s->spill_dir, c->spill_seq);
     if (fd < 0) {
-        int err = errno;
+        int err = -fd;
         RM_ERROR("cannot spill a request body to %s: %s", path, strerror(err));
         c->sink_status = err == ENOSPC || err == EDQUOT ? 507 : 500;
         return false;
@@ -217,10 +220,11 @@ void rm_spill_drop(rm_server_t *s, rm_conn_t *c)
         return;
     if (c->spill_pending > 0)
         io_uring_submit(&s->ring); /* queued writes take the file before it closes */
-    char path[sizeof(s->cfg->spill_dir) + 64];
+    char path[RM_SPILL_DIR_PATH_MAX + 32];
     spill_path(s, c, path, sizeof(path));
-    if (unlink(path) < 0 && errno != ENOENT)
-        RM_WARN("removing spilled body %s: %s", path, strerror(errno));
+    int rc = rm_spill_dir_unlink(&s->spill_dir, c->spill_seq);
+    if (rc < 0 && rc != -ENOENT)
+        RM_WARN("removing spilled body %s: %s", path, strerror(-rc));
     close(c->spill_fd);
     c->spill_fd = -1;
     c->spill_len = 0;

@@ -3,7 +3,9 @@
  *
  * Each worker is fork+exec'd with the region's memfd, the doorbell eventfd
  * and one end of a control socketpair inherited. PR_SET_PDEATHSIG makes the
- * kernel kill it if the supervisor dies, so no worker outlives us.
+ * kernel kill it if the supervisor dies, so no worker outlives us. Before
+ * exec it sets PR_SET_NO_NEW_PRIVS and empties its capabilities
+ * (privileges.h).
  *
  * An attached worker (docs/attach.md) gets the same three descriptors over
  * the control socket instead. It is not our child: its death is seen on a
@@ -13,6 +15,8 @@
  */
 #include "ringmaster/control.h"
 #include "ringmaster/log.h"
+#include "ringmaster/privileges.h"
+#include "ringmaster/seccomp.h"
 #include "ringmaster/server.h"
 
 #include <errno.h>
@@ -78,6 +82,22 @@ static void exec_worker(const rm_server_t *s, uint32_t lane, int ctl_fd, pid_t p
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent)
         _exit(1); /* the supervisor died before we set PDEATHSIG */
+    /* The app gets no capability and can never gain one (set-id binaries,
+     * file caps), whoever the supervisor runs as (docs/security.md). */
+    const char *what = "";
+    int rc = rm_priv_lock_down_child(&what);
+    if (rc < 0) {
+        dprintf(2, "ringmaster: error: worker %u: cannot drop privileges: %s: %s\n", lane, what,
+                strerror(-rc));
+        _exit(126);
+    }
+    /* After no_new_privs, which an unprivileged filter needs. */
+    if (s->cfg->worker_seccomp && (rc = rm_seccomp_install_worker_filter()) < 0) {
+        dprintf(2,
+                "ringmaster: error: worker %u: --worker-seccomp: cannot install the filter: %s\n",
+                lane, strerror(-rc));
+        _exit(126);
+    }
     int lane_bell_fd = s->workers[lane].loop_bell_fd;
     if (keep_open(s->region.fd) || keep_open(ctl_fd) || keep_open(s->doorbell_fd) ||
         keep_open(lane_bell_fd))

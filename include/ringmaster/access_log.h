@@ -55,6 +55,15 @@ typedef struct rm_access_entry {
 size_t rm_access_log_format_line(rm_access_log_format_t fmt, const rm_access_entry_t *e, char *out,
                                  size_t cap);
 
+/* --access-log-query off: the length of `target` without its query string
+ * (everything from the first '?'). Pure. */
+size_t rm_access_log_target_len(const char *target, size_t len);
+
+/* The same for a raw request line ("METHOD TARGET PROTO", possibly
+ * malformed): removes, in place, each run from a '?' to the next space or the
+ * end. Returns the new length. Pure. */
+size_t rm_access_log_strip_query(char *line, size_t len);
+
 #define RM_ACCESS_LOG_BUFFER (1u << 20) /* bytes of lines waiting for the writer */
 
 typedef struct rm_access_log {
@@ -73,6 +82,8 @@ typedef struct rm_access_log {
 } rm_access_log_t;
 
 /* Open `path` ("-" = standard output) for appending and start the writer.
+ * A file is created mode 0640 (client addresses and paths are not for every
+ * local user); an existing file keeps its mode.
  * Returns 0, or -errno after printing one readable line. */
 int rm_access_log_start(rm_access_log_t *log, const char *path);
 

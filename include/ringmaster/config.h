@@ -10,6 +10,7 @@
 
 #include "ringmaster/access_log.h"
 #include "ringmaster/log.h"
+#include "ringmaster/privileges.h"
 
 #include <limits.h>
 #include <stdbool.h>
@@ -29,6 +30,7 @@ typedef struct rm_config {
     const char *access_log;     /* --access-log: "-" (stdout) or a path; NULL: off.
                                    Borrowed: argv or environ */
     rm_access_log_format_t access_log_format; /* --access-log-format */
+    bool access_log_query;      /* --access-log-query on: keep query strings in the log */
     uint32_t workers;           /* resolved count, >= 1 */
     uint32_t threads;           /* Python threads per worker */
     const char *mode;           /* static: "auto", "gil", "subinterpreters", "free-threaded" */
@@ -83,6 +85,10 @@ typedef struct rm_config {
     bool control_has_group;     /* --control-group given */
     gid_t control_group;        /* its gid: members may use the socket (mode 0660) */
     bool attach_only;           /* --attach-only: no embedded workers, APP optional */
+    /* --user/--group: become this user once the sockets are bound (privileges.h);
+     * run_as.enabled is false without --user or when it names who we are. */
+    rm_run_as_t run_as;
+    bool worker_seccomp;        /* --worker-seccomp: workers run under seccomp.h's filter */
 } rm_config_t;
 
 /* Outcome of parsing, besides success (0). */

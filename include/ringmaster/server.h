@@ -24,6 +24,7 @@
 #include "ringmaster/http_date.h"
 #include "ringmaster/http_parse.h"
 #include "ringmaster/region.h"
+#include "ringmaster/spill_dir.h"
 #include "ringmaster/wire.h"
 
 #include <liburing.h>
@@ -96,7 +97,7 @@ typedef struct rm_conn {
     uint64_t spill_pack_off;  /* file offset of spill_pack's first byte */
     uint64_t spill_len;       /* body bytes handed to the file */
     uint64_t spill_written;   /* bytes the kernel says it wrote */
-    uint64_t spill_seq;       /* names the file: SPILL_DIR/ringmaster-PID-SEQ.body */
+    uint64_t spill_seq;       /* names the file: SEQ.body in the private spill dir */
     rm_exchange_t ex;     /* the current exchange, for metrics and the access log */
 
     /* Input: received chunks not yet fully parsed, linked through chunk_next. */
@@ -237,6 +238,7 @@ typedef struct rm_server {
     uint64_t timer_ns[RM_TIMER_KINDS]; /* duration of each kind */
     uint64_t next_req_seq;
     uint64_t spill_seq;    /* names spilled bodies */
+    rm_spill_dir_t spill_dir; /* our private directory in --spill-dir (spill_dir.h) */
 
     rm_worker_t *workers;
     uint32_t worker_count;   /* slots (= lanes): twice the pool, so replacements can

@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import socket
 import threading
 import time
@@ -17,6 +18,12 @@ from conftest import APPS, SLOW, wait_for
 
 APP = APPS / "body_hash.py"
 TIMEOUT = 60.0 * SLOW
+
+
+def spilled_files(spill):
+    """The spilled bodies under --spill-dir: they live in the supervisor's
+    private directory inside it (ringmaster-UID-PID.XXXXXX/N.body)."""
+    return sorted(spill.rglob("*.body"))
 
 
 def start(start_server, tmp_path, *args, native=False):
@@ -115,7 +122,7 @@ def test_body_over_the_spill_size_goes_through_a_file_that_is_removed(start_serv
     body = os.urandom(3 << 20)
     got = post(server, [body])
     assert got == {"length": len(body), "sha256": digest_of([body]), "spilled": 1}
-    assert wait_for(lambda: not list(spill.iterdir()), 5.0), list(spill.iterdir())
+    assert wait_for(lambda: not spilled_files(spill), 5.0), spilled_files(spill)
 
 
 def test_chunked_body_moves_to_a_file_when_it_grows(start_server, tmp_path):
@@ -132,7 +139,7 @@ def test_chunked_body_moves_to_a_file_when_it_grows(start_server, tmp_path):
     lines = [b"line %d %s\n" % (i, b"x" * rnd.randrange(0, 3000)) for i in range(2000)]
     got = post(server, lines, chunked=True, path="/?lines=1")
     assert got["sha256"] == digest_of(lines) and got["spilled"] == 1
-    assert wait_for(lambda: not list(spill.iterdir()), 5.0), list(spill.iterdir())
+    assert wait_for(lambda: not spilled_files(spill), 5.0), spilled_files(spill)
 
 
 def test_native_request_body_reads_a_spilled_body_whole(start_server, tmp_path):
@@ -181,13 +188,13 @@ def test_spilled_body_over_max_body_size_is_413_and_leaves_no_file(start_server,
     # The supervisor lingers (reads and drops the rest) rather than closing on
     # unread bytes, so no reset destroys the answer (RFC 9112 9.6).
     assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
-    assert wait_for(lambda: not list(spill.iterdir()), 5.0), list(spill.iterdir())
+    assert wait_for(lambda: not spilled_files(spill), 5.0), spilled_files(spill)
     assert post(server, [b"still serving"])["length"] == 13
 
 
 def test_unwritable_spill_dir_is_500_with_a_log_line(start_server, tmp_path):
     server, spill = start(start_server, tmp_path, "--body-spill-size", "1K")
-    os.rmdir(spill)  # the directory vanished under the server
+    shutil.rmtree(spill)  # the directory (and our private one in it) vanished under the server
     body = post(server, [os.urandom(100000)], expect_status=500)
     assert b"500" in body
     assert wait_for(lambda: "cannot spill a request body" in server.stderr(), 5.0), \
@@ -201,8 +208,8 @@ def test_client_leaving_mid_upload_leaves_no_file(start_server, tmp_path):
     with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as sock:
         sock.sendall(b"POST / HTTP/1.1\r\nHost: t\r\nContent-Length: 50000000\r\n\r\n")
         sock.sendall(os.urandom(2 << 20))
-        assert wait_for(lambda: list(spill.iterdir()), 5.0), "no spill file appeared"
-    assert wait_for(lambda: not list(spill.iterdir()), 5.0), list(spill.iterdir())
+        assert wait_for(lambda: spilled_files(spill), 5.0), "no spill file appeared"
+    assert wait_for(lambda: not spilled_files(spill), 5.0), spilled_files(spill)
     assert post(server, [b"abc"])["length"] == 3
 
 
@@ -236,4 +243,4 @@ def test_one_gib_upload_is_hashed_with_supervisor_memory_bounded(start_server, t
     assert got["length"] == count << 20 and got["sha256"] == expected.hexdigest()
     assert got["spilled"] == 1
     assert peak[0] < 64 * 1024, f"supervisor VmRSS peaked at {peak[0]} KiB"
-    assert wait_for(lambda: not list(spill.iterdir()), 5.0), list(spill.iterdir())
+    assert wait_for(lambda: not spilled_files(spill), 5.0), spilled_files(spill)

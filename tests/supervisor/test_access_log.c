@@ -151,3 +151,18 @@ Test(resp_scan, malformed_status_is_zero)
     rm_resp_scan_feed(&t, "HTTP/1.1 700 X\r\n\r\n", 18);
     cr_assert_eq(rm_resp_scan_status(&t), 0);
 }
+
+Test(access_log, query_strings_cut)
+{
+    cr_assert_eq(rm_access_log_target_len("/a?b=1", 6), 2);
+    cr_assert_eq(rm_access_log_target_len("/a", 2), 2);
+    cr_assert_eq(rm_access_log_target_len("?", 1), 0);
+    char line[] = "GET /x?token=s3cret&y=2 HTTP/1.1";
+    size_t n = rm_access_log_strip_query(line, strlen(line));
+    cr_assert_eq(n, strlen("GET /x HTTP/1.1"));
+    cr_assert(memcmp(line, "GET /x HTTP/1.1", n) == 0, "%.*s", (int)n, line);
+    char raw[] = "BAD\x01 /p?a b?c";
+    n = rm_access_log_strip_query(raw, strlen(raw));
+    cr_assert(memcmp(raw, "BAD\x01 /p b", n) == 0 && n == strlen("BAD\x01 /p b"), "%.*s",
+              (int)n, raw);
+}

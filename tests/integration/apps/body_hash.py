@@ -2,8 +2,8 @@
 
 WSGI (`app`): every request's wsgi.input is read in 1 MiB pieces (or line by
 line with ?lines=1) and answered with JSON {"length", "sha256", "spilled"}:
-"spilled" counts the files in RM_TEST_SPILL_DIR while the request runs (the
-supervisor's spilled bodies). `native_app`: the same from request.body.
+"spilled" counts the *.body files under RM_TEST_SPILL_DIR while the request
+runs (the supervisor's spilled bodies, in its private directory there). `native_app`: the same from request.body.
 """
 
 import hashlib
@@ -15,10 +15,10 @@ def _spilled():
     spill_dir = os.environ.get("RM_TEST_SPILL_DIR")
     if not spill_dir:
         return None
-    try:
-        return len([n for n in os.listdir(spill_dir) if n.endswith(".body")])
-    except FileNotFoundError:
+    if not os.path.isdir(spill_dir):
         return -1
+    # The supervisor spills into a private directory of its own in there.
+    return sum(1 for _, _, files in os.walk(spill_dir) for n in files if n.endswith(".body"))
 
 
 def app(environ, start_response):
