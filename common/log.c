@@ -248,6 +248,13 @@ void rm_log_drop_detail(void)
     rm_log_hold_detail(NULL);
 }
 
+char *rm_log_take_detail(void)
+{
+    char *text = held_detail;
+    held_detail = NULL;
+    return text;
+}
+
 static void vwrite(rm_log_level_t level, const char *detail, const char *fmt, va_list ap)
 {
     char msg[MSG_MAX];

@@ -64,6 +64,10 @@ void rm_log_hold_detail(char *text);
  * ended without an error record: the client left). */
 void rm_log_drop_detail(void);
 
+/* Take the calling thread's held detail back (the caller owns it; NULL if
+ * none), to hold it again after logging another error in between. */
+char *rm_log_take_detail(void);
+
 #define RM_LOG(lvl, ...)                                                                           \
     do {                                                                                           \
         if ((lvl) <= rm_log_conf.level)                                                            \

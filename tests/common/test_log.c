@@ -257,6 +257,21 @@ Test(log, held_detail_goes_to_the_next_error_record_only)
     rec = packet();
     cr_assert_null(strstr(rec, "Traceback"), "a dropped detail was logged: %s", rec);
     free(rec);
+    /* Taken back around another error, then held again: each record its own. */
+    rm_log_hold_detail(strdup(trace));
+    char *mine = rm_log_take_detail();
+    cr_assert_str_eq(mine, trace);
+    rm_log_hold_detail(strdup("ValueError: close failed\n"));
+    RM_ERROR("close() raised");
+    rec = packet();
+    cr_assert_null(strstr(rec, "Traceback"), "%s", rec);
+    cr_assert_not_null(strstr(rec, "\nValueError: close failed\n"), "%s", rec);
+    free(rec);
+    rm_log_hold_detail(mine);
+    RM_ERROR("answered 500");
+    rec = packet();
+    cr_assert_not_null(strstr(rec, "answered 500\nTraceback"), "%s", rec);
+    free(rec);
 }
 
 Test(log, json_record_carries_the_traceback_escaped)

@@ -192,3 +192,26 @@ def test_asgi_exception_after_the_response_was_complete_is_logged(start_server):
     assert wait_for(lambda: record() is not None, TIMEOUT), server.stderr()
     head, rest = record()
     check_traceback(rest, "9", head)
+
+
+def test_two_failures_of_one_request_keep_their_own_tracebacks(start_server):
+    """The body raises, then its close() raises: each record carries its own
+    traceback, the body's under its "answered 500" line."""
+    server = start_server(app=f"{APP}:native", workers=1, args=["--interface", "native"])
+    assert get(server, "/body-and-close/5")[0] == 500
+    body_re = re.compile(r"^ringmaster\[worker \d+ \d+\]: error: GET /body-and-close/5: the "
+                         r"response body raised: RuntimeError: deliberate failure 5; answered 500$")
+    close_re = re.compile(r"^ringmaster\[worker \d+ \d+\]: error: GET /body-and-close/5: close\(\) "
+                          r"of the response body raised ValueError: close failed 5$")
+
+    def find(pattern):
+        return next(((h, rest) for h, rest in plain_records(server.stderr()) if pattern.match(h)),
+                    None)
+
+    assert wait_for(lambda: find(body_re) and find(close_re), TIMEOUT), server.stderr()
+    head, rest = find(body_re)
+    check_traceback(rest, "5", head)
+    head, rest = find(close_re)
+    assert rest and rest[0] == "Traceback (most recent call last):", server.stderr()
+    assert rest[-1] == "ValueError: close failed 5", server.stderr()
+    assert not any("deliberate failure" in l for l in rest), server.stderr()

@@ -6,7 +6,9 @@ deep, each frame a function of its own (f0 .. f{DEPTH-1}, so Python prints
 every one instead of folding them into "[Previous line repeated ...]"): a
 traceback of several KiB, longer than a pipe's atomic write. Under asgi,
 /raise-after/N raises after the response began and /raise-late/N after it
-was complete. Any other path answers "ok".
+was complete. Under native, /body-and-close/N answers a body whose iteration
+raises (dive) and whose close() raises ValueError too. Any other path
+answers "ok".
 """
 
 DEPTH = 100
@@ -33,11 +35,26 @@ def _tag(path, prefix):
     return path[len(prefix):] if path.startswith(prefix) else None
 
 
+class FailingBody:
+    def __init__(self, tag):
+        self.tag = tag
+
+    def __iter__(self):
+        dive(self.tag)
+        yield b"never"
+
+    def close(self):
+        raise ValueError("close failed " + self.tag)
+
+
 def native(request):
     path = _text(request.path)
     tag = _tag(path, "/raise/")
     if tag is not None:
         dive(tag)
+    tag = _tag(path, "/body-and-close/")
+    if tag is not None:
+        return FailingBody(tag)
     return "ok\n"
 
 
