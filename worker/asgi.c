@@ -670,7 +670,8 @@ static PyObject *request_close(PyObject *op, PyObject *args)
     } else {
         /* Part of it went out: the client sees a truncated body. */
         self->out.flags |= RM_DONE_CLOSE;
-        what = " after the response began; closed the connection";
+        what = exc != Py_None ? " after the response began; closed the connection"
+                              : "; closed the connection";
     }
     finish(self);
     log_failure(self, why, what, trace);
