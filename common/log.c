@@ -1,9 +1,11 @@
 /*
- * log.c - one line per call on stderr, plain or JSON.
+ * log.c - one record per call on stderr, plain or JSON.
  *
- * Each line is formatted into a stack buffer and written with a single
- * write(2), so lines from several threads or processes sharing stderr do not
- * interleave (up to PIPE_BUF bytes on a pipe). Long messages are cut, never
+ * Each record is built whole, then written with a single write(2) (looping
+ * only on a partial write), so records from several threads or processes
+ * sharing stderr do not interleave: a traceback stays under its error line.
+ * The line is formatted into a stack buffer; a record with a detail (a
+ * traceback) is assembled in one heap buffer. Long messages are cut, never
  * split over two writes.
  */
 #include "ringmaster/log.h"
@@ -11,6 +13,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -131,6 +134,8 @@ static size_t append(char *out, size_t pos, size_t cap, const char *s)
     return pos + n;
 }
 
+/* The record's line up to the end of the message: JSON without its closing
+ * "}, plain without its newline. */
 static size_t format_json(char *line, const char *role, rm_log_level_t level, const char *msg)
 {
     struct timespec ts;
@@ -147,7 +152,7 @@ static size_t format_json(char *line, const char *role, rm_log_level_t level, co
     json_escape(line, &pos, LINE_CAP - tail - 64, role);
     pos += (size_t)snprintf(line + pos, LINE_CAP - pos, "\",\"pid\":%d,\"msg\":\"", (int)getpid());
     json_escape(line, &pos, LINE_CAP - tail, msg);
-    return append(line, pos, LINE_CAP, "\"}\n");
+    return append(line, pos, LINE_CAP, "\"");
 }
 
 static size_t format_plain(char *line, const char *role, rm_log_level_t level, const char *msg)
@@ -156,31 +161,144 @@ static size_t format_plain(char *line, const char *role, rm_log_level_t level, c
                      level_names[level], msg);
     size_t pos = n < 0 ? 0 : (size_t)n;
     if (pos > LINE_CAP - 2)
-        pos = LINE_CAP - 2; /* cut: keep the newline */
-    line[pos++] = '\n';
+        pos = LINE_CAP - 2; /* cut: keep room for the newline */
     return pos;
+}
+
+/* All of buf in as few write(2) calls as the kernel allows: one, unless it
+ * takes part of it (a signal, a full disk). */
+static void write_all(const char *buf, size_t len)
+{
+    while (len > 0) {
+        ssize_t w = write(STDERR_FILENO, buf, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return; /* stderr is gone: nowhere to say so */
+        buf += w;
+        len -= (size_t)w;
+    }
+}
+
+/* The part of a detail a record carries: at most RM_LOG_DETAIL_MAX bytes, its
+ * end, from a line's start. Sets *cut when the head was left out. */
+static const char *detail_tail(const char *detail, size_t *len, bool *cut)
+{
+    size_t n = strlen(detail);
+    *cut = n > RM_LOG_DETAIL_MAX;
+    if (*cut) {
+        const char *p = detail + n - RM_LOG_DETAIL_MAX;
+        const char *nl = memchr(p, '\n', RM_LOG_DETAIL_MAX);
+        detail = nl != NULL ? nl + 1 : p;
+        n = strlen(detail);
+    }
+    *len = n;
+    return detail;
+}
+
+/* Line and detail in one buffer, one write. Without memory for it the two
+ * go out as two writes: a record split is better than a record lost. */
+static void write_record(const char *line, size_t len, bool json, const char *detail)
+{
+    size_t dlen;
+    bool cut;
+    detail = detail_tail(detail, &dlen, &cut);
+    /* JSON escapes grow a byte to at most 6 ("\u00XX"). */
+    size_t cap = len + (json ? 6 : 1) * (dlen + 4) + 32;
+    char *rec = malloc(cap);
+    if (rec == NULL) {
+        /* JSON: the record without it (raw lines would not be JSON). */
+        write_all(line, len);
+        write_all(json ? "}\n" : "\n", json ? 2 : 1);
+        if (!json)
+            write_all(detail, dlen);
+        return;
+    }
+    memcpy(rec, line, len);
+    size_t pos = len;
+    if (json) {
+        pos = append(rec, pos, cap, ",\"traceback\":\"");
+        if (cut)
+            pos = append(rec, pos, cap, "...\\n");
+        json_escape(rec, &pos, cap - 3, detail);
+        pos = append(rec, pos, cap, "\"}\n");
+    } else {
+        rec[pos++] = '\n';
+        if (cut)
+            pos = append(rec, pos, cap, "...\n");
+        memcpy(rec + pos, detail, dlen);
+        pos += dlen;
+        if (dlen > 0 && detail[dlen - 1] != '\n')
+            rec[pos++] = '\n';
+    }
+    write_all(rec, pos);
+    free(rec);
+}
+
+static _Thread_local char *held_detail; /* rm_log_hold_detail's, owned */
+
+void rm_log_hold_detail(char *text)
+{
+    free(held_detail);
+    held_detail = text;
+}
+
+void rm_log_drop_detail(void)
+{
+    rm_log_hold_detail(NULL);
+}
+
+char *rm_log_take_detail(void)
+{
+    char *text = held_detail;
+    held_detail = NULL;
+    return text;
+}
+
+static void vwrite(rm_log_level_t level, const char *detail, const char *fmt, va_list ap)
+{
+    char msg[MSG_MAX];
+    char line[LINE_CAP];
+
+    if ((unsigned)level > RM_LOG_DEBUG)
+        level = RM_LOG_ERROR;
+    const char *role = rm_log_conf.role ? rm_log_conf.role : defaults.role;
+    bool json = rm_log_conf.format == RM_LOG_JSON;
+
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    size_t len = json ? format_json(line, role, level, msg) : format_plain(line, role, level, msg);
+    if (detail != NULL && detail[0] != '\0') {
+        write_record(line, len, json, detail);
+        return;
+    }
+    len = append(line, len, LINE_CAP, json ? "}\n" : "\n");
+    write_all(line, len);
 }
 
 void rm_log_write(rm_log_level_t level, const char *fmt, ...)
 {
     int saved = errno; /* callers log errno-based failures, then look at errno */
-    char msg[MSG_MAX];
-    char line[LINE_CAP];
+    char *detail = NULL;
     va_list ap;
 
-    if ((unsigned)level > RM_LOG_DEBUG)
-        level = RM_LOG_ERROR;
-    const char *role = rm_log_conf.role ? rm_log_conf.role : defaults.role;
+    if (level == RM_LOG_ERROR) {
+        detail = held_detail; /* this record takes it */
+        held_detail = NULL;
+    }
+    va_start(ap, fmt);
+    vwrite(level, detail, fmt, ap);
+    va_end(ap);
+    free(detail);
+    errno = saved;
+}
+
+void rm_log_write_detail(rm_log_level_t level, const char *detail, const char *fmt, ...)
+{
+    int saved = errno;
+    va_list ap;
 
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    vwrite(level, detail, fmt, ap);
     va_end(ap);
-
-    size_t len = rm_log_conf.format == RM_LOG_JSON ? format_json(line, role, level, msg)
-                                                   : format_plain(line, role, level, msg);
-    ssize_t w;
-    do {
-        w = write(STDERR_FILENO, line, len);
-    } while (w < 0 && errno == EINTR);
     errno = saved;
 }

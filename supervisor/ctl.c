@@ -1,7 +1,7 @@
 /*
  * ctl.c - `ringmaster ctl [--control PATH] [--json] COMMAND`: find the
  * supervisor's control socket, send one request, show the response; `top`
- * repeats stats and workers every second.
+ * repeats stats and workers every second. Options go anywhere on the line.
  */
 #include "ringmaster/ctl.h"
 #include "ringmaster/control.h"
@@ -10,7 +10,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <getopt.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
@@ -28,7 +27,7 @@
 #define EXIT_USAGE 2
 
 static const char usage_text[] =
-    "usage: ringmaster ctl [--control PATH] [--json] COMMAND\n"
+    "usage: ringmaster ctl [--control PATH] [--json] COMMAND  (options anywhere; -- ends them)\n"
     "\n"
     "  stats            the supervisor's counters\n"
     "  workers          one line per worker: pid, mode, interpreter, state, requests,\n"
@@ -287,87 +286,119 @@ static int parse_scale(const char *text, rm_ctlp_request_t *req)
     return 0;
 }
 
-enum { OPT_CONTROL = 0x100, OPT_JSON };
+/* "-1", "+2": a number (scale's argument), not an option. */
+static bool is_number(const char *arg)
+{
+    return (arg[0] == '-' || arg[0] == '+') && arg[1] >= '0' && arg[1] <= '9';
+}
+
+/* The command line, parsed. */
+typedef struct ctl_args {
+    char path[sizeof(((struct sockaddr_un *)0)->sun_path)]; /* --control, or "" */
+    bool json;
+    bool help;
+    const char *count;  /* top's -n value, or NULL */
+    const char *pos[3]; /* COMMAND and its argument, borrowed from argv */
+    int npos;
+} ctl_args_t;
+
+/* Options go anywhere on the line, before or after the command and its
+ * argument, as people type them (`ctl workers --json`); `--` ends them. A
+ * number such as scale's "-1" is an argument, never an option. Returns 0, or
+ * EXIT_USAGE after one line on stderr. */
+static int parse_args(int argc, char **argv, ctl_args_t *a)
+{
+    bool options = true;
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        const char *value = NULL;
+        if (!options || arg[0] != '-' || arg[1] == '\0' || is_number(arg)) {
+            if (a->npos == (int)(sizeof(a->pos) / sizeof(a->pos[0])))
+                return usage_error("unexpected argument '%s'", arg);
+            a->pos[a->npos++] = arg;
+            continue;
+        }
+        if (strcmp(arg, "--") == 0) {
+            options = false;
+        } else if (strcmp(arg, "--json") == 0) {
+            a->json = true;
+        } else if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
+            a->help = true;
+        } else if (strcmp(arg, "--control") == 0 || strncmp(arg, "--control=", 10) == 0) {
+            value = arg[9] == '=' ? arg + 10 : i + 1 < argc ? argv[++i] : NULL;
+            if (value == NULL || !*value)
+                return usage_error("%s--control needs a PATH", "");
+            if (strlen(value) >= sizeof(a->path))
+                return usage_error("--control: path too long: '%s'", value);
+            snprintf(a->path, sizeof(a->path), "%s", value);
+        } else if (strcmp(arg, "-n") == 0) {
+            if (i + 1 >= argc)
+                return usage_error("%stop -n needs a COUNT", "");
+            a->count = argv[++i];
+        } else {
+            return usage_error("unknown option '%s'", arg);
+        }
+    }
+    return 0;
+}
 
 int rm_ctl_main(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"control", required_argument, NULL, OPT_CONTROL},
-        {"json", no_argument, NULL, OPT_JSON},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    char path[sizeof(((struct sockaddr_un *)0)->sun_path)] = "";
-    bool json = false;
+    ctl_args_t a = {0};
     long count = 0;
-    int opt;
     const char *env = getenv("RINGMASTER_CONTROL");
-    if (env && *env)
-        snprintf(path, sizeof(path), "%s", env);
-
-    optind = 1;
-    opterr = 0;
-    /* '+': stop at the command, so "scale -1" is not an option. */
-    while ((opt = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
-        switch (opt) {
-        case OPT_CONTROL:
-            if (strlen(optarg) >= sizeof(path))
-                return usage_error("--control: path too long: '%s'", optarg);
-            snprintf(path, sizeof(path), "%s", optarg);
-            break;
-        case OPT_JSON:
-            json = true;
-            break;
-        case 'h':
-            fputs(usage_text, stdout);
-            return 0;
-        default:
-            return usage_error("unknown option '%s'", argv[optind - 1]);
-        }
+    int rc = parse_args(argc, argv, &a);
+    if (rc != 0)
+        return rc;
+    if (a.help) {
+        fputs(usage_text, stdout);
+        return 0;
     }
-    if (optind >= argc)
+    if (!a.path[0] && env && *env)
+        snprintf(a.path, sizeof(a.path), "%s", env);
+    if (a.npos == 0)
         return usage_error("%smissing COMMAND", "");
-    const char *name = argv[optind++];
+    const char *name = a.pos[0];
     rm_ctlp_request_t req = {.version = RM_CTLP_VERSION, .cmd = rm_ctlp_cmd_from(name)};
     bool is_top = strcmp(name, "top") == 0;
-    if (is_top) {
-        if (optind + 1 < argc && strcmp(argv[optind], "-n") == 0) {
-            char *end;
-            count = strtol(argv[optind + 1], &end, 10);
-            if (*end || count < 1)
-                return usage_error("top -n: expected a count of refreshes, got '%s'",
-                                   argv[optind + 1]);
-            optind += 2;
-        }
-    } else if (req.cmd == RM_CTLP_NONE || req.cmd == RM_CTLP_ATTACH) {
+    int used = 1;
+    if (!is_top && (req.cmd == RM_CTLP_NONE || req.cmd == RM_CTLP_ATTACH))
         return usage_error("unknown command '%s'", name);
+    if (a.count != NULL && !is_top)
+        return usage_error("-n %s: only top takes a count", a.count);
+    if (a.count != NULL) {
+        char *end;
+        count = strtol(a.count, &end, 10);
+        if (!*a.count || *end || count < 1)
+            return usage_error("top -n: expected a count of refreshes, got '%s'", a.count);
     } else if (req.cmd == RM_CTLP_SCALE) {
-        if (optind >= argc)
+        if (a.npos < 2)
             return usage_error("%sscale needs N, +N or -N", "");
-        if (parse_scale(argv[optind], &req) < 0)
-            return usage_error("scale: expected N (1..1024), +N or -N, got '%s'", argv[optind]);
-        optind++;
+        if (parse_scale(a.pos[1], &req) < 0)
+            return usage_error("scale: expected N (1..1024), +N or -N, got '%s'", a.pos[1]);
+        used = 2;
     }
-    if (optind < argc)
-        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (a.npos > used)
+        return usage_error("unexpected argument '%s'", a.pos[used]);
 
-    if (!path[0] && find_socket(path, sizeof(path)) < 0)
+    if (!a.path[0] && find_socket(a.path, sizeof(a.path)) < 0)
         return EXIT_REFUSED;
-    int fd = connect_path(path);
+    int fd = connect_path(a.path);
     if (fd < 0) {
-        fprintf(stderr, "ringmaster ctl: error: cannot connect to %s: %s%s\n", path, strerror(-fd),
+        fprintf(stderr, "ringmaster ctl: error: cannot connect to %s: %s%s\n", a.path,
+                strerror(-fd),
                 fd == -ECONNREFUSED || fd == -ENOENT ? " (is the supervisor running?)" : "");
         return EXIT_REFUSED;
     }
     signal(SIGPIPE, SIG_IGN);
     int status;
     if (is_top) {
-        status = top(fd, json, count);
+        status = top(fd, a.json, count);
     } else {
         rm_ctlp_response_t resp = {0};
         status = exchange(fd, &req, &resp) < 0 ? EXIT_REFUSED : 0;
         if (status == 0) {
-            if (json)
+            if (a.json)
                 rm_ctl_print_json(stdout, &resp);
             else if (resp.ok)
                 rm_ctl_print_human(stdout, &resp);

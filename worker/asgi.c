@@ -129,6 +129,10 @@ typedef struct {
     bool body_over;     /* the last http.response.body seen */
     bool want_trailers; /* start said trailers: True */
     bool request_over;  /* the last http.request handed out */
+    /* "METHOD /path" (the path cut at LOG_PATH_MAX), kept by finish(): the head
+     * lives in chunks the supervisor reuses once the request is over, and an
+     * app may raise after that. */
+    char name[16 + LOG_PATH_MAX + 2];
 } RequestObject;
 
 static PyObject *message(const AsgiState *as, int type)
@@ -139,14 +143,28 @@ static PyObject *message(const AsgiState *as, int type)
     return d;
 }
 
-/* One line for an app that failed a request: "GET /path: the ASGI app ...". */
-static void log_failure(const RequestObject *self, const char *what, const char *why)
+/* Write "METHOD /path" into buf from the request's head (valid while open). */
+static void request_name(const RequestObject *self, char *buf, size_t len)
 {
     const rm_req_meta_t *m = &self->view.meta;
+    int method_len = m->method_len < 15 ? (int)m->method_len : 15;
     int path_len = m->path_len < LOG_PATH_MAX ? (int)m->path_len : LOG_PATH_MAX;
-    RM_ERROR("%.*s %.*s: the ASGI app %s; %s", (int)m->method_len,
-             (const char *)self->view.head + m->method_off, path_len,
-             (const char *)self->view.head + m->path_off, why, what);
+    snprintf(buf, len, "%.*s %.*s", method_len, (const char *)self->view.head + m->method_off,
+             path_len, (const char *)self->view.head + m->path_off);
+}
+
+/* One record for an app that failed a request, as the native and WSGI paths
+ * write it: "GET /path: the ASGI app raised X: ...; answered 500", with the
+ * traceback (borrowed, or NULL) in the same record. */
+static void log_failure(const RequestObject *self, const char *why, const char *what,
+                        const char *trace)
+{
+    char name[sizeof(self->name)];
+    if (self->open)
+        request_name(self, name, sizeof(name));
+    else
+        snprintf(name, sizeof(name), "%s", self->name);
+    rm_log_write_detail(RM_LOG_ERROR, trace, "%s: the ASGI app %s%s", name, why, what);
 }
 
 static rm_lane_stats_t *lane_stats(rm_serve_thread_t *t)
@@ -212,6 +230,7 @@ static void lane_ring_soon(LaneObject *lane)
 static int finish(RequestObject *self)
 {
     rm_lane_stats_t *stats = lane_stats(self->t);
+    request_name(self, self->name, sizeof(self->name));
     rm_lane_stat_add(&stats->in_flight, -1);
     rm_lane_stat_add(&stats->requests, 1);
     rm_body_reader_close(&self->body);
@@ -592,18 +611,29 @@ static PyObject *request_window_full(PyObject *op, PyObject *Py_UNUSED(ignored))
     return PyBool_FromLong(self->open && rm_out_window_full(&self->out));
 }
 
-/* The app is done (exc None) or raised `exc`. Whatever the response lacks is
- * settled: a 500 when nothing went out yet, else a closed connection. Returns
- * a line to log, or None when the response was complete. */
-static PyObject *request_close(PyObject *op, PyObject *exc)
+/* close(exc, traceback=None): the app is done (exc None) or raised `exc`,
+ * with `traceback` its formatted text (None: not worth one, an OSError about
+ * the client leaving). Whatever the response lacks is settled: a 500 when
+ * nothing went out yet, else a closed connection; either way one record
+ * names the request, what the app did, what the client got, and carries the
+ * traceback. An exception after the request ended (response complete, client
+ * gone) is logged too, with what the client got. */
+static PyObject *request_close(PyObject *op, PyObject *args)
 {
     RequestObject *self = (RequestObject *)op;
     const rm_req_meta_t *m = &self->view.meta;
+    PyObject *exc, *tb_text = Py_None;
     const char *what;
+    const char *trace = NULL;
     char why[512];
 
-    if (!self->open)
-        Py_RETURN_NONE;
+    if (!PyArg_ParseTuple(args, "O|O:close", &exc, &tb_text))
+        return NULL;
+    if (tb_text != Py_None) {
+        trace = PyUnicode_AsUTF8(tb_text);
+        if (trace == NULL)
+            return NULL;
+    }
     if (exc != Py_None) {
         PyObject *s = PyObject_Str(exc);
         const char *text = s != NULL ? PyUnicode_AsUTF8(s) : NULL;
@@ -616,13 +646,23 @@ static PyObject *request_close(PyObject *op, PyObject *exc)
                  self->started ? "before the response body was complete"
                                : "without sending http.response.start");
     }
+    if (!self->open) {
+        /* Nothing left to settle; a traceback still says where the app failed. */
+        if (exc != Py_None && trace != NULL)
+            log_failure(self, why,
+                        self->body_over ? " after its response was complete"
+                                        : " after the client left; the connection was closed",
+                        trace);
+        Py_RETURN_NONE;
+    }
     rm_lane_stat_add(&lane_stats(self->t)->exceptions, 1);
     if (self->out.pushed == 0) {
         /* Nothing left for the client yet: replace it all with a 500. */
         rm_out_abandon(&self->out);
         self->out.flags = 0;
-        what = "answered 500";
+        what = "; answered 500";
         if (rm_response_write_error(&self->out, 500, m->flags, m->http_minor) < 0) {
+            log_failure(self, why, "; the 500 could not be sent", trace);
             rm_out_abandon(&self->out);
             self->open = false;
             Py_RETURN_NONE;
@@ -630,10 +670,11 @@ static PyObject *request_close(PyObject *op, PyObject *exc)
     } else {
         /* Part of it went out: the client sees a truncated body. */
         self->out.flags |= RM_DONE_CLOSE;
-        what = "closed the connection";
+        what = exc != Py_None ? " after the response began; closed the connection"
+                              : "; closed the connection";
     }
     finish(self);
-    log_failure(self, what, why);
+    log_failure(self, why, what, trace);
     Py_RETURN_NONE;
 }
 
@@ -710,7 +751,8 @@ static PyMethodDef request_methods[] = {
      "Take an http.response.* message; True: the send window is full, send it again later."},
     {"gone", request_gone, METH_NOARGS, "Whether the client left or the response is complete."},
     {"window_full", request_window_full, METH_NOARGS, "Whether the send window is full."},
-    {"close", request_close, METH_O, "The app finished (None) or raised: settle the response."},
+    {"close", request_close, METH_VARARGS,
+     "close(exc, traceback=None): the app finished (None) or raised; settle the response."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1076,26 +1118,19 @@ static PyObject *lane_stopping(PyObject *op, PyObject *Py_UNUSED(ignored))
     return PyBool_FromLong(lane_should_stop(((LaneObject *)op)->t->w));
 }
 
-/* log(level, text): 0 error, 1 warn, 2 info, 3 debug, through the worker's log. */
+/* log(level, text, detail=None): 0 error, 1 warn, 2 info, 3 debug, through
+ * the worker's log; a detail (a traceback) goes into the same record. */
 static PyObject *lane_log(PyObject *Py_UNUSED(op), PyObject *args)
 {
     int level;
     const char *text;
-    if (!PyArg_ParseTuple(args, "is:log", &level, &text))
+    const char *detail = NULL;
+    if (!PyArg_ParseTuple(args, "is|z:log", &level, &text, &detail))
         return NULL;
-    switch (level) {
-    case 0:
-        RM_ERROR("%s", text);
-        break;
-    case 1:
-        RM_WARN("%s", text);
-        break;
-    case 2:
-        RM_INFO("%s", text);
-        break;
-    default:
-        RM_DEBUG("%s", text);
-    }
+    if (level < RM_LOG_ERROR || level > RM_LOG_DEBUG)
+        level = RM_LOG_DEBUG;
+    if ((rm_log_level_t)level <= rm_log_conf.level)
+        rm_log_write_detail((rm_log_level_t)level, detail, "%s", text);
     Py_RETURN_NONE;
 }
 
@@ -1167,7 +1202,7 @@ static PyMethodDef lane_methods[] = {
     {"defer_rings", lane_defer_rings, METH_O, "defer_rings(loop.call_soon or None)."},
     {"flush", lane_flush, METH_NOARGS, "Ring the doorbell for the completions deferred."},
     {"stopping", lane_stopping, METH_NOARGS, "Whether the worker is stopping."},
-    {"log", lane_log, METH_VARARGS, "log(level, text) through the worker's log."},
+    {"log", lane_log, METH_VARARGS, "log(level, text, detail=None) through the worker's log."},
     {"set", lane_set, METH_VARARGS, "set(request_type, ctx, lifespan_state)."},
     {"request_type", lane_request_type, METH_NOARGS, "The C Request type to subclass."},
     {"index", lane_index, METH_NOARGS, "The serving thread's index in its worker."},
@@ -1293,7 +1328,8 @@ int rm_asgi_load(rm_pymod_state_t *st, char *why, size_t why_len)
     }
     Py_XDECREF(as);
     snprintf(why, why_len, "cannot set up ASGI: ");
-    rm_host_take_exception(why + strlen(why), why_len - strlen(why), true);
+    rm_host_log_exception(why + strlen(why), why_len - strlen(why), RM_LOG_ERROR,
+                          "cannot set up ASGI: ");
     return -ENOMEM;
 }
 
@@ -1330,7 +1366,8 @@ int rm_asgi_thread_start(rm_serve_thread_t *t, char *why, size_t why_len)
         err = PyObject_CallMethod(server, "startup", NULL);
     if (err == NULL) {
         snprintf(why, why_len, "cannot start the ASGI event loop: ");
-        rm_host_take_exception(why + strlen(why), why_len - strlen(why), true);
+        rm_host_log_exception(why + strlen(why), why_len - strlen(why), RM_LOG_ERROR,
+                              "cannot start the ASGI event loop: ");
     } else if (err != Py_None) {
         const char *text = PyUnicode_Check(err) ? PyUnicode_AsUTF8(err) : NULL;
         snprintf(why, why_len, "ASGI lifespan startup failed: %s", text ? text : "?");

@@ -94,14 +94,36 @@ static void describe(PyObject *exc, char *buf, size_t len)
     one_line(buf);
 }
 
-/* Start-up failures are reported by the supervisor as one line; the traceback
- * (one per worker otherwise) only with --log-level debug. */
-#define STARTUP_TRACEBACK (rm_log_conf.level >= RM_LOG_DEBUG)
+char *rm_host_format_traceback(PyObject *exc)
+{
+    char *out = NULL;
+    PyObject *lines = NULL, *text = NULL;
+    PyObject *empty = PyUnicode_FromStringAndSize("", 0);
+    PyObject *traceback = PyImport_ImportModule("traceback");
+    if (traceback != NULL && empty != NULL)
+        lines = PyObject_CallMethod(traceback, "format_exception", "O", exc);
+    if (lines != NULL)
+        text = PyUnicode_Join(empty, lines);
+    Py_ssize_t n;
+    const char *utf8 = text != NULL ? PyUnicode_AsUTF8AndSize(text, &n) : NULL;
+    if (utf8 != NULL) {
+        out = malloc((size_t)n + 1);
+        if (out != NULL)
+            memcpy(out, utf8, (size_t)n + 1);
+    }
+    PyErr_Clear(); /* a traceback that cannot be formatted is left out */
+    Py_XDECREF(text);
+    Py_XDECREF(lines);
+    Py_XDECREF(traceback);
+    Py_XDECREF(empty);
+    return out;
+}
 
-void rm_host_take_exception(char *buf, size_t len, bool show_traceback)
+/* The pending exception, normalized, with its traceback attached; NULL if none. */
+static PyObject *take_raised(void)
 {
 #if PY_VERSION_HEX >= 0x030C0000
-    PyObject *exc = PyErr_GetRaisedException();
+    return PyErr_GetRaisedException();
 #else
     PyObject *type, *exc, *tb;
     PyErr_Fetch(&type, &exc, &tb);
@@ -110,26 +132,49 @@ void rm_host_take_exception(char *buf, size_t len, bool show_traceback)
         PyException_SetTraceback(exc, tb);
     Py_XDECREF(type);
     Py_XDECREF(tb);
+    return exc;
 #endif
+}
+
+/* Not PyErr_Print: it would run sys.excepthook, keep the traceback (and the
+ * request it references) alive in sys.last_*, and exit on SystemExit. Nor
+ * PyErr_Display: it writes the traceback line by line on sys.stderr, where
+ * other workers' lines land between them; the caller's record carries it. */
+void rm_host_take_exception(char *buf, size_t len, bool show_traceback)
+{
+    PyObject *exc = take_raised();
     if (exc == NULL) {
         snprintf(buf, len, "unknown error");
         return;
     }
     describe(exc, buf, len);
-    /* Not PyErr_Print: it would run sys.excepthook, keep the traceback (and the
-     * request it references) alive in sys.last_*, and exit on SystemExit. */
-    if (show_traceback) {
-#if PY_VERSION_HEX >= 0x030C0000
-        PyErr_DisplayException(exc);
-#else
-        PyObject *trace = PyException_GetTraceback(exc);
-        PyErr_Display((PyObject *)Py_TYPE(exc), exc, trace);
-        Py_XDECREF(trace);
-#endif
+    if (show_traceback)
+        rm_log_hold_detail(rm_host_format_traceback(exc));
+    PyErr_Clear();
+    Py_DECREF(exc);
+}
+
+void rm_host_log_exception(char *buf, size_t len, rm_log_level_t level, const char *what)
+{
+    PyObject *exc = take_raised();
+    if (exc == NULL) {
+        snprintf(buf, len, "unknown error");
+        return;
+    }
+    describe(exc, buf, len);
+    if (level <= rm_log_conf.level) {
+        char *trace = rm_host_format_traceback(exc);
+        rm_log_write_detail(level, trace, "%s%s", what, buf);
+        free(trace);
     }
     PyErr_Clear();
     Py_DECREF(exc);
 }
+
+/* Start-up failures are reported by the supervisor as one line; the traceback
+ * (one per worker otherwise) only with --log-level debug, in a record of the
+ * worker's own. */
+#define STARTUP_TRACEBACK RM_LOG_DEBUG
 
 static int status_failed(PyStatus status, char *why, size_t why_len)
 {
@@ -251,7 +296,8 @@ static int setup_sys_path(char *why, size_t why_len)
 
 fail:
     snprintf(why, why_len, "cannot set sys.path: ");
-    rm_host_take_exception(why + strlen(why), why_len - strlen(why), STARTUP_TRACEBACK);
+    rm_host_log_exception(why + strlen(why), why_len - strlen(why), STARTUP_TRACEBACK,
+                          "start-up failed: ");
     return -EINVAL;
 }
 
@@ -408,7 +454,8 @@ static int setup_interp(PyObject **module, rm_pymod_state_t **st, rm_worker_t *w
     return 0;
 
 fail_exc:
-    rm_host_take_exception(why + strlen(why), why_len - strlen(why), STARTUP_TRACEBACK);
+    rm_host_log_exception(why + strlen(why), why_len - strlen(why), STARTUP_TRACEBACK,
+                          "start-up failed: ");
     return -EINVAL;
 }
 
@@ -589,7 +636,7 @@ static bool explain_refusal(const char *spec, char *why, size_t why_len)
     PyErr_SetRaisedException(exc);
     if (!refused)
         return false;
-    rm_host_take_exception(why, why_len, STARTUP_TRACEBACK); /* clears it */
+    rm_host_log_exception(why, why_len, STARTUP_TRACEBACK, "start-up failed: "); /* clears it */
     snprintf(why, why_len,
              "cannot import app '%s' in a subinterpreter: module %s does not support loading in "
              "subinterpreters (a single-phase init extension)",
@@ -639,7 +686,8 @@ fail_exc:
         return -ENOTSUP;
 #endif
     snprintf(why, why_len, "cannot import app '%s': ", spec);
-    rm_host_take_exception(why + strlen(why), why_len - strlen(why), STARTUP_TRACEBACK);
+    rm_host_log_exception(why + strlen(why), why_len - strlen(why), STARTUP_TRACEBACK,
+                          "start-up failed: ");
     return -ENOENT;
 }
 

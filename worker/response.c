@@ -824,11 +824,15 @@ int rm_response_write(rm_out_t *out, rm_pymod_state_t *st, PyObject *result,
         rc = write_streamed(out, &r, view, why, why_len);
     if (r.iterable != NULL) {
         char close_why[512];
+        /* The body's own traceback, held for the caller's "answered 500"
+         * record, must not go to this one's. */
+        char *held = rm_log_take_detail();
         if (rm_out_close_iterable(r.iterable, NULL, close_why, sizeof(close_why)) < 0) {
             rm_req_name_t n = rm_req_name(view);
             RM_ERROR("%.*s %.*s: close() of the response body raised %s", n.method_len, n.method,
                      n.path_len, n.path, close_why);
         }
+        rm_log_hold_detail(held);
     }
     reply_clear(&r);
     return rc;

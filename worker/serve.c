@@ -395,6 +395,9 @@ static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
     rm_lane_stats_t *stats = &t->w->region.lane_stats[t->w->lane.index];
     rm_lane_stat_add(&stats->in_flight, 1);
     rc = run_app(t, &view, &out, &exporter);
+    /* A traceback taken for a record never logged (the client left) must not
+     * ride on this thread's next, unrelated error. */
+    rm_log_drop_detail();
     rm_lane_stat_add(&stats->in_flight, -1);
     rm_lane_stat_add(&stats->requests, 1);
     if (out.app_failed)

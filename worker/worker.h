@@ -184,10 +184,23 @@ void rm_host_interp_end(rm_interp_t *in);
  * aborts there, docs/modes.md): stdio is flushed and the process exits as is. */
 void rm_host_finalize(rm_host_t *host);
 
-/* Take the pending Python exception: if show_traceback, print its traceback
- * on stderr (without sys.excepthook and without exiting on SystemExit); write
- * "Type: message" (one line) into buf and clear it. The caller holds the GIL. */
+/* Take the pending Python exception: write "Type: message" (one line) into
+ * buf and clear it; if show_traceback, format its traceback and hold it for
+ * the calling thread's next error record (rm_log_hold_detail), which the
+ * caller logs, naming the request: the two go out as one write, never
+ * interleaved with another worker's lines. Runs no sys.excepthook and never
+ * exits on SystemExit. The caller holds the GIL. */
 void rm_host_take_exception(char *buf, size_t len, bool show_traceback);
+
+/* As rm_host_take_exception, for a failure that is reported elsewhere (to the
+ * supervisor, at start-up): when `level` is enabled, the traceback is written
+ * now, as a record of its own at `level` reading `what` then buf. */
+void rm_host_log_exception(char *buf, size_t len, rm_log_level_t level, const char *what);
+
+/* traceback.format_exception(exc) as one malloc'd UTF-8 string, or NULL when
+ * it cannot be formatted. Leaves no exception set; the caller holds the GIL
+ * and frees the string. */
+char *rm_host_format_traceback(PyObject *exc);
 
 /* Serve from an interpreter someone else initialised (an attached worker,
  * docs/attach.md): set up _ringmaster, the JSON encoder and

@@ -1685,6 +1685,7 @@ int rm_wsgi_load(rm_pymod_state_t *st, const char *spec, char *why, size_t why_l
         Py_DECREF(ws);
     }
     snprintf(why, why_len, "cannot set up WSGI: ");
-    rm_host_take_exception(why + strlen(why), why_len - strlen(why), true);
+    rm_host_log_exception(why + strlen(why), why_len - strlen(why), RM_LOG_ERROR,
+                          "cannot set up WSGI: ");
     return -ENOMEM;
 }

@@ -21,7 +21,6 @@ flags in the region, polled every POLL_S while somebody waits for them.
 """
 
 import asyncio
-import sys
 import traceback
 
 POLL_S = 0.02  # how often a receive() waiting for the client to go looks at its flag
@@ -118,7 +117,8 @@ class Server:
         )
         if self.lifespan == "on":
             if isinstance(reply, BaseException):
-                traceback.print_exception(type(reply), reply, reply.__traceback__)
+                # The supervisor reports the failure; the traceback, in one record, is here.
+                self.lane.log(LOG_ERROR, f"lifespan.startup: the app {what}", _format(reply))
             return f"the app {what} instead of completing lifespan.startup (--lifespan on)"
         self.lane.log(LOG_DEBUG, f"lifespan: the app {what}; serving without lifespan")
         return None
@@ -218,9 +218,12 @@ class Server:
             # Reading req.scope tells the lane this task runs (worker/asgi.c).
             await self.app(req.scope, req.receive, req.send)
         except BaseException as e:  # noqa: BLE001 - the server answers for the app
-            if not isinstance(e, (OSError, asyncio.CancelledError)) or not req.gone():
-                traceback.print_exception(type(e), e, e.__traceback__, file=sys.stderr)
-            req.close(e)
+            # The traceback goes into the one record that names the request
+            # (worker/asgi.c request_close), never printed apart: two workers'
+            # lines would interleave. What the app raised because the client
+            # left (a reset, a cancel) needs none.
+            quiet = isinstance(e, (OSError, asyncio.CancelledError)) and req.gone()
+            req.close(e, None if quiet else _format(e))
         else:
             req.close(None)
         finally:
@@ -274,6 +277,14 @@ class Server:
             self.window_poll_s = (WINDOW_POLL_MIN_S if ready
                                   else min(self.window_poll_s * 2, POLL_S))
             self.window_poller = self.loop.call_later(self.window_poll_s, self._poll_window)
+
+
+def _format(exc):
+    """exc's traceback as one string, for one log record."""
+    try:
+        return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    except Exception:  # noqa: BLE001 - a traceback that cannot be formatted is left out
+        return None
 
 
 _REQUEST_CLASS = None

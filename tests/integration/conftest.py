@@ -266,9 +266,18 @@ class Server:
         return "server: " + " ".join(self.cmd or [])
 
     def stderr(self):
-        self._stderr_file.flush()
-        self._stderr_file.seek(0)
-        return self._stderr_file.read().decode("utf-8", "replace")
+        # pread, not seek(0) + read: the server's processes write through the
+        # same open file (one shared offset), and a record written between a
+        # seek to 0 and the read would land over the start of the log.
+        fd = self._stderr_file.fileno()
+        chunks, offset = [], 0
+        while True:
+            data = os.pread(fd, 1 << 20, offset)
+            if not data:
+                break
+            chunks.append(data)
+            offset += len(data)
+        return b"".join(chunks).decode("utf-8", "replace")
 
     def workers_now(self):
         """[(pid, starttime)] of the supervisor's live worker children."""

@@ -133,6 +133,52 @@ def test_bad_usage_and_no_supervisor(tmp_path):
     assert proc.returncode == 1 and "cannot connect" in proc.stderr, proc.stderr
 
 
+def run_ctl(*args, env=None):
+    return subprocess.run([str(BINARY), "ctl", *map(str, args)], capture_output=True, text=True,
+                          timeout=10 * SLOW, env=env)
+
+
+def test_options_anywhere_on_the_line(controlled):
+    """`ctl workers --json` as people type it: options before or after the
+    command and its argument; a number such as scale's -1 stays an argument."""
+    _, sock = controlled
+    for args in (["workers", "--json", "--control", sock],
+                 ["workers", "--control", sock, "--json"],
+                 ["--json", "workers", f"--control={sock}"]):
+        proc = run_ctl(*args)
+        assert proc.returncode == 0, f"ctl {args}: exit {proc.returncode}: {proc.stderr}"
+        assert len(json.loads(proc.stdout)["workers"]) == 2, (args, proc.stdout)
+    proc = run_ctl("scale", "-1", "--json", "--control", sock)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["target"] == 1, proc.stdout
+    proc = run_ctl("scale", "--control", sock, "+1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["target"] == 2, proc.stdout
+    proc = run_ctl("top", "--control", sock, "-n", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    assert [json.loads(l)["cmd"] for l in proc.stdout.splitlines()] == ["stats", "workers"]
+    # RINGMASTER_CONTROL still works, with options after the command.
+    proc = run_ctl("stats", "--json", env={**os.environ, "RINGMASTER_CONTROL": str(sock)})
+    assert proc.returncode == 0 and json.loads(proc.stdout)["ok"], proc.stderr
+
+
+def test_bad_options_anywhere_are_one_line(tmp_path):
+    sock = tmp_path / "none.sock"
+    for args, needle in ((["workers", "--frobnicate", "--control", sock],
+                          "unknown option '--frobnicate'"),
+                         (["--control", sock, "stats", "-x"], "unknown option '-x'"),
+                         (["--control", sock, "--", "--json"], "unknown command '--json'"),
+                         (["--control", sock, "workers", "--", "--json"],
+                          "unexpected argument '--json'"),
+                         (["--control", sock, "stats", "-n", "2"], "only top takes a count"),
+                         (["stats", "--control"], "--control needs a PATH")):
+        proc = run_ctl(*args)
+        lines = proc.stderr.splitlines()
+        assert proc.returncode == 2, f"ctl {args}: exit {proc.returncode}: {proc.stderr}"
+        assert len(lines) == 1 and needle in lines[0], f"ctl {args}: {proc.stderr!r}"
+        assert proc.stdout == "", proc.stdout
+
+
 def raw_request(sock_path, body):
     s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     s.settimeout(5 * SLOW)

@@ -36,14 +36,21 @@ VALIDATOR_COMPLAINTS = ("WSGIWarning", "garbage collected without being closed",
                         "AssertionError", "Exception ignored")
 
 
+def missing(why):
+    """Something a framework test needs is not installed: a failure where the
+    venv is required (scripts/test.sh, RINGMASTER_APPS_VENV), else a skip
+    that says so (scripts/test.sh counts such a skip as a failure too)."""
+    why = f"missing dependency: {why}"
+    if os.environ.get("RINGMASTER_APPS_VENV") or os.environ.get("RINGMASTER_REQUIRE_APPS_VENV"):
+        pytest.fail(why)
+    pytest.skip(why)
+
+
 def venv_env():
     if not (VENV / "bin" / "python").exists():
-        why = (f"no framework venv at {VENV}: scripts/test.sh makes it, or "
-               f"/usr/bin/python3 -m venv {VENV} && {VENV}/bin/pip install -r "
-               f"tests/requirements-apps.txt")
-        if os.environ.get("RINGMASTER_APPS_VENV") or os.environ.get("RINGMASTER_REQUIRE_APPS_VENV"):
-            pytest.fail(why)
-        pytest.skip(why)
+        missing(f"no framework venv at {VENV}: scripts/test.sh makes it, or "
+                f"/usr/bin/python3 -m venv {VENV} && {VENV}/bin/pip install -r "
+                f"tests/requirements-apps.txt -r tests/requirements-apps-native.txt")
     return {"VIRTUAL_ENV": str(VENV)}
 
 
