@@ -202,9 +202,14 @@ pytest_suite() {
     return
   fi
   junit=$REPORTS/${build//\//_}-$mode-pytest.xml
+  # The HTTP details that the worker frames (HEAD, OPTIONS * per interface)
+  # run in every mode; the rest of tests/http tests the supervisor alone and
+  # runs once (pytest_http).
+  local extra=""
+  [[ $mode != gil ]] && extra=tests/http/test_http11_details.py
   # shellcheck disable=SC2086
   RINGMASTER_BUILD=$build RINGMASTER_TEST_MODE=$mode RINGMASTER_TEST_PYTHON=$python \
-    RINGMASTER_TEST_THREADS=$threads "$VENV/bin/python" -m pytest tests/integration \
+    RINGMASTER_TEST_THREADS=$threads "$VENV/bin/python" -m pytest tests/integration $extra \
     -p no:cacheprovider -o junit_family=xunit2 --junitxml="$junit" \
     --timeout=300 -rfEs ${RINGMASTER_PYTEST_ARGS:-}
   rc=$?
