@@ -118,6 +118,7 @@ void rm_conn_drop_request(rm_server_t *s, rm_conn_t *c)
     c->body_expected = 0;
     c->sink_status = 0;
     c->spill_failed = false;
+    c->started = false;
     c->req_id = 0;
     c->parsing = false;
     c->head_continue = false;

@@ -53,6 +53,17 @@
 #define BACKOFF_SPINS 64 /* rounds of pure spinning before sleeping */
 #define BACKOFF_MAX_NS 1000000L
 
+/* A thread without a response chunk sleeps this long at most between tries. */
+#define CHUNK_WAIT_MAX_NS 10000000L
+#define CHUNK_WAIT_WARN_NS 10000000000ull /* one log line per process per 10 s */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* The signal handler's only state: where to write. Set by rm_worker_init. */
 static int signal_wake_fd = -1;
 
@@ -234,7 +245,9 @@ void rm_worker_release_hold(rm_worker_t *w, uint64_t req_id)
                 req_id);
 }
 
-/* Check a descriptor and its meta block, then take a copy of the meta. */
+/* Check a descriptor and its meta block, claim the request for this thread
+ * (wire.h), then take a copy of the meta. -ESTALE: the supervisor took it
+ * back first. */
 static int view_open(const rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_req_view_t *view)
 {
     const rm_chunk_pool_t *pool = &t->pool;
@@ -243,6 +256,11 @@ static int view_open(const rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_r
         desc->meta_len > pool->chunk_size)
         return -EBADMSG;
     rm_req_meta_t *meta = (rm_req_meta_t *)rm_chunk_pool_ptr(pool, desc->meta_chunk);
+    /* Take it for this thread, before anything else decides its answer; the
+     * supervisor may have taken it back at its queue deadline (and answered
+     * 503): then it must not run, and its file (if any) is already gone. */
+    if (!rm_wire_try_start(meta, now_ns()))
+        return -ESTALE;
     if (rm_wire_meta_check(meta, desc->meta_len, pool->chunk_size, pool->count) < 0 ||
         meta->head_chunk >= pool->count)
         return -EBADMSG;
@@ -315,13 +333,6 @@ static int run_app(rm_serve_thread_t *t, const rm_req_view_t *view, rm_out_t *ou
     return rc;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Push the final completion of what `out` holds; on failure (a stop) its
  * chunk is freed. The GIL is held. */
 static int push_final(rm_serve_thread_t *t, rm_out_t *out, PyObject *exporter, bool *held)
@@ -356,6 +367,12 @@ int rm_serve_admit(rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_req_view_
     int vrc = view_open(t, desc, view);
     if (vrc == 0 && (desc->deadline_ns == 0 || now_ns() <= desc->deadline_ns))
         return 0;
+    if (vrc == -ESTALE) {
+        /* Answered by the supervisor: only its chunks are to be given back. */
+        rm_done_desc_t d = {
+            .req_id = desc->req_id, .chunk = RM_CHUNK_NONE, .flags = RM_DONE_RELEASE};
+        return push(t->w, &d, true, NULL, NULL) < 0 ? -ECANCELED : 1;
+    }
     rm_out_init(&out, t, desc->req_id, vrc == 0 ? rm_req_live(view) : NULL);
     if (vrc == 0) {
         /* It waited in the lane past --queue-timeout: the client has likely

@@ -54,6 +54,7 @@ enum rm_timer_kind {
     RM_TIMER_WRITE,     /* the client to read queued output: restarts on progress */
     RM_TIMER_REQUEST,   /* a worker's next completion for its request (--timeout) */
     RM_TIMER_LINGER,    /* reading what a rejected client still sends, before closing */
+    RM_TIMER_LANE,      /* a request on a lane no thread took yet (--queue-timeout) */
     RM_TIMER_KINDS,
 };
 
@@ -110,6 +111,8 @@ typedef struct rm_conn {
     uint32_t body_pack;     /* chunk small body pieces are copied into, or none */
     uint32_t body_pack_len; /* bytes used in body_pack */
     uint64_t enqueued_ns;
+    uint64_t dispatched_ns; /* pushed onto its lane */
+    bool started;           /* a thread took it (wire.h's run state): --timeout runs */
     uint32_t req_nchunks;
     uint32_t req_cap;
     uint32_t *req_chunks;   /* references this request holds: req_inline or heap */
@@ -132,6 +135,8 @@ typedef struct rm_conn {
 typedef struct rm_held {
     struct rm_held *next;
     uint64_t req_id;
+    bool cancelled; /* taken back from the lane (503): still counts as outstanding
+                       until the worker pops it and posts RM_DONE_RELEASE */
     uint32_t nchunks;
     uint32_t chunks[];
 } rm_held_t;
@@ -360,6 +365,10 @@ void rm_dispatch_lane_lost(rm_server_t *s, uint32_t lane);
 /* The request on `c` passed --timeout: kill its worker; the client gets 504
  * once the worker is reaped. */
 void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c);
+/* The request on `c` sits on its lane past its queue deadline: take it back
+ * (wire.h's CAS) and answer 503. False when a thread took it first. The
+ * request's chunks stay held until the worker pops it and releases them. */
+bool rm_dispatch_try_cancel(rm_server_t *s, rm_conn_t *c);
 void rm_held_release_all(rm_server_t *s, rm_worker_t *w);
 
 /* exchange.c: each request/response, counted and logged (exchange.h). */
