@@ -36,6 +36,19 @@ uint32_t rm_chunk_alloc(rm_server_t *s)
     return idx;
 }
 
+uint32_t rm_chunk_alloc_input(rm_server_t *s)
+{
+    /* Request input stops short of the response reserve: a response must
+     * always find a chunk, or the requests waiting for it never free theirs. */
+    uint32_t idx =
+        rm_chunk_pool_try_alloc_above(&s->region.pool, RM_OWNER_SUPERVISOR, s->chunk_reserve);
+    if (idx != RM_CHUNK_NONE) {
+        s->chunk_refs[idx] = 1;
+        s->chunk_next[idx] = RM_CHUNK_NONE;
+    }
+    return idx;
+}
+
 void rm_chunk_ref(rm_server_t *s, uint32_t chunk)
 {
     s->chunk_refs[chunk]++;
@@ -263,7 +276,7 @@ static bool ensure_meta(rm_server_t *s, rm_conn_t *c)
 {
     if (c->meta_chunk != RM_CHUNK_NONE)
         return true;
-    c->meta_chunk = rm_chunk_alloc(s);
+    c->meta_chunk = rm_chunk_alloc_input(s);
     c->slice_count = 0;
     return c->meta_chunk != RM_CHUNK_NONE;
 }
@@ -275,7 +288,7 @@ static bool pack_piece(rm_server_t *s, rm_conn_t *c, const char *at, uint32_t le
 {
     rm_chunk_pool_t *pool = &s->region.pool;
     if (c->body_pack == RM_CHUNK_NONE || c->body_pack_len + len > pool->chunk_size) {
-        uint32_t ch = rm_chunk_alloc(s); /* its one reference is the request's */
+        uint32_t ch = rm_chunk_alloc_input(s); /* its one reference is the request's */
         if (ch == RM_CHUNK_NONE)
             return false;
         if (!req_append(c, ch)) {
@@ -295,11 +308,26 @@ static bool pack_piece(rm_server_t *s, rm_conn_t *c, const char *at, uint32_t le
 /* A piece of decoded body. A large piece is referenced where the kernel put
  * it; a small one (a short read, a chunked-coding fragment) is copied into a
  * packing chunk, so that a body arriving in many small reads holds a few full
- * chunks rather than one mostly empty chunk per read. */
+ * chunks rather than one mostly empty chunk per read. 0, or -1 when it
+ * cannot be kept. */
+static int body_piece(rm_server_t *s, rm_conn_t *c, const char *at, size_t len);
+
+/* The parser's body sink. A piece it cannot keep is refused with the answer
+ * that says why: the parser alone decides what is too large (413); no chunk
+ * or no memory is 503, the spill file's own failures are 507 or 500. */
 static int on_body_piece(void *ctx, const char *at, size_t len)
 {
     rm_server_t *s = ctx;
     rm_conn_t *c = s->feed_conn;
+    if (body_piece(s, c, at, len) == 0)
+        return 0;
+    if (!c->sink_status)
+        c->sink_status = 503;
+    return -1;
+}
+
+static int body_piece(rm_server_t *s, rm_conn_t *c, const char *at, size_t len)
+{
     rm_chunk_pool_t *pool = &s->region.pool;
     uint32_t chunk, off;
     if (c->spill_fd >= 0)
@@ -477,6 +505,8 @@ static void parse_error(rm_server_t *s, rm_conn_t *c, int status)
 {
     if (status == 413 && c->sink_status)
         status = c->sink_status; /* the body sink failed for another reason */
+    if (status == 503)           /* every 503 made while reading: no chunk or no memory */
+        rm_stat_add(&s->region.stats->overload[RM_OVERLOAD_NO_MEMORY], 1);
     RM_DEBUG("connection %u: bad request, answering %d", (unsigned)(c - s->conns), status);
     rm_conn_abort_request(s, c, status);
 }
@@ -530,7 +560,7 @@ void rm_conn_process(rm_server_t *s, rm_conn_t *c)
                 }
             } else {
                 /* Split head: start reassembling it. */
-                c->asm_chunk = rm_chunk_alloc(s);
+                c->asm_chunk = rm_chunk_alloc_input(s);
                 if (c->asm_chunk == RM_CHUNK_NONE) {
                     parse_error(s, c, 503);
                     return;

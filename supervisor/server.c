@@ -180,7 +180,7 @@ static void buf_ring_put(rm_server_t *s, uint16_t bid, uint32_t chunk)
 /* Give the kernel a fresh chunk for buffer slot `bid`, or remember the gap. */
 static void buf_refill(rm_server_t *s, uint16_t bid)
 {
-    uint32_t ch = rm_chunk_alloc(s);
+    uint32_t ch = rm_chunk_alloc_input(s);
     if (ch == RM_CHUNK_NONE) {
         s->buf_chunk[bid] = RM_CHUNK_NONE;
         s->bufs_missing++;
@@ -194,7 +194,7 @@ static void buf_refill_missing(rm_server_t *s)
     for (uint32_t bid = 0; bid < s->buf_count && s->bufs_missing; bid++) {
         if (s->buf_chunk[bid] != RM_CHUNK_NONE)
             continue;
-        uint32_t ch = rm_chunk_alloc(s);
+        uint32_t ch = rm_chunk_alloc_input(s);
         if (ch == RM_CHUNK_NONE)
             return;
         s->bufs_missing--;
@@ -698,6 +698,16 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
         return rc;
     }
     uint32_t n = cfg->chunk_count;
+    /* The response reserve: request input never takes the last chunks, so a
+     * worker can always write the response that frees a request's. Two per
+     * thread the pool may ever run (a response chunk being written and one
+     * being sent), or 1/16 of the pool if more; at most a quarter of it. */
+    uint64_t reserve = (uint64_t)cfg->workers_max * cfg->threads * 2;
+    if (reserve < n / 16)
+        reserve = n / 16;
+    if (reserve > n / 4)
+        reserve = n / 4;
+    s->chunk_reserve = (uint32_t)reserve;
     s->chunk_refs = calloc(n, sizeof(uint16_t));
     s->chunk_next = calloc(n, sizeof(uint32_t));
     s->chunk_off = calloc(n, sizeof(uint32_t));

@@ -121,7 +121,7 @@ bool rm_spill_piece(rm_server_t *s, rm_conn_t *c, const char *at, uint32_t len)
     if (c->spill_pack != RM_CHUNK_NONE && c->spill_pack_len + len > pool->chunk_size)
         flush_pack(s, c);
     if (c->spill_pack == RM_CHUNK_NONE) {
-        c->spill_pack = rm_chunk_alloc(s);
+        c->spill_pack = rm_chunk_alloc_input(s);
         if (c->spill_pack == RM_CHUNK_NONE) {
             c->sink_status = 503;
             return false;

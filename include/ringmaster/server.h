@@ -212,6 +212,9 @@ typedef struct rm_server {
     uint32_t *chunk_off;   /* private: first unsent/unparsed byte */
     uint32_t *chunk_len;   /* private: bytes left from chunk_off */
 
+    /* Free chunks that request input leaves to responses (server.c). */
+    uint32_t chunk_reserve;
+
     /* Provided-buffer ring for recv. */
     struct io_uring_buf_ring *buf_ring;
     size_t buf_ring_size;
@@ -309,7 +312,11 @@ void rm_server_begin_stop(rm_server_t *s, bool fast, const char *why);
 void rm_conn_request_complete(rm_server_t *s, rm_conn_t *c);
 void rm_chunk_ref(rm_server_t *s, uint32_t chunk);
 void rm_chunk_unref(rm_server_t *s, uint32_t chunk);
-uint32_t rm_chunk_alloc(rm_server_t *s); /* owned by the supervisor, one reference */
+/* A chunk owned by the supervisor with one reference, or RM_CHUNK_NONE. Plain
+ * alloc may take the response reserve (the supervisor's own answers); _input
+ * (receive buffers, heads, metas, body packing) never does. */
+uint32_t rm_chunk_alloc(rm_server_t *s);
+uint32_t rm_chunk_alloc_input(rm_server_t *s);
 rm_conn_t *rm_conn_alloc(rm_server_t *s, int fd);
 void rm_conn_release(rm_server_t *s, rm_conn_t *c); /* after the fd is closed */
 void rm_conn_input(rm_server_t *s, rm_conn_t *c, uint32_t chunk, uint32_t len);
