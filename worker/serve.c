@@ -226,12 +226,36 @@ int rm_worker_push_done(rm_worker_t *w, const rm_done_desc_t *desc, bool gil_hel
 
 uint32_t rm_serve_alloc_chunk(rm_serve_thread_t *t)
 {
-    unsigned round = 0;
-    for (;;) {
-        uint32_t idx = rm_chunk_pool_alloc(&t->pool, t->w->owner);
-        if (idx != RM_CHUNK_NONE || backoff(t->w, &round, true) < 0)
-            return idx;
+    static _Atomic uint64_t warned_ns;
+    uint32_t idx = rm_chunk_pool_alloc(&t->pool, t->w->owner);
+    if (idx != RM_CHUNK_NONE)
+        return idx;
+    /* The pool is empty although request input leaves a reserve to
+     * responses: more responses are in flight than the reserve covers. They
+     * free chunks as the clients read them, so wait for one, asleep with the
+     * GIL released (never spinning), and count the wait where /metrics sees
+     * it (ringmaster_worker_chunk_waits_total). */
+    rm_lane_stats_t *stats = &t->w->region.lane_stats[t->w->lane.index];
+    uint64_t t0 = now_ns();
+    uint64_t last = atomic_load_explicit(&warned_ns, memory_order_relaxed);
+    if ((last == 0 || t0 - last >= CHUNK_WAIT_WARN_NS) &&
+        atomic_compare_exchange_strong_explicit(&warned_ns, &last, t0, memory_order_relaxed,
+                                                memory_order_relaxed))
+        RM_WARN("lane %u: no free chunk for a response; waiting for one (the pool, --chunks, "
+                "is short for the responses in flight)",
+                t->w->conf->lane);
+    rm_lane_stat_add(&stats->chunk_waits, 1);
+    long ns = 50000;
+    while (idx == RM_CHUNK_NONE && !rm_worker_stopping(t->w)) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
+        PyThreadState *saved = PyEval_SaveThread();
+        nanosleep(&ts, NULL);
+        PyEval_RestoreThread(saved);
+        ns = ns * 2 < CHUNK_WAIT_MAX_NS ? ns * 2 : CHUNK_WAIT_MAX_NS;
+        idx = rm_chunk_pool_alloc(&t->pool, t->w->owner);
     }
+    rm_lane_stat_add(&stats->chunk_wait_ns, (int64_t)(now_ns() - t0));
+    return idx;
 }
 
 void rm_worker_release_hold(rm_worker_t *w, uint64_t req_id)
