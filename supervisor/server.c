@@ -229,7 +229,8 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
     if (!more)
         c->recv_armed = false;
     if (c->lingering) {
-        if (res > 0 || res == -ENOBUFS) {
+        /* ECANCELED: a read paused before the answer (spill.c) ended. */
+        if (res > 0 || res == -ENOBUFS || res == -ECANCELED) {
             if (!more)
                 rm_server_arm_recv(s, c);
             return;

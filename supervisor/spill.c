@@ -170,16 +170,23 @@ void rm_spill_on_write(rm_server_t *s, uint32_t conn_idx, uint32_t chunk, int re
             rm_server_close_conn(s, c); /* it waited for this write */
         return;
     }
-    if (res < 0) {
-        if (!c->spill_failed)
-            RM_ERROR("writing a spilled request body: %s", strerror(-res));
-        c->spill_failed = true;
-    } else {
+    if (res >= 0)
         c->spill_written += (uint64_t)res;
-    }
     if (c->closing) {
         if (c->spill_pending == 0)
             rm_server_close_conn(s, c); /* it waited for this write */
+        return;
+    }
+    if (res < 0) {
+        /* Answer at once, whether the body is complete, still arriving or
+         * paused behind the disk (waiting for writes that will never catch up
+         * would only end in a 408). Dropping the request removes the file;
+         * writes still in flight end on the closed descriptor (above). */
+        int status = res == -ENOSPC || res == -EDQUOT ? 507 : 500;
+        RM_ERROR("writing a spilled request body: %s; answered %d", strerror(-res), status);
+        c->spill_failed = true;
+        c->spill_waiting = false;
+        rm_conn_abort_request(s, c, status);
         return;
     }
     if (c->recv_paused && c->spill_len - c->spill_written <= SPILL_LAG_MAX / 2) {
@@ -196,10 +203,12 @@ void rm_spill_on_write(rm_server_t *s, uint32_t conn_idx, uint32_t chunk, int re
         return;
     c->spill_waiting = false;
     if (c->spill_failed || c->spill_written != c->spill_len) {
-        if (!c->spill_failed)
-            RM_ERROR("a spilled request body was written short (%llu of %llu bytes): disk full?",
-                     (unsigned long long)c->spill_written, (unsigned long long)c->spill_len);
-        rm_conn_abort_request(s, c, 500);
+        /* A regular file's write comes back short when the file system is
+         * full (the next one would say ENOSPC). */
+        RM_ERROR("a spilled request body was written short (%llu of %llu bytes): disk full; "
+                 "answered 507",
+                 (unsigned long long)c->spill_written, (unsigned long long)c->spill_len);
+        rm_conn_abort_request(s, c, 507);
         return;
     }
     rm_conn_request_complete(s, c);
