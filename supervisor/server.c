@@ -291,6 +291,38 @@ static void arm_accept(rm_server_t *s)
     s->accept_armed = true;
 }
 
+/* A connection over --max-connections: answer 503 at once and close, on the
+ * accepted socket itself, without a slot, a chunk or a ring entry (none is to
+ * be had, and a client told "busy" can retry elsewhere, where one left in the
+ * backlog would wait blind). Whatever the client already sent is read and
+ * dropped first, and our side is shut before the close, so the kernel has no
+ * unread bytes to answer with a reset that could destroy the 503. All of it
+ * is non-blocking: a client that is not ready loses the answer, never the
+ * loop's time. */
+static void refuse_busy(rm_server_t *s, int fd)
+{
+    static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nServer: ringmaster\r\n"
+                               "Content-Type: text/plain\r\nContent-Length: 24\r\n"
+                               "Retry-After: 1\r\nConnection: close\r\n\r\n"
+                               "503 Service Unavailable\n";
+    char sink[4096];
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        ;
+    ssize_t n = send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0)
+        rm_stat_add(&s->region.stats->bytes_sent, (uint64_t)n);
+    shutdown(fd, SHUT_WR);
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        ;
+    close(fd);
+    rm_stat_add(&s->region.stats->overload[RM_OVERLOAD_MAX_CONNECTIONS], 1);
+    uint64_t now = rm_now_ns();
+    if (now >= s->accept_warned_ns + 1000000000ull) {
+        RM_WARN("--max-connections (%u) reached: new clients are answered 503", s->conn_cap);
+        s->accept_warned_ns = now;
+    }
+}
+
 static void on_accept(rm_server_t *s, struct io_uring_cqe *cqe)
 {
     if (!(cqe->flags & IORING_CQE_F_MORE))
@@ -321,8 +353,10 @@ static void on_accept(rm_server_t *s, struct io_uring_cqe *cqe)
     } else {
         int fd = cqe->res;
         rm_conn_t *c = s->stopping ? NULL : rm_conn_alloc(s, fd);
-        if (!c) {
-            close(fd); /* over --max-connections, or stopping */
+        if (!c && !s->stopping) {
+            refuse_busy(s, fd);
+        } else if (!c) {
+            close(fd); /* stopping: the listening socket closes next */
         } else {
             rm_stat_add(&s->region.stats->connections_accepted, 1);
             socklen_t len = sizeof(c->peer);
