@@ -22,15 +22,22 @@
  *              makes progress; on expiry the worker is killed and the client
  *              gets 504. Time spent waiting on the lane never counts here.
  *
- * The lane timer has no single duration (a request may have waited in the
- * supervisor's queue first) and the request timer can start in the past (the
- * worker says when its thread started), so a timer is inserted in order from
- * the tail: nearly always at the tail itself.
+ * Nobody tells the supervisor when a thread takes a request (that would
+ * cost the worker a doorbell per request): the lane timer looks at the
+ * request's run state every LANE_CHECK_NS until its queue deadline. The
+ * request timer then runs from the start time the worker wrote, which lies
+ * up to LANE_CHECK_NS in the past, and the last lane check is the queue
+ * deadline itself; so a timer is inserted in order, walking back from its
+ * list's tail. The walk is bounded: a timer that would go further back than
+ * INSERT_WALK_MAX entries goes at the tail as late as the tail instead,
+ * which under that much load costs it at most LANE_CHECK_NS.
  */
 #include "ringmaster/log.h"
 #include "ringmaster/server.h"
 
 #define NIL UINT32_MAX
+#define LANE_CHECK_NS 250000000ull /* how often an unstarted request is looked at */
+#define INSERT_WALK_MAX 64
 
 void rm_deadline_init(rm_server_t *s)
 {
@@ -75,8 +82,14 @@ static void timer_set_at(rm_server_t *s, rm_conn_t *c, uint8_t kind, uint64_t de
     c->deadline_ns = deadline;
     /* After the last timer that is not later than this one. */
     uint32_t prev = s->timer_tail[kind];
-    while (prev != NIL && s->conns[prev].deadline_ns > deadline)
+    for (int n = 0; prev != NIL && s->conns[prev].deadline_ns > deadline; n++) {
+        if (n == INSERT_WALK_MAX) {
+            prev = s->timer_tail[kind];
+            c->deadline_ns = s->conns[prev].deadline_ns;
+            break;
+        }
         prev = s->conns[prev].timer_prev;
+    }
     c->timer_prev = prev;
     c->timer_next = prev == NIL ? s->timer_head[kind] : s->conns[prev].timer_next;
     if (prev == NIL)
@@ -99,16 +112,11 @@ static uint64_t queue_deadline(const rm_server_t *s, const rm_conn_t *c)
     return c->enqueued_ns + (uint64_t)s->cfg->queue_timeout_ms * 1000000ull;
 }
 
-/* When to look at a request on a lane: its queue deadline, or sooner when
- * --timeout is shorter, so that a thread that took it at once and hangs is
- * caught at --timeout from its start (start >= arrival). */
-static uint64_t lane_check_at(const rm_server_t *s, const rm_conn_t *c)
+/* When to look at a request on a lane next. */
+static uint64_t lane_check_at(const rm_server_t *s, const rm_conn_t *c, uint64_t now)
 {
     uint64_t at = queue_deadline(s, c);
-    uint64_t t = s->timer_ns[RM_TIMER_REQUEST];
-    if (t && c->enqueued_ns + t < at)
-        at = c->enqueued_ns + t;
-    return at;
+    return now + LANE_CHECK_NS < at ? now + LANE_CHECK_NS : at;
 }
 
 static uint8_t kind_for(const rm_server_t *s, const rm_conn_t *c)
@@ -146,7 +154,7 @@ void rm_deadline_update(rm_server_t *s, rm_conn_t *c, bool progress)
     }
     if (kind == RM_TIMER_LANE) {
         if (c->timer_kind != RM_TIMER_LANE)
-            timer_set_at(s, c, kind, lane_check_at(s, c));
+            timer_set_at(s, c, kind, lane_check_at(s, c, rm_now_ns()));
         return;
     }
     if (kind != c->timer_kind ||
@@ -183,7 +191,7 @@ static void lane_expired(rm_server_t *s, rm_conn_t *c, uint64_t now)
         return;
     }
     if (now < queue_deadline(s, c)) {
-        timer_set_at(s, c, RM_TIMER_LANE, queue_deadline(s, c));
+        timer_set_at(s, c, RM_TIMER_LANE, lane_check_at(s, c, now));
         return;
     }
     if (rm_dispatch_try_cancel(s, c))
