@@ -303,3 +303,28 @@ def test_connections_over_max_connections_get_503(start_server):
     finally:
         for h in holders:
             h.close()
+
+
+def test_a_request_that_starts_late_and_hangs_is_504_at_timeout_from_its_start(start_server):
+    """--timeout 2, one thread: B waits 1 s behind A, then hangs. Its 504
+    comes about 2 s after it started (not 2 s after it arrived, which would
+    kill the worker while B had run 1 s; not at --queue-timeout either)."""
+    server = start(start_server, workers=1, args=("--timeout", "2", "--threads", "1"))
+    results = {}
+
+    def call(name, path):
+        results[name] = (get(server.port, path), time.monotonic())
+
+    t0 = time.monotonic()
+    a = threading.Thread(target=call, args=("a", "/sleep?ms=1000&id=a"))
+    a.start()
+    time.sleep(0.1)
+    b = threading.Thread(target=call, args=("b", "/sleep?ms=10000&id=b"))
+    b.start()
+    a.join(30)
+    b.join(30)
+    assert status_of(results["a"][0]) == 200, f"A: {results['a'][0][:120]!r}"
+    assert status_of(results["b"][0]) == 504, f"B: {results['b'][0][:120]!r}"
+    took = results["b"][1] - t0
+    assert 2.9 <= took <= 1 + 2 + 0.25 + 2 * TICK + 0.5 * SLOW, (
+        f"B's 504 came {took:.2f} s after A was sent; expected ~3 s (1 s queued + 2 s)")
