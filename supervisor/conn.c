@@ -206,13 +206,40 @@ static const char *reason_of(int status)
     }
 }
 
+/* The pool is empty, reserve included (answers and responses in flight): an
+ * error answer must still reach its client, so it goes out directly with a
+ * non-blocking send when nothing else is queued on the connection (its order
+ * is then safe), and the connection closes after it. False when it cannot. */
+static bool respond_without_chunk(rm_server_t *s, rm_conn_t *c, int status)
+{
+    if (c->out_head != RM_CHUNK_NONE || c->send_busy || c->closing)
+        return false;
+    char buf[256];
+    int n = snprintf(buf, sizeof(buf),
+                     "HTTP/1.1 %d %s\r\nServer: ringmaster\r\nContent-Type: text/plain\r\n"
+                     "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%d %s\n",
+                     status, reason_of(status), strlen(reason_of(status)) + 5,
+                     status == 503 ? "Retry-After: 1\r\n" : "", status, reason_of(status));
+    ssize_t sent = send(c->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent != n)
+        return false;
+    rm_stat_add(&s->region.stats->bytes_sent, (uint64_t)n);
+    c->response_begun = true;
+    c->close_after = true;
+    rm_exchange_output(c, (const unsigned char *)buf, (uint32_t)n);
+    rm_exchange_end(s, c);
+    rm_server_close_conn(s, c); /* nothing queued: closes in stages (linger) */
+    return true;
+}
+
 /* Answer with a short error. With `close` the connection ends after it; the
  * request (if any) is dropped either way. */
 void rm_conn_respond_error(rm_server_t *s, rm_conn_t *c, int status, bool close)
 {
     uint32_t ch = rm_chunk_alloc(s);
     if (ch == RM_CHUNK_NONE) {
-        rm_server_close_conn(s, c);
+        if (!respond_without_chunk(s, c, status))
+            rm_server_close_conn(s, c);
         return;
     }
     char body[64];

@@ -196,8 +196,10 @@ static void lane_expired(rm_server_t *s, rm_conn_t *c, uint64_t now)
     }
     if (rm_dispatch_try_cancel(s, c))
         return;
-    /* A thread took it just now. */
-    started_at(s, c, rm_wire_started_ns(live), now);
+    if (rm_wire_run_state(live) == RM_WIRE_STARTED)
+        started_at(s, c, rm_wire_started_ns(live), now); /* a thread took it just now */
+    else
+        timer_set_at(s, c, RM_TIMER_LANE, now + LANE_CHECK_NS); /* no memory: later */
 }
 
 static void expire_one(rm_server_t *s, rm_conn_t *c, uint8_t kind)

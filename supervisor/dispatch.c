@@ -130,7 +130,7 @@ void rm_dispatch_pending(rm_server_t *s)
     }
 }
 
-static void held_add(rm_server_t *s, rm_worker_t *w, rm_conn_t *c, bool cancelled)
+static void held_add(rm_server_t *s, rm_worker_t *w, rm_conn_t *c)
 {
     uint32_t n = c->req_nchunks + (c->meta_chunk != RM_CHUNK_NONE);
     rm_held_t *h = malloc(sizeof(*h) + n * sizeof(uint32_t));
@@ -140,7 +140,7 @@ static void held_add(rm_server_t *s, rm_worker_t *w, rm_conn_t *c, bool cancelle
         RM_ERROR("out of memory recording a held request; its chunks stay allocated");
     } else {
         h->req_id = c->req_id;
-        h->cancelled = cancelled;
+        h->cancelled = false;
         h->nchunks = 0;
         for (uint32_t i = 0; i < c->req_nchunks; i++)
             h->chunks[h->nchunks++] = c->req_chunks[i];
@@ -205,7 +205,7 @@ static void request_finished(rm_server_t *s, rm_worker_t *w, rm_conn_t *c, uint3
     w->served++;
     s->requests_total++;
     if (flags & RM_DONE_HOLD)
-        held_add(s, w, c, false);
+        held_add(s, w, c);
     rm_conn_drop_request(s, c);
     c->state = RM_CONN_READING;
     if ((flags & RM_DONE_CLOSE) || !c->keep_alive)
@@ -304,15 +304,27 @@ bool rm_dispatch_try_cancel(rm_server_t *s, rm_conn_t *c)
     if (c->state != RM_CONN_DISPATCHED || c->meta_chunk == RM_CHUNK_NONE)
         return false;
     rm_req_meta_t *live = (rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk);
-    if (!rm_wire_try_cancel(live))
+    /* The descriptor stays on the lane: the worker pops it and reads the
+     * meta's run state, nothing else, so only the meta chunk is kept until it
+     * says RELEASE; the head and body go back to the pool now. */
+    rm_held_t *h = malloc(sizeof(*h) + sizeof(uint32_t));
+    if (!h)
+        return false; /* looked at again at the next check */
+    if (!rm_wire_try_cancel(live)) {
+        free(h);
         return false;
+    }
     rm_worker_t *w = &s->workers[c->lane];
     RM_DEBUG("connection %u: no thread of worker %d took the request within --queue-timeout; "
              "503",
              (unsigned)(c - s->conns), (int)w->pid);
-    /* The descriptor stays on the lane: the worker pops it, reads the meta
-     * (so the chunks stay until it says RELEASE), sees CANCELLED and skips it. */
-    held_add(s, w, c, true);
+    h->req_id = c->req_id;
+    h->cancelled = true;
+    h->nchunks = 1;
+    h->chunks[0] = c->meta_chunk;
+    h->next = w->held;
+    w->held = h;
+    c->meta_chunk = RM_CHUNK_NONE;
     c->state = RM_CONN_READING;
     c->req_id = 0;
     c->started = false;

@@ -373,8 +373,9 @@ void rm_dispatch_lane_lost(rm_server_t *s, uint32_t lane);
  * once the worker is reaped. */
 void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c);
 /* The request on `c` sits on its lane past its queue deadline: take it back
- * (wire.h's CAS) and answer 503. False when a thread took it first. The
- * request's chunks stay held until the worker pops it and releases them. */
+ * (wire.h's CAS) and answer 503. False when a thread took it first (or no
+ * memory was left to record it). Its meta chunk stays held, and the request
+ * counts as outstanding, until the worker pops it and releases them. */
 bool rm_dispatch_try_cancel(rm_server_t *s, rm_conn_t *c);
 void rm_held_release_all(rm_server_t *s, rm_worker_t *w);
 

@@ -328,3 +328,24 @@ def test_a_request_that_starts_late_and_hangs_is_504_at_timeout_from_its_start(s
     took = results["b"][1] - t0
     assert 2.9 <= took <= 1 + 2 + 0.25 + 2 * TICK + 0.5 * SLOW, (
         f"B's 504 came {took:.2f} s after A was sent; expected ~3 s (1 s queued + 2 s)")
+
+
+def test_every_busy_client_gets_an_answer_even_with_the_pool_drained(start_server):
+    """A handler holds the only thread for 2 s while 60 clients post small
+    bodies with --queue-timeout 1 on a 64-chunk pool: requests that cannot be
+    buffered and requests taken back from the lane are all answered at about
+    the same moment, more answers than the response reserve has chunks. Each
+    client still gets its 503 (sent without a chunk if need be), never a
+    silent close."""
+    server = start(start_server, workers=1,
+                   args=("--chunks", "64", "--threads", "1", "--queue-timeout", "1"))
+    calls = [lambda: get(server.port, "/sleep?ms=2000&id=hold")]
+    calls += [lambda i=i: post(server.port, "/echo", b"%03d" % i * 100) for i in range(60)]
+    got = in_parallel(calls)
+    statuses = [status_of(d) for d in got]
+    assert None not in statuses, (
+        f"{statuses.count(None)} of 61 clients got no answer at all: {statuses}")
+    assert set(statuses) <= {200, 503}, f"statuses: {statuses}"
+    for data in got:
+        if status_of(data) == 503:
+            assert b"retry-after:" in data.lower(), f"503 without Retry-After: {data[:200]!r}"
