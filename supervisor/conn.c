@@ -556,7 +556,7 @@ void rm_conn_process(rm_server_t *s, rm_conn_t *c)
     s->feed_conn = c;
     while (c->state == RM_CONN_READING && !c->close_after && !c->spill_waiting &&
            c->in_head != RM_CHUNK_NONE) {
-        if (rm_spill_throttled(c)) {
+        if (rm_spill_throttled(s, c)) {
             c->recv_paused = true; /* rm_spill_on_write resumes */
             rm_server_cancel_recv(s, c);
             return;

@@ -11,10 +11,12 @@
  * upload's fragments) are gathered into one chunk per write.
  *
  * Backpressure: the network is usually faster than the disk. Once more than
- * SPILL_LAG_MAX bytes are handed to the kernel and not yet written, the
+ * lag_max() bytes are handed to the kernel and not yet written, the
  * connection stops parsing and its recv is cancelled; the write completion
  * that brings the lag under half of that resumes both. So one upload holds a
- * few MiB of chunks however large it is, and never drains the pool.
+ * few MiB of chunks however large it is, and never drains the pool: the
+ * bound is SPILL_LAG_MAX, or an eighth of the pool when that is smaller (a
+ * 4 MiB lag would be the whole of a small pool).
  *
  * The request is handed to a worker once every write has landed, with the
  * file's path in its meta (wire.h, RM_REQ_BODY_FILE). The file is removed when
@@ -38,9 +40,15 @@ static int spill_path(const rm_server_t *s, const rm_conn_t *c, char *buf, size_
                     (unsigned long long)c->spill_seq);
 }
 
-bool rm_spill_throttled(const rm_conn_t *c)
+static uint64_t lag_max(const rm_server_t *s)
 {
-    return c->spill_fd >= 0 && c->spill_len - c->spill_written > SPILL_LAG_MAX;
+    uint64_t pool = (uint64_t)s->region.pool.count * s->region.pool.chunk_size;
+    return pool / 8 < SPILL_LAG_MAX ? pool / 8 : SPILL_LAG_MAX;
+}
+
+bool rm_spill_throttled(const rm_server_t *s, const rm_conn_t *c)
+{
+    return c->spill_fd >= 0 && c->spill_len - c->spill_written > lag_max(s);
 }
 
 bool rm_spill_wanted(const rm_server_t *s, const rm_conn_t *c, uint64_t seen, uint64_t more,
@@ -189,7 +197,7 @@ void rm_spill_on_write(rm_server_t *s, uint32_t conn_idx, uint32_t chunk, int re
         rm_conn_abort_request(s, c, status);
         return;
     }
-    if (c->recv_paused && c->spill_len - c->spill_written <= SPILL_LAG_MAX / 2) {
+    if (c->recv_paused && c->spill_len - c->spill_written <= lag_max(s) / 2) {
         /* Caught up: parse what is queued, then read again. */
         c->recv_paused = false;
         rm_conn_process(s, c);

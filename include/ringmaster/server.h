@@ -340,7 +340,7 @@ bool rm_spill_wanted(const rm_server_t *s, const rm_conn_t *c, uint64_t seen, ui
  * (c->sink_status set) when the file cannot be made. */
 bool rm_spill_begin(rm_server_t *s, rm_conn_t *c, const rm_slice_t *slices, uint32_t count);
 /* Writes lag behind the network: stop parsing (and reading) until they land. */
-bool rm_spill_throttled(const rm_conn_t *c);
+bool rm_spill_throttled(const rm_server_t *s, const rm_conn_t *c);
 /* Queue a write of one decoded body piece lying in chunk c->feed_chunk. */
 bool rm_spill_piece(rm_server_t *s, rm_conn_t *c, const char *at, uint32_t len);
 /* The body is complete: flush what is gathered. True when it is all on disk

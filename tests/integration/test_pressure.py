@@ -256,14 +256,17 @@ def upload(port, total, piece=65536):
         return read_all(sock)
 
 
-@pytest.mark.parametrize("size", [3 << 20, 48 << 20], ids=["plain", "throttled"])
-def test_full_spill_disk_is_507_at_once_and_the_file_removed(start_server, small_tmpfs, size):
+@pytest.mark.parametrize("size,chunks", [(3 << 20, 4096), (48 << 20, 256)],
+                         ids=["plain", "throttled"])
+def test_full_spill_disk_is_507_at_once_and_the_file_removed(start_server, small_tmpfs, size,
+                                                             chunks):
     """The body does not fit the 2 MiB spill file system: 507 at once (well
-    before --body-timeout), the file is removed, the server serves on. The
-    48 MiB upload runs far ahead of the disk, so reading is paused when the
-    write fails (the case that used to hang until 408)."""
+    before --body-timeout), the file is removed, the server serves on. In the
+    throttled case a 4 MiB pool bounds the write lag to 512 KiB, which a fast
+    48 MiB upload passes many times: reading is paused when the write fails
+    (the case that used to hang until 408)."""
     server = start(start_server, app=BODY_HASH, workers=1, warm_path="/",
-                   args=("--interface", "wsgi",
+                   args=("--interface", "wsgi", "--chunks", str(chunks),
                          "--spill-dir", str(small_tmpfs), "--body-spill-size", "16K",
                          "--max-body-size", "100M", "--body-timeout", "10"),
                    env={"RM_TEST_SPILL_DIR": str(small_tmpfs)})
