@@ -7,6 +7,7 @@ no room for is 503 with Retry-After (never 413), counted by cause in
 closed in silence.
 """
 
+import os
 import re
 import socket
 import subprocess
@@ -352,3 +353,38 @@ def test_every_busy_client_gets_an_answer_even_with_the_pool_drained(start_serve
     for data in got:
         if status_of(data) == 503:
             assert b"retry-after:" in data.lower(), f"503 without Retry-After: {data[:200]!r}"
+
+
+def cpu_ticks(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def test_a_worker_short_of_response_chunks_waits_asleep_and_is_counted(start_server):
+    """Four threads each write a 2 MiB response to a client that reads
+    nothing for 2 s, on a 64-chunk pool: their send windows want more chunks
+    than there are. The threads wait for chunks asleep (the worker uses
+    little CPU meanwhile), the waits are counted in /metrics, the worker is
+    not killed, and every response completes once the clients read."""
+    server = start(start_server, workers=1,
+                   args=("--chunks", "64", "--threads", "4", "--mode", "gil"))
+    pid = int(body_of(get(server.port, "/pid")))
+    socks = [connect(server.port) for _ in range(4)]
+    for s in socks:
+        s.sendall(b"GET /big?kb=2048 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    time.sleep(0.5)
+    ticks0 = cpu_ticks(pid)
+    time.sleep(2.0)
+    busy = (cpu_ticks(pid) - ticks0) / os.sysconf("SC_CLK_TCK")
+    got = in_parallel([lambda s=s: read_all(s) for s in socks])
+    for s in socks:
+        s.close()
+    for i, data in enumerate(got):
+        assert status_of(data) == 200 and len(body_of(data)) == 2048 * 1024, (
+            f"client {i}: {data[:100]!r}... {len(body_of(data))} body bytes; expected 2 MiB")
+    assert busy < 0.5, f"the worker used {busy:.2f} s of CPU in 2 s while it waited for chunks"
+    text = metrics(server)
+    waits = metric(text, "ringmaster_worker_chunk_waits_total", lane="0", pid=str(pid))
+    assert waits >= 1, "no chunk wait counted although 4 x 2 MiB responses outgrew the pool"
+    assert body_of(get(server.port, "/pid")) == str(pid).encode(), "the worker was replaced"

@@ -4,6 +4,7 @@ it ran, so a test can tell "answered 503 without running" from "ran late".
 Routes:
     /sleep?ms=N&id=X   records X, sleeps N ms, answers "ran X" and the pid
     /echo?ms=N  POST   sleeps N ms, then echoes the body
+    /big?kb=N          N KiB of b"x" (default 2048)
     /ran               the ids recorded so far, comma-separated (this process)
     /pid               the worker's pid
 """
@@ -40,6 +41,8 @@ def app(request):
         body = bytes(request.body)
         time.sleep(int(q.get("ms", "0")) / 1000.0)
         return body
+    if path == "/big":
+        return b"x" * (int(q.get("kb", "2048")) * 1024)
     if path == "/ran":
         return ",".join(RAN).encode()
     if path == "/pid":
