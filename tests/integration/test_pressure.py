@@ -362,17 +362,23 @@ def cpu_ticks(pid):
 
 
 def test_a_worker_short_of_response_chunks_waits_asleep_and_is_counted(start_server):
-    """Four threads each write a 2 MiB response to a client that reads
-    nothing for 2 s, on a 64-chunk pool: their send windows want more chunks
-    than there are. The threads wait for chunks asleep (the worker uses
+    """Four threads each write a 16 MiB response to a client that reads
+    nothing for 2 s, on a 64-chunk pool: once the socket buffers are full
+    (a few MiB each), their send windows want more chunks than there are. The threads wait for chunks asleep (the worker uses
     little CPU meanwhile), the waits are counted in /metrics, the worker is
     not killed, and every response completes once the clients read."""
     server = start(start_server, workers=1,
                    args=("--chunks", "64", "--threads", "4", "--mode", "gil"))
     pid = int(body_of(get(server.port, "/pid")))
-    socks = [connect(server.port) for _ in range(4)]
+    socks = []
+    for _ in range(4):
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # before connect: a small window
+        s.settimeout(20.0 * SLOW)
+        s.connect(("127.0.0.1", server.port))
+        socks.append(s)
     for s in socks:
-        s.sendall(b"GET /big?kb=2048 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        s.sendall(b"GET /big?kb=16384 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
     time.sleep(0.5)
     ticks0 = cpu_ticks(pid)
     time.sleep(2.0)
@@ -381,10 +387,10 @@ def test_a_worker_short_of_response_chunks_waits_asleep_and_is_counted(start_ser
     for s in socks:
         s.close()
     for i, data in enumerate(got):
-        assert status_of(data) == 200 and len(body_of(data)) == 2048 * 1024, (
-            f"client {i}: {data[:100]!r}... {len(body_of(data))} body bytes; expected 2 MiB")
+        assert status_of(data) == 200 and len(body_of(data)) == 16384 * 1024, (
+            f"client {i}: {data[:100]!r}... {len(body_of(data))} body bytes; expected 16 MiB")
     assert busy < 0.5, f"the worker used {busy:.2f} s of CPU in 2 s while it waited for chunks"
     text = metrics(server)
     waits = metric(text, "ringmaster_worker_chunk_waits_total", lane="0", pid=str(pid))
-    assert waits >= 1, "no chunk wait counted although 4 x 2 MiB responses outgrew the pool"
+    assert waits >= 1, "no chunk wait counted although 4 x 16 MiB responses outgrew the pool"
     assert body_of(get(server.port, "/pid")) == str(pid).encode(), "the worker was replaced"
