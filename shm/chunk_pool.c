@@ -129,6 +129,14 @@ uint32_t rm_chunk_pool_alloc(rm_chunk_pool_t *pool, uint32_t owner)
     return RM_CHUNK_NONE;
 }
 
+uint32_t rm_chunk_pool_try_alloc_above(rm_chunk_pool_t *pool, uint32_t owner, uint32_t reserve)
+{
+    uint32_t used = atomic_load_explicit(&pool->shared->in_use, memory_order_relaxed);
+    if (used >= pool->count || pool->count - used <= reserve)
+        return RM_CHUNK_NONE;
+    return rm_chunk_pool_alloc(pool, owner);
+}
+
 /* Clear the bit of a chunk whose owner word we hold as owner|FREEING, then
  * publish it as free. */
 static void release(rm_chunk_pool_t *pool, uint32_t idx)

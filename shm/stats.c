@@ -23,6 +23,17 @@ const char *rm_restart_cause_name(unsigned cause)
     return cause < RM_RESTART_CAUSES ? names[cause] : "unknown";
 }
 
+const char *rm_overload_cause_name(unsigned cause)
+{
+    static const char *const names[RM_OVERLOAD_CAUSES] = {
+        [RM_OVERLOAD_NO_MEMORY] = "no_memory",
+        [RM_OVERLOAD_QUEUE_FULL] = "queue_full",
+        [RM_OVERLOAD_QUEUE_TIMEOUT] = "queue_timeout",
+        [RM_OVERLOAD_MAX_CONNECTIONS] = "max_connections",
+    };
+    return cause < RM_OVERLOAD_CAUSES ? names[cause] : "unknown";
+}
+
 void rm_stats_record_response(rm_supervisor_stats_t *stats, int status, uint64_t latency_us)
 {
     if (status >= 100 && status <= 599)

@@ -40,6 +40,19 @@ uint32_t rm_chunk_alloc(rm_server_t *s)
     return idx;
 }
 
+uint32_t rm_chunk_alloc_input(rm_server_t *s)
+{
+    /* Request input stops short of the response reserve: a response must
+     * always find a chunk, or the requests waiting for it never free theirs. */
+    uint32_t idx =
+        rm_chunk_pool_try_alloc_above(&s->region.pool, RM_OWNER_SUPERVISOR, s->chunk_reserve);
+    if (idx != RM_CHUNK_NONE) {
+        s->chunk_refs[idx] = 1;
+        s->chunk_next[idx] = RM_CHUNK_NONE;
+    }
+    return idx;
+}
+
 void rm_chunk_ref(rm_server_t *s, uint32_t chunk)
 {
     s->chunk_refs[chunk]++;
@@ -123,6 +136,7 @@ void rm_conn_drop_request(rm_server_t *s, rm_conn_t *c)
     c->body_expected = 0;
     c->sink_status = 0;
     c->spill_failed = false;
+    c->started = false;
     c->req_id = 0;
     c->parsing = false;
     c->head_continue = false;
@@ -226,25 +240,52 @@ static const char *reason_of(int status)
     }
 }
 
+int rm_conn_format_error(rm_server_t *s, char *p, size_t cap, int status, bool close)
+{
+    char body[64];
+    int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason_of(status));
+    return snprintf(p, cap,
+                    "HTTP/1.1 %d %s\r\nServer: ringmaster\r\nDate: %s\r\n"
+                    "Content-Type: text/plain\r\nContent-Length: %d\r\n%s%s\r\n%s",
+                    status, reason_of(status), rm_http_date_get(&s->date), blen,
+                    close ? "Connection: close\r\n" : "",
+                    status == 503 ? "Retry-After: 1\r\n" : "", body);
+}
+
+/* The pool is empty, reserve included (answers and responses in flight): an
+ * error answer must still reach its client, so it goes out directly with a
+ * non-blocking send when nothing else is queued on the connection (its order
+ * is then safe), and the connection closes after it. False when it cannot. */
+static bool respond_without_chunk(rm_server_t *s, rm_conn_t *c, int status)
+{
+    if (c->out_head != RM_CHUNK_NONE || c->send_busy || c->closing)
+        return false;
+    char buf[256];
+    int n = rm_conn_format_error(s, buf, sizeof(buf), status, true);
+    ssize_t sent = send(c->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent != n)
+        return false;
+    rm_stat_add(&s->region.stats->bytes_sent, (uint64_t)n);
+    c->response_begun = true;
+    c->close_after = true;
+    rm_exchange_output(c, (const unsigned char *)buf, (uint32_t)n);
+    rm_exchange_end(s, c);
+    rm_server_close_conn(s, c); /* nothing queued: closes in stages (linger) */
+    return true;
+}
+
 /* Answer with a short error. With `close` the connection ends after it; the
  * request (if any) is dropped either way. */
 void rm_conn_respond_error(rm_server_t *s, rm_conn_t *c, int status, bool close)
 {
     uint32_t ch = rm_chunk_alloc(s);
     if (ch == RM_CHUNK_NONE) {
-        rm_server_close_conn(s, c);
+        if (!respond_without_chunk(s, c, status))
+            rm_server_close_conn(s, c);
         return;
     }
-    char body[64];
-    int blen = snprintf(body, sizeof(body), "%d %s\n", status, reason_of(status));
     char *p = (char *)rm_chunk_pool_ptr(&s->region.pool, ch);
-    /* RFC 9110 6.6.1: Date on every answer of a server with a clock. */
-    int n = snprintf(p, s->region.pool.chunk_size,
-                     "HTTP/1.1 %d %s\r\nServer: ringmaster\r\nDate: %s\r\n"
-                     "Content-Type: text/plain\r\nContent-Length: %d\r\n%s%s\r\n%s",
-                     status, reason_of(status), rm_http_date_get(&s->date), blen,
-                     close ? "Connection: close\r\n" : "",
-                     status == 503 ? "Retry-After: 1\r\n" : "", body);
+    int n = rm_conn_format_error(s, p, s->region.pool.chunk_size, status, close);
     c->response_begun = true;
     if (close)
         c->close_after = true;
@@ -298,7 +339,7 @@ static bool ensure_meta(rm_server_t *s, rm_conn_t *c)
 {
     if (c->meta_chunk != RM_CHUNK_NONE)
         return true;
-    c->meta_chunk = rm_chunk_alloc(s);
+    c->meta_chunk = rm_chunk_alloc_input(s);
     c->slice_count = 0;
     return c->meta_chunk != RM_CHUNK_NONE;
 }
@@ -310,7 +351,7 @@ static bool pack_piece(rm_server_t *s, rm_conn_t *c, const char *at, uint32_t le
 {
     rm_chunk_pool_t *pool = &s->region.pool;
     if (c->body_pack == RM_CHUNK_NONE || c->body_pack_len + len > pool->chunk_size) {
-        uint32_t ch = rm_chunk_alloc(s); /* its one reference is the request's */
+        uint32_t ch = rm_chunk_alloc_input(s); /* its one reference is the request's */
         if (ch == RM_CHUNK_NONE)
             return false;
         if (!req_append(c, ch)) {
@@ -330,11 +371,26 @@ static bool pack_piece(rm_server_t *s, rm_conn_t *c, const char *at, uint32_t le
 /* A piece of decoded body. A large piece is referenced where the kernel put
  * it; a small one (a short read, a chunked-coding fragment) is copied into a
  * packing chunk, so that a body arriving in many small reads holds a few full
- * chunks rather than one mostly empty chunk per read. */
+ * chunks rather than one mostly empty chunk per read. 0, or -1 when it
+ * cannot be kept. */
+static int body_piece(rm_server_t *s, rm_conn_t *c, const char *at, size_t len);
+
+/* The parser's body sink. A piece it cannot keep is refused with the answer
+ * that says why: the parser alone decides what is too large (413); no chunk
+ * or no memory is 503, the spill file's own failures are 507 or 500. */
 static int on_body_piece(void *ctx, const char *at, size_t len)
 {
     rm_server_t *s = ctx;
     rm_conn_t *c = s->feed_conn;
+    if (body_piece(s, c, at, len) == 0)
+        return 0;
+    if (!c->sink_status)
+        c->sink_status = 503;
+    return -1;
+}
+
+static int body_piece(rm_server_t *s, rm_conn_t *c, const char *at, size_t len)
+{
     rm_chunk_pool_t *pool = &s->region.pool;
     uint32_t chunk, off;
     if (c->spill_fd >= 0)
@@ -509,6 +565,8 @@ static void parse_error(rm_server_t *s, rm_conn_t *c, int status)
 {
     if (status == 413 && c->sink_status)
         status = c->sink_status; /* the body sink failed for another reason */
+    if (status == 503)           /* every 503 made while reading: no chunk or no memory */
+        rm_stat_add(&s->region.stats->overload[RM_OVERLOAD_NO_MEMORY], 1);
     RM_DEBUG("connection %u: bad request, answering %d", (unsigned)(c - s->conns), status);
     rm_conn_abort_request(s, c, status);
 }
@@ -546,7 +604,7 @@ static void process_input(rm_server_t *s, rm_conn_t *c)
     s->feed_conn = c;
     while (c->state == RM_CONN_READING && !c->close_after && !c->spill_waiting &&
            c->in_head != RM_CHUNK_NONE) {
-        if (rm_spill_throttled(c)) {
+        if (rm_spill_throttled(s, c)) {
             c->recv_paused = true; /* rm_spill_on_write resumes */
             rm_server_cancel_recv(s, c);
             return;
@@ -609,7 +667,7 @@ static void process_input(rm_server_t *s, rm_conn_t *c)
                 /* Whole at last: into one chunk of the region, where the
                  * worker will read it, and parsed there for good (the body
                  * bytes that came with it go to the sink this time). */
-                uint32_t hc = rm_chunk_alloc(s);
+                uint32_t hc = rm_chunk_alloc_input(s);
                 if (hc == RM_CHUNK_NONE) {
                     parse_error(s, c, 503);
                     return;

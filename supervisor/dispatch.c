@@ -82,6 +82,8 @@ static bool try_push(rm_server_t *s, rm_conn_t *c)
     }
     c->req_id = req_id;
     c->resp_sent = 0;
+    c->started = false; /* until a thread takes it: the queue's time, not --timeout's */
+    c->dispatched_ns = rm_now_ns();
     c->lane = w->lane.index;
     c->state = RM_CONN_DISPATCHED;
     w->outstanding++;
@@ -109,6 +111,7 @@ void rm_dispatch_requeue(rm_server_t *s, rm_conn_t *c)
     if (!(s->queue_head == UINT32_MAX && try_push(s, c))) {
         if (s->queued >= s->cfg->max_queued) {
             /* Shed load here rather than let the queue, and every wait, grow. */
+            rm_stat_add(&s->region.stats->overload[RM_OVERLOAD_QUEUE_FULL], 1);
             rm_conn_abort_request(s, c, 503);
             return;
         }
@@ -146,6 +149,7 @@ static void held_add(rm_server_t *s, rm_worker_t *w, rm_conn_t *c)
         RM_ERROR("out of memory recording a held request; its chunks stay allocated");
     } else {
         h->req_id = c->req_id;
+        h->cancelled = false;
         h->nchunks = 0;
         for (uint32_t i = 0; i < c->req_nchunks; i++)
             h->chunks[h->nchunks++] = c->req_chunks[i];
@@ -181,6 +185,8 @@ static bool held_release(rm_server_t *s, rm_worker_t *w, uint64_t req_id)
         if ((*pp)->req_id == req_id) {
             rm_held_t *h = *pp;
             *pp = h->next;
+            if (h->cancelled && w->outstanding > 0)
+                w->outstanding--; /* it has left the lane at last */
             held_free(s, h);
             return true;
         }
@@ -241,6 +247,7 @@ static void take_completion(rm_server_t *s, rm_worker_t *w, const rm_done_desc_t
         violation(s, w, "a completion for a request it does not have", d->req_id);
         return;
     }
+    c->started = true; /* it answers, so a thread has it */
     if (d->chunk != RM_CHUNK_NONE) {
         if (!rm_chunk_pool_span_ok(&s->region.pool, d->chunk, d->off, d->len) ||
             rm_chunk_pool_transfer(&s->region.pool, d->chunk, owner, RM_OWNER_SUPERVISOR) != 0) {
@@ -299,6 +306,40 @@ void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c)
     w->state = RM_WORKER_STOPPING; /* hand it nothing more while it dies */
     w->exit_cause = RM_RESTART_TIMEOUT;
     rm_worker_kill(w);
+}
+
+bool rm_dispatch_try_cancel(rm_server_t *s, rm_conn_t *c)
+{
+    if (c->state != RM_CONN_DISPATCHED || c->meta_chunk == RM_CHUNK_NONE)
+        return false;
+    rm_req_meta_t *live = (rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk);
+    /* The descriptor stays on the lane: the worker pops it and reads the
+     * meta's run state, nothing else, so only the meta chunk is kept until it
+     * says RELEASE; the head and body go back to the pool now. */
+    rm_held_t *h = malloc(sizeof(*h) + sizeof(uint32_t));
+    if (!h)
+        return false; /* looked at again at the next check */
+    if (!rm_wire_try_cancel(live)) {
+        free(h);
+        return false;
+    }
+    rm_worker_t *w = &s->workers[c->lane];
+    RM_DEBUG("connection %u: no thread of worker %d took the request within --queue-timeout; "
+             "503",
+             (unsigned)(c - s->conns), (int)w->pid);
+    h->req_id = c->req_id;
+    h->cancelled = true;
+    h->nchunks = 1;
+    h->chunks[0] = c->meta_chunk;
+    h->next = w->held;
+    w->held = h;
+    c->meta_chunk = RM_CHUNK_NONE;
+    c->state = RM_CONN_READING;
+    c->req_id = 0;
+    c->started = false;
+    rm_stat_add(&s->region.stats->overload[RM_OVERLOAD_QUEUE_TIMEOUT], 1);
+    rm_conn_abort_request(s, c, 503);
+    return true;
 }
 
 /* Lane `lane`'s worker is gone (the caller has taken its finished

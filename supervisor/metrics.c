@@ -142,6 +142,8 @@ static void render_metrics(rm_server_t *s, rm_textbuf_t *body)
                               memory_order_relaxed);
         atomic_store_explicit(&l->stats.in_flight, rm_stat_get(&ls->in_flight),
                               memory_order_relaxed);
+        atomic_store_explicit(&l->stats.chunk_waits, rm_stat_get(&ls->chunk_waits),
+                              memory_order_relaxed);
     }
     rm_metrics_render(&sample, body);
     free(lanes);

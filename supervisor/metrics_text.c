@@ -224,6 +224,9 @@ static void render_lanes(const rm_metrics_sample_t *m, rm_textbuf_t *b)
          "Requests where the app raised, since the worker started (reported by the worker)."},
         {"ringmaster_worker_requests_active", "gauge",
          "Requests inside the app on this worker now (reported by the worker)."},
+        {"ringmaster_worker_chunk_waits_total", "counter",
+         "Times a thread of the worker found no free chunk for a response and backed off "
+         "(reported by the worker)."},
     };
     for (size_t f = 0; f < sizeof(lane_families) / sizeof(lane_families[0]); f++) {
         family(b, lane_families[f].name, lane_families[f].type, lane_families[f].help);
@@ -233,7 +236,8 @@ static void render_lanes(const rm_metrics_sample_t *m, rm_textbuf_t *b)
                          : f == 1 ? l->outstanding
                          : f == 2 ? rm_stat_get(&l->stats.requests)
                          : f == 3 ? rm_stat_get(&l->stats.exceptions)
-                                  : rm_stat_get(&l->stats.in_flight);
+                         : f == 4 ? rm_stat_get(&l->stats.in_flight)
+                                  : rm_stat_get(&l->stats.chunk_waits);
             rm_textbuf_printf(b, "%s{lane=\"%u\",pid=\"%d\"} %llu\n", lane_families[f].name,
                               l->lane, (int)l->pid, (unsigned long long)v);
         }
@@ -259,6 +263,14 @@ void rm_metrics_render(const rm_metrics_sample_t *m, rm_textbuf_t *b)
         rm_textbuf_printf(b, "ringmaster_worker_restarts_total{cause=\"%s\"} %llu\n",
                           rm_restart_cause_name(i),
                           (unsigned long long)rm_stat_get(&st->restarts[i]));
+
+    family(b, "ringmaster_overload_total", "counter",
+           "Requests answered 503 (connections refused at --max-connections) because the "
+           "server was busy, by cause.");
+    for (unsigned i = 0; i < RM_OVERLOAD_CAUSES; i++)
+        rm_textbuf_printf(b, "ringmaster_overload_total{cause=\"%s\"} %llu\n",
+                          rm_overload_cause_name(i),
+                          (unsigned long long)rm_stat_get(&st->overload[i]));
 
     scalar(b, "ringmaster_chunks_in_use", "gauge",
            "Shared-memory chunks allocated (requests, responses, receive buffers).",

@@ -181,7 +181,7 @@ static void buf_ring_put(rm_server_t *s, uint16_t bid, uint32_t chunk)
 /* Give the kernel a fresh chunk for buffer slot `bid`, or remember the gap. */
 static void buf_refill(rm_server_t *s, uint16_t bid)
 {
-    uint32_t ch = rm_chunk_alloc(s);
+    uint32_t ch = rm_chunk_alloc_input(s);
     if (ch == RM_CHUNK_NONE) {
         s->buf_chunk[bid] = RM_CHUNK_NONE;
         s->bufs_missing++;
@@ -195,7 +195,7 @@ static void buf_refill_missing(rm_server_t *s)
     for (uint32_t bid = 0; bid < s->buf_count && s->bufs_missing; bid++) {
         if (s->buf_chunk[bid] != RM_CHUNK_NONE)
             continue;
-        uint32_t ch = rm_chunk_alloc(s);
+        uint32_t ch = rm_chunk_alloc_input(s);
         if (ch == RM_CHUNK_NONE)
             return;
         s->bufs_missing--;
@@ -230,7 +230,8 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
     if (!more)
         c->recv_armed = false;
     if (c->lingering) {
-        if (res > 0 || res == -ENOBUFS) {
+        /* ECANCELED: a read paused before the answer (spill.c) ended. */
+        if (res > 0 || res == -ENOBUFS || res == -ECANCELED) {
             if (!more)
                 rm_server_arm_recv(s, c);
             return;
@@ -301,6 +302,36 @@ static void arm_accept(rm_server_t *s)
     s->accept_armed = true;
 }
 
+/* A connection over --max-connections: answer 503 at once and close, on the
+ * accepted socket itself, without a slot, a chunk or a ring entry (none is to
+ * be had, and a client told "busy" can retry elsewhere, where one left in the
+ * backlog would wait blind). Whatever the client already sent is read and
+ * dropped first, and our side is shut before the close, so the kernel has no
+ * unread bytes to answer with a reset that could destroy the 503. All of it
+ * is non-blocking: a client that is not ready loses the answer, never the
+ * loop's time. */
+static void refuse_busy(rm_server_t *s, int fd)
+{
+    char busy[256];
+    int len = rm_conn_format_error(s, busy, sizeof(busy), 503, true);
+    char sink[4096];
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        ;
+    ssize_t n = send(fd, busy, (size_t)len, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0)
+        rm_stat_add(&s->region.stats->bytes_sent, (uint64_t)n);
+    shutdown(fd, SHUT_WR);
+    for (int i = 0; i < 16 && recv(fd, sink, sizeof(sink), MSG_DONTWAIT) > 0; i++)
+        ;
+    close(fd);
+    rm_stat_add(&s->region.stats->overload[RM_OVERLOAD_MAX_CONNECTIONS], 1);
+    uint64_t now = rm_now_ns();
+    if (now >= s->accept_warned_ns + 1000000000ull) {
+        RM_WARN("--max-connections (%u) reached: new clients are answered 503", s->conn_cap);
+        s->accept_warned_ns = now;
+    }
+}
+
 static void on_accept(rm_server_t *s, struct io_uring_cqe *cqe)
 {
     if (!(cqe->flags & IORING_CQE_F_MORE))
@@ -331,8 +362,10 @@ static void on_accept(rm_server_t *s, struct io_uring_cqe *cqe)
     } else {
         int fd = cqe->res;
         rm_conn_t *c = s->stopping ? NULL : rm_conn_alloc(s, fd);
-        if (!c) {
-            close(fd); /* over --max-connections, or stopping */
+        if (!c && !s->stopping) {
+            refuse_busy(s, fd);
+        } else if (!c) {
+            close(fd); /* stopping: the listening socket closes next */
         } else {
             rm_stat_add(&s->region.stats->connections_accepted, 1);
             socklen_t len = sizeof(c->peer);
@@ -732,6 +765,16 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
         return rc;
     }
     uint32_t n = cfg->chunk_count;
+    /* The response reserve: request input never takes the last chunks, so a
+     * worker can always write the response that frees a request's. Two per
+     * thread the pool may ever run (a response chunk being written and one
+     * being sent), or 1/16 of the pool if more; at most a quarter of it. */
+    uint64_t reserve = (uint64_t)cfg->workers_max * cfg->threads * 2;
+    if (reserve < n / 16)
+        reserve = n / 16;
+    if (reserve > n / 4)
+        reserve = n / 4;
+    s->chunk_reserve = (uint32_t)reserve;
     s->chunk_refs = calloc(n, sizeof(uint16_t));
     s->chunk_next = calloc(n, sizeof(uint32_t));
     s->chunk_off = calloc(n, sizeof(uint32_t));

@@ -12,10 +12,12 @@
  * upload's fragments) are gathered into one chunk per write.
  *
  * Backpressure: the network is usually faster than the disk. Once more than
- * SPILL_LAG_MAX bytes are handed to the kernel and not yet written, the
+ * lag_max() bytes are handed to the kernel and not yet written, the
  * connection stops parsing and its recv is cancelled; the write completion
  * that brings the lag under half of that resumes both. So one upload holds a
- * few MiB of chunks however large it is, and never drains the pool.
+ * few MiB of chunks however large it is, and never drains the pool: the
+ * bound is SPILL_LAG_MAX, or an eighth of the pool when that is smaller (a
+ * 4 MiB lag would be the whole of a small pool).
  *
  * The request is handed to a worker once every write has landed, with the
  * file's path in its meta (wire.h, RM_REQ_BODY_FILE). The file is removed when
@@ -41,9 +43,15 @@ static int spill_path(const rm_server_t *s, const rm_conn_t *c, char *buf, size_
     return rm_spill_dir_file_path(&s->spill_dir, c->spill_seq, buf, len);
 }
 
-bool rm_spill_throttled(const rm_conn_t *c)
+static uint64_t lag_max(const rm_server_t *s)
 {
-    return c->spill_fd >= 0 && c->spill_len - c->spill_written > SPILL_LAG_MAX;
+    uint64_t pool = (uint64_t)s->region.pool.count * s->region.pool.chunk_size;
+    return pool / 8 < SPILL_LAG_MAX ? pool / 8 : SPILL_LAG_MAX;
+}
+
+bool rm_spill_throttled(const rm_server_t *s, const rm_conn_t *c)
+{
+    return c->spill_fd >= 0 && c->spill_len - c->spill_written > lag_max(s);
 }
 
 bool rm_spill_wanted(const rm_server_t *s, const rm_conn_t *c, uint64_t seen, uint64_t more,
@@ -124,7 +132,7 @@ bool rm_spill_piece(rm_server_t *s, rm_conn_t *c, const char *at, uint32_t len)
     if (c->spill_pack != RM_CHUNK_NONE && c->spill_pack_len + len > pool->chunk_size)
         flush_pack(s, c);
     if (c->spill_pack == RM_CHUNK_NONE) {
-        c->spill_pack = rm_chunk_alloc(s);
+        c->spill_pack = rm_chunk_alloc_input(s);
         if (c->spill_pack == RM_CHUNK_NONE) {
             c->sink_status = 503;
             return false;
@@ -173,19 +181,26 @@ void rm_spill_on_write(rm_server_t *s, uint32_t conn_idx, uint32_t chunk, int re
             rm_server_close_conn(s, c); /* it waited for this write */
         return;
     }
-    if (res < 0) {
-        if (!c->spill_failed)
-            RM_ERROR("writing a spilled request body: %s", strerror(-res));
-        c->spill_failed = true;
-    } else {
+    if (res >= 0)
         c->spill_written += (uint64_t)res;
-    }
     if (c->closing) {
         if (c->spill_pending == 0)
             rm_server_close_conn(s, c); /* it waited for this write */
         return;
     }
-    if (c->recv_paused && c->spill_len - c->spill_written <= SPILL_LAG_MAX / 2) {
+    if (res < 0) {
+        /* Answer at once, whether the body is complete, still arriving or
+         * paused behind the disk (waiting for writes that will never catch up
+         * would only end in a 408). Dropping the request removes the file;
+         * writes still in flight end on the closed descriptor (above). */
+        int status = res == -ENOSPC || res == -EDQUOT ? 507 : 500;
+        RM_ERROR("writing a spilled request body: %s; answered %d", strerror(-res), status);
+        c->spill_failed = true;
+        c->spill_waiting = false;
+        rm_conn_abort_request(s, c, status);
+        return;
+    }
+    if (c->recv_paused && c->spill_len - c->spill_written <= lag_max(s) / 2) {
         /* Caught up: parse what is queued, then read again. */
         c->recv_paused = false;
         rm_conn_process(s, c);
@@ -199,10 +214,12 @@ void rm_spill_on_write(rm_server_t *s, uint32_t conn_idx, uint32_t chunk, int re
         return;
     c->spill_waiting = false;
     if (c->spill_failed || c->spill_written != c->spill_len) {
-        if (!c->spill_failed)
-            RM_ERROR("a spilled request body was written short (%llu of %llu bytes): disk full?",
-                     (unsigned long long)c->spill_written, (unsigned long long)c->spill_len);
-        rm_conn_abort_request(s, c, 500);
+        /* A regular file's write comes back short when the file system is
+         * full (the next one would say ENOSPC). */
+        RM_ERROR("a spilled request body was written short (%llu of %llu bytes): disk full; "
+                 "answered 507",
+                 (unsigned long long)c->spill_written, (unsigned long long)c->spill_len);
+        rm_conn_abort_request(s, c, 507);
         return;
     }
     rm_conn_request_complete(s, c);

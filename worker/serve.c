@@ -53,6 +53,17 @@
 #define BACKOFF_SPINS 64 /* rounds of pure spinning before sleeping */
 #define BACKOFF_MAX_NS 1000000L
 
+/* A thread without a response chunk sleeps this long at most between tries. */
+#define CHUNK_WAIT_MAX_NS 10000000L
+#define CHUNK_WAIT_WARN_NS 10000000000ull /* one log line per process per 10 s */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
 /* The signal handler's only state: where to write. Set by rm_worker_init. */
 static int signal_wake_fd = -1;
 
@@ -215,12 +226,36 @@ int rm_worker_push_done(rm_worker_t *w, const rm_done_desc_t *desc, bool gil_hel
 
 uint32_t rm_serve_alloc_chunk(rm_serve_thread_t *t)
 {
-    unsigned round = 0;
-    for (;;) {
-        uint32_t idx = rm_chunk_pool_alloc(&t->pool, t->w->owner);
-        if (idx != RM_CHUNK_NONE || backoff(t->w, &round, true) < 0)
-            return idx;
+    static _Atomic uint64_t warned_ns;
+    uint32_t idx = rm_chunk_pool_alloc(&t->pool, t->w->owner);
+    if (idx != RM_CHUNK_NONE)
+        return idx;
+    /* The pool is empty although request input leaves a reserve to
+     * responses: more responses are in flight than the reserve covers. They
+     * free chunks as the clients read them, so wait for one, asleep with the
+     * GIL released (never spinning), and count the wait where /metrics sees
+     * it (ringmaster_worker_chunk_waits_total). */
+    rm_lane_stats_t *stats = &t->w->region.lane_stats[t->w->lane.index];
+    uint64_t t0 = now_ns();
+    uint64_t last = atomic_load_explicit(&warned_ns, memory_order_relaxed);
+    if ((last == 0 || t0 - last >= CHUNK_WAIT_WARN_NS) &&
+        atomic_compare_exchange_strong_explicit(&warned_ns, &last, t0, memory_order_relaxed,
+                                                memory_order_relaxed))
+        RM_WARN("lane %u: no free chunk for a response; waiting for one (the pool, --chunks, "
+                "is short for the responses in flight)",
+                t->w->conf->lane);
+    rm_lane_stat_add(&stats->chunk_waits, 1);
+    long ns = 50000;
+    while (idx == RM_CHUNK_NONE && !rm_worker_stopping(t->w)) {
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
+        PyThreadState *saved = PyEval_SaveThread();
+        nanosleep(&ts, NULL);
+        PyEval_RestoreThread(saved);
+        ns = ns * 2 < CHUNK_WAIT_MAX_NS ? ns * 2 : CHUNK_WAIT_MAX_NS;
+        idx = rm_chunk_pool_alloc(&t->pool, t->w->owner);
     }
+    rm_lane_stat_add(&stats->chunk_wait_ns, (int64_t)(now_ns() - t0));
+    return idx;
 }
 
 void rm_worker_release_hold(rm_worker_t *w, uint64_t req_id)
@@ -234,7 +269,9 @@ void rm_worker_release_hold(rm_worker_t *w, uint64_t req_id)
                 req_id);
 }
 
-/* Check a descriptor and its meta block, then take a copy of the meta. */
+/* Check a descriptor and its meta block, claim the request for this thread
+ * (wire.h), then take a copy of the meta. -ESTALE: the supervisor took it
+ * back first. */
 static int view_open(const rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_req_view_t *view)
 {
     const rm_chunk_pool_t *pool = &t->pool;
@@ -243,6 +280,11 @@ static int view_open(const rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_r
         desc->meta_len > pool->chunk_size)
         return -EBADMSG;
     rm_req_meta_t *meta = (rm_req_meta_t *)rm_chunk_pool_ptr(pool, desc->meta_chunk);
+    /* Take it for this thread, before anything else decides its answer; the
+     * supervisor may have taken it back at its queue deadline (and answered
+     * 503): then it must not run, and its file (if any) is already gone. */
+    if (!rm_wire_try_start(meta, now_ns()))
+        return -ESTALE;
     if (rm_wire_meta_check(meta, desc->meta_len, pool->chunk_size, pool->count) < 0 ||
         meta->head_chunk >= pool->count)
         return -EBADMSG;
@@ -315,13 +357,6 @@ static int run_app(rm_serve_thread_t *t, const rm_req_view_t *view, rm_out_t *ou
     return rc;
 }
 
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
 /* Push the final completion of what `out` holds; on failure (a stop) its
  * chunk is freed. The GIL is held. */
 static int push_final(rm_serve_thread_t *t, rm_out_t *out, PyObject *exporter, bool *held)
@@ -356,6 +391,12 @@ int rm_serve_admit(rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_req_view_
     int vrc = view_open(t, desc, view);
     if (vrc == 0 && (desc->deadline_ns == 0 || now_ns() <= desc->deadline_ns))
         return 0;
+    if (vrc == -ESTALE) {
+        /* Answered by the supervisor: only its chunks are to be given back. */
+        rm_done_desc_t d = {
+            .req_id = desc->req_id, .chunk = RM_CHUNK_NONE, .flags = RM_DONE_RELEASE};
+        return push(t->w, &d, true, NULL, NULL) < 0 ? -ECANCELED : 1;
+    }
     rm_out_init(&out, t, desc->req_id, vrc == 0 ? rm_req_live(view) : NULL);
     if (vrc == 0) {
         /* It waited in the lane past --queue-timeout: the client has likely

@@ -386,7 +386,8 @@ uint32_t rm_serve_alloc_chunk(rm_serve_thread_t *t);
  * reader holds its own); 1 when it was answered here instead (500 for a
  * malformed meta block or a spilled body that cannot be opened, 503 for one
  * that waited past its deadline: the final completion is pushed, not yet
- * rung); -ECANCELED on a stop. The GIL is held. */
+ * rung; or the supervisor had taken it back (wire.h): its RM_DONE_RELEASE is
+ * pushed); -ECANCELED on a stop. The GIL is held. */
 int rm_serve_admit(rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_req_view_t *view);
 
 /* Push the final completion of what `out` holds (RM_DONE_LAST | out->flags)

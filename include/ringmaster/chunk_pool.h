@@ -60,6 +60,14 @@ void rm_chunk_pool_bind(rm_chunk_pool_t *pool, void *shared_mem, void *chunks, u
  * Returns its index, or RM_CHUNK_NONE when the pool is exhausted. */
 uint32_t rm_chunk_pool_alloc(rm_chunk_pool_t *pool, uint32_t owner);
 
+/* Like rm_chunk_pool_alloc, but only while more than `reserve` chunks are
+ * free: the last `reserve` are left to callers of rm_chunk_pool_alloc. The
+ * check reads the in_use counter, so it is approximate under concurrency (and
+ * errs towards refusing after a crash left the counter high): a reserve is a
+ * share kept back, not a guarantee to the chunk. Returns RM_CHUNK_NONE when
+ * the pool is at or below the reserve. */
+uint32_t rm_chunk_pool_try_alloc_above(rm_chunk_pool_t *pool, uint32_t owner, uint32_t reserve);
+
 /* Return chunk `idx`, which must be tagged `owner`.
  * Returns 0, -EINVAL for an index out of range, -EPERM if `owner` does not own it
  * (the chunk is left untouched). In RM_DEBUG_POISON builds the bytes are

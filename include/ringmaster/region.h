@@ -36,7 +36,9 @@
 #include <stdint.h>
 
 #define RM_REGION_MAGIC 0x31474552474e4d52ULL /* "RMNGREG1" little-endian */
-#define RM_REGION_LAYOUT_VERSION 3u /* 3: the lane header has a loop bell line */
+/* 3: the lane header has a loop bell line; 4: overload and chunk-wait
+ * counters, and the request meta's run state (wire.h) */
+#define RM_REGION_LAYOUT_VERSION 4u
 
 typedef struct rm_region_conf {
     uint32_t lane_count;    /* workers that can be attached at once */

@@ -61,6 +61,7 @@ enum rm_timer_kind {
     RM_TIMER_WRITE,     /* the client to read queued output: restarts on progress */
     RM_TIMER_REQUEST,   /* a worker's next completion for its request (--timeout) */
     RM_TIMER_LINGER,    /* reading what a rejected client still sends, before closing */
+    RM_TIMER_LANE,      /* a request on a lane no thread took yet (--queue-timeout) */
     RM_TIMER_KINDS,
 };
 
@@ -122,6 +123,8 @@ typedef struct rm_conn {
     uint32_t body_pack;     /* chunk small body pieces are copied into, or none */
     uint32_t body_pack_len; /* bytes used in body_pack */
     uint64_t enqueued_ns;
+    uint64_t dispatched_ns; /* pushed onto its lane */
+    bool started;           /* a thread took it (wire.h's run state): --timeout runs */
     uint32_t req_nchunks;
     uint32_t req_cap;
     uint32_t *req_chunks;   /* references this request holds: req_inline or heap */
@@ -144,6 +147,8 @@ typedef struct rm_conn {
 typedef struct rm_held {
     struct rm_held *next;
     uint64_t req_id;
+    bool cancelled; /* taken back from the lane (503): still counts as outstanding
+                       until the worker pops it and posts RM_DONE_RELEASE */
     uint32_t nchunks;
     uint32_t chunks[];
 } rm_held_t;
@@ -219,6 +224,9 @@ typedef struct rm_server {
     uint32_t *chunk_next;  /* private list links, one per chunk */
     uint32_t *chunk_off;   /* private: first unsent/unparsed byte */
     uint32_t *chunk_len;   /* private: bytes left from chunk_off */
+
+    /* Free chunks that request input leaves to responses (server.c). */
+    uint32_t chunk_reserve;
 
     /* Provided-buffer ring for recv. */
     struct io_uring_buf_ring *buf_ring;
@@ -321,13 +329,20 @@ void rm_server_begin_stop(rm_server_t *s, bool fast, const char *why);
 void rm_conn_request_complete(rm_server_t *s, rm_conn_t *c);
 void rm_chunk_ref(rm_server_t *s, uint32_t chunk);
 void rm_chunk_unref(rm_server_t *s, uint32_t chunk);
-uint32_t rm_chunk_alloc(rm_server_t *s); /* owned by the supervisor, one reference */
+/* A chunk owned by the supervisor with one reference, or RM_CHUNK_NONE. Plain
+ * alloc may take the response reserve (the supervisor's own answers); _input
+ * (receive buffers, heads, metas, body packing) never does. */
+uint32_t rm_chunk_alloc(rm_server_t *s);
+uint32_t rm_chunk_alloc_input(rm_server_t *s);
 rm_conn_t *rm_conn_alloc(rm_server_t *s, int fd);
 void rm_conn_release(rm_server_t *s, rm_conn_t *c); /* after the fd is closed */
 void rm_conn_input(rm_server_t *s, rm_conn_t *c, uint32_t chunk, uint32_t len);
 void rm_conn_process(rm_server_t *s, rm_conn_t *c);
 void rm_conn_drop_request(rm_server_t *s, rm_conn_t *c);
 void rm_conn_respond_error(rm_server_t *s, rm_conn_t *c, int status, bool close);
+/* The supervisor's own short answer to `status` (Server, Date, a plain-text
+ * body; Retry-After with 503) into p[0..cap); returns its length, as snprintf. */
+int rm_conn_format_error(rm_server_t *s, char *p, size_t cap, int status, bool close);
 /* Give up on the request being read or waiting for a lane: drop it and its
  * unread input, answer `status` and close (or just close if a response had
  * begun). No effect on a request a worker has. */
@@ -345,7 +360,7 @@ bool rm_spill_wanted(const rm_server_t *s, const rm_conn_t *c, uint64_t seen, ui
  * (c->sink_status set) when the file cannot be made. */
 bool rm_spill_begin(rm_server_t *s, rm_conn_t *c, const rm_slice_t *slices, uint32_t count);
 /* Writes lag behind the network: stop parsing (and reading) until they land. */
-bool rm_spill_throttled(const rm_conn_t *c);
+bool rm_spill_throttled(const rm_server_t *s, const rm_conn_t *c);
 /* Queue a write of one decoded body piece lying in chunk c->feed_chunk. */
 bool rm_spill_piece(rm_server_t *s, rm_conn_t *c, const char *at, uint32_t len);
 /* The body is complete: flush what is gathered. True when it is all on disk
@@ -377,6 +392,11 @@ void rm_dispatch_lane_lost(rm_server_t *s, uint32_t lane);
 /* The request on `c` passed --timeout: kill its worker; the client gets 504
  * once the worker is reaped. */
 void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c);
+/* The request on `c` sits on its lane past its queue deadline: take it back
+ * (wire.h's CAS) and answer 503. False when a thread took it first (or no
+ * memory was left to record it). Its meta chunk stays held, and the request
+ * counts as outstanding, until the worker pops it and releases them. */
+bool rm_dispatch_try_cancel(rm_server_t *s, rm_conn_t *c);
 void rm_held_release_all(rm_server_t *s, rm_worker_t *w);
 
 /* exchange.c: each request/response, counted and logged (exchange.h). */

@@ -37,6 +37,20 @@ enum rm_restart_cause {
 /* Label value of a cause ("crash", "max_requests", ...); "unknown" if out of range. */
 const char *rm_restart_cause_name(unsigned cause);
 
+/* Why the server answered 503 (or, at --max-connections, refused a
+ * connection) although nothing was wrong with the request: it was busy. */
+enum rm_overload_cause {
+    RM_OVERLOAD_NO_MEMORY = 0,   /* no chunk for the request's input (the response
+                                    reserve is not the requests' to take) */
+    RM_OVERLOAD_QUEUE_FULL,      /* --max-queued requests already waited */
+    RM_OVERLOAD_QUEUE_TIMEOUT,   /* waited past --queue-timeout without a thread */
+    RM_OVERLOAD_MAX_CONNECTIONS, /* a connection over --max-connections */
+    RM_OVERLOAD_CAUSES,
+};
+
+/* Label value of a cause ("no_memory", ...); "unknown" if out of range. */
+const char *rm_overload_cause_name(unsigned cause);
+
 /* Request latency buckets' upper bounds in microseconds; +Inf follows. */
 #define RM_LATENCY_BUCKETS 15
 extern const uint64_t rm_latency_bounds_us[RM_LATENCY_BUCKETS];
@@ -54,7 +68,8 @@ typedef struct rm_supervisor_stats {
     _Atomic uint64_t bytes_sent;     /* to clients */
     _Atomic uint64_t connections_accepted;
     _Atomic uint64_t access_log_lines;
-    _Atomic uint64_t access_log_dropped; /* lines lost because the writer fell behind */
+    _Atomic uint64_t access_log_dropped;           /* lines lost because the writer fell behind */
+    _Atomic uint64_t overload[RM_OVERLOAD_CAUSES]; /* busy answers, by cause */
 } rm_supervisor_stats_t;
 
 /* One lane's counters, written by the threads of the worker serving it
@@ -64,6 +79,8 @@ typedef struct rm_lane_stats {
     alignas(RM_CACHELINE) _Atomic uint64_t requests; /* requests the app was run for */
     _Atomic uint64_t exceptions;                     /* of which the app raised */
     _Atomic uint64_t in_flight;                      /* requests in the app right now */
+    _Atomic uint64_t chunk_waits;   /* times a thread found no response chunk and backed off */
+    _Atomic uint64_t chunk_wait_ns; /* time spent so, in nanoseconds */
 } rm_lane_stats_t;
 
 static_assert(sizeof(rm_lane_stats_t) == RM_CACHELINE, "lane stats: one line each");

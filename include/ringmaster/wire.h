@@ -17,6 +17,15 @@
  * The worker checks every offset against the chunk size before reading
  * (rm_wire_meta_check), so a bug in one side cannot make the other read
  * outside the region.
+ *
+ * The one exception to "the worker never writes": the run state at the end of
+ * rm_req_meta_t. A request sits on its lane until a worker thread takes it;
+ * the thread claims it (QUEUED -> STARTED, with the time it started) and the
+ * supervisor, at the queue deadline, takes back one nobody claimed (QUEUED ->
+ * CANCELLED) and answers 503 itself. One CAS decides, so a request is either
+ * run or answered 503 by the supervisor, never both. --timeout runs from
+ * started_ns, which the supervisor clamps to [dispatch, now]: a worker can
+ * write anything there and gains nothing by it.
  */
 #ifndef RINGMASTER_WIRE_H
 #define RINGMASTER_WIRE_H
@@ -79,9 +88,15 @@ typedef struct rm_req_meta {
     uint32_t gone;     /* RM_WIRE_GONE once the client has disconnected, RM_WIRE_EOF
                           once it closed its sending side (it may still read) */
     uint32_t reserved2;
+    /* Run state, the only fields a worker writes (see the top of this file):
+     * through rm_wire_try_start() and rm_wire_try_cancel(). */
+    uint64_t started_ns; /* CLOCK_MONOTONIC when a worker thread took it */
+    uint32_t run;        /* RM_WIRE_QUEUED, RM_WIRE_STARTED or RM_WIRE_CANCELLED */
+    uint32_t reserved3;
 } rm_req_meta_t;
 
-static_assert(sizeof(rm_req_meta_t) == 112, "meta layout");
+static_assert(sizeof(rm_req_meta_t) == 128, "meta layout");
+static_assert(offsetof(rm_req_meta_t, started_ns) == 112, "meta layout: run state after live");
 static_assert(offsetof(rm_req_meta_t, sent) == 96, "meta layout: live fields last");
 static_assert(offsetof(rm_req_meta_t, body_len) == 48, "meta layout: body_len aligned");
 static_assert(offsetof(rm_req_meta_t, server_addr) == 80, "meta layout: addresses last");
@@ -141,6 +156,40 @@ static inline void rm_wire_set_gone(rm_req_meta_t *live)
 static inline void rm_wire_set_eof(rm_req_meta_t *live)
 {
     __atomic_fetch_or(&live->gone, RM_WIRE_EOF, __ATOMIC_RELEASE);
+}
+
+#define RM_WIRE_QUEUED 0u    /* on its lane, no thread took it yet */
+#define RM_WIRE_STARTED 1u   /* a worker thread took it at started_ns */
+#define RM_WIRE_CANCELLED 2u /* the supervisor answered it 503: never run */
+
+/* Worker: a thread takes the request. False when the supervisor cancelled it
+ * first: do not run it (post RM_DONE_RELEASE so its chunks go back). */
+static inline bool rm_wire_try_start(rm_req_meta_t *live, uint64_t now_ns)
+{
+    __atomic_store_n(&live->started_ns, now_ns, __ATOMIC_RELAXED);
+    uint32_t expected = RM_WIRE_QUEUED;
+    /* Release: started_ns is visible to whoever reads STARTED. */
+    return __atomic_compare_exchange_n(&live->run, &expected, RM_WIRE_STARTED, false,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+/* Supervisor: take back a request no thread has taken. False once one has. */
+static inline bool rm_wire_try_cancel(rm_req_meta_t *live)
+{
+    uint32_t expected = RM_WIRE_QUEUED;
+    return __atomic_compare_exchange_n(&live->run, &expected, RM_WIRE_CANCELLED, false,
+                                       __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+static inline uint32_t rm_wire_run_state(const rm_req_meta_t *live)
+{
+    return __atomic_load_n(&live->run, __ATOMIC_ACQUIRE);
+}
+
+/* When the request started, as the worker wrote it: untrusted, clamp it. */
+static inline uint64_t rm_wire_started_ns(const rm_req_meta_t *live)
+{
+    return __atomic_load_n(&live->started_ns, __ATOMIC_RELAXED);
 }
 
 /* Bytes a meta block with these counts needs. */

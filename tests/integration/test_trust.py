@@ -577,13 +577,14 @@ def system_attach_python():
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run(["/usr/bin/python3", "-m", "venv", str(venv)], check=True)
-        pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-        for cmd in (pip + ["-r", str(ROOT / "tests" / "requirements-attach.txt")],
-                    pip + ["--no-build-isolation", "--no-deps", str(ROOT / "python")]):
-            proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT))
-            if proc.returncode != 0:
-                pytest.skip(f"cannot build ringmaster's package for /usr/bin/python3: "
-                            f"{proc.stderr[-500:]}")
+    # Reinstalled every time, as test_attach.py does: a package built from
+    # older sources would refuse a newer region layout.
+    pip = [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    for cmd in (pip + ["-r", str(ROOT / "tests" / "requirements-attach.txt")],
+                pip + ["--no-build-isolation", "--force-reinstall", "--no-deps",
+                       str(ROOT / "python")]):
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(ROOT))
+        assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout}\n{proc.stderr}"
     return python
 
 

@@ -92,6 +92,39 @@ Test(chunk_pool, free_then_realloc_reuses_the_chunk)
     cr_assert_eq(rm_chunk_pool_in_use(&pool), 0);
 }
 
+Test(chunk_pool, alloc_above_leaves_the_reserve_to_plain_alloc)
+{
+    /* Request input (alloc_above) stops with 8 chunks free; responses (plain
+     * alloc) can still take those 8, and input gets chunks again once enough
+     * come back. */
+    rm_chunk_pool_t pool;
+    make_pool(&pool, 64);
+    uint32_t got[64];
+    uint32_t n = 0;
+    uint32_t idx;
+    while ((idx = rm_chunk_pool_try_alloc_above(&pool, RM_OWNER_SUPERVISOR, 8)) != RM_CHUNK_NONE)
+        got[n++] = idx;
+    cr_assert_eq(n, 56, "input took %u chunks of 64 with a reserve of 8; expected 56", n);
+    cr_assert_eq(rm_chunk_pool_in_use(&pool), 56);
+    for (int i = 0; i < 8; i++) {
+        idx = rm_chunk_pool_alloc(&pool, RM_OWNER_LANE(0));
+        cr_assert_neq(idx, RM_CHUNK_NONE, "reserve chunk %d refused to a response", i);
+        got[n++] = idx;
+    }
+    cr_assert_eq(rm_chunk_pool_alloc(&pool, RM_OWNER_LANE(0)), RM_CHUNK_NONE);
+    /* Freeing one response chunk does not reopen the pool to input. */
+    cr_assert_eq(rm_chunk_pool_free(&pool, got[63], RM_OWNER_LANE(0)), 0);
+    cr_assert_eq(rm_chunk_pool_try_alloc_above(&pool, RM_OWNER_SUPERVISOR, 8), RM_CHUNK_NONE);
+    for (int i = 56; i < 63; i++)
+        cr_assert_eq(rm_chunk_pool_free(&pool, got[i], RM_OWNER_LANE(0)), 0);
+    cr_assert_eq(rm_chunk_pool_try_alloc_above(&pool, RM_OWNER_SUPERVISOR, 8), RM_CHUNK_NONE,
+                 "exactly the reserve free: input must still be refused");
+    cr_assert_eq(rm_chunk_pool_free(&pool, got[0], RM_OWNER_SUPERVISOR), 0);
+    cr_assert_neq(rm_chunk_pool_try_alloc_above(&pool, RM_OWNER_SUPERVISOR, 8), RM_CHUNK_NONE,
+                  "one over the reserve free: input gets it");
+    cr_assert_eq(rm_chunk_pool_try_alloc_above(&pool, RM_OWNER_SUPERVISOR, 64), RM_CHUNK_NONE);
+}
+
 Test(chunk_pool, wrong_owner_free_is_eperm_and_leaves_chunk_alone)
 {
     rm_chunk_pool_t pool;
