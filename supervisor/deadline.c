@@ -13,9 +13,12 @@
  *   keepalive  an idle connection between requests (and a new one's first)
  *   write      queued output that the client does not read
  *   lane       a request on a worker's lane that no thread has taken yet:
- *              at its queue deadline (--queue-timeout from its arrival) the
- *              supervisor takes it back and answers 503; the worker is
- *              untouched (wire.h: one CAS decides between the two sides)
+ *              at each check, while another worker has a free thread, the
+ *              supervisor takes it back and hands it there (its threads are
+ *              all busy: a long handler, a slow reader); at its queue
+ *              deadline (--queue-timeout from its arrival) it takes it back
+ *              and answers 503; the worker is untouched either way (wire.h:
+ *              one CAS decides between the two sides)
  *   request    a worker's next completion for a request a thread took
  *              (--timeout): from the moment the thread took it, restarted by
  *              each completion, so a streaming response lives as long as it
@@ -191,6 +194,14 @@ static void lane_expired(rm_server_t *s, rm_conn_t *c, uint64_t now)
         return;
     }
     if (now < queue_deadline(s, c)) {
+        /* Waiting behind busy threads (a long handler, a slow reader) while
+         * another worker idles: move it there. */
+        if (rm_dispatch_try_move(s, c))
+            return;
+        if (rm_wire_run_state(live) == RM_WIRE_STARTED) {
+            started_at(s, c, rm_wire_started_ns(live), now);
+            return;
+        }
         timer_set_at(s, c, RM_TIMER_LANE, lane_check_at(s, c, now));
         return;
     }

@@ -58,12 +58,26 @@ void rm_dispatch_unqueue_head(rm_server_t *s)
     s->queued--;
 }
 
-/* Push the connection's complete request; false when no lane can take it. */
-static bool try_push(rm_server_t *s, rm_conn_t *c)
+/* A worker that has a thread free now, other than `busy`: ready, and fewer
+ * requests handed to it than it has threads (each request it runs holds one
+ * thread). The one with the fewest; NULL when none. */
+static rm_worker_t *pick_idle_worker(rm_server_t *s, const rm_worker_t *busy)
 {
-    rm_worker_t *w = pick_worker(s);
-    if (!w)
-        return false;
+    rm_worker_t *best = NULL;
+    for (uint32_t i = 0; i < s->worker_count; i++) {
+        rm_worker_t *w = &s->workers[i];
+        if (w == busy || w->state != RM_WORKER_READY || w->cut_off ||
+            w->outstanding >= s->cfg->threads)
+            continue;
+        if (!best || w->outstanding < best->outstanding)
+            best = w;
+    }
+    return best;
+}
+
+/* Push the connection's complete request onto w's lane. */
+static bool push_to(rm_server_t *s, rm_conn_t *c, rm_worker_t *w)
+{
     uint32_t idx = (uint32_t)(c - s->conns);
     uint64_t req_id = (++s->next_req_seq << REQ_CONN_BITS) | idx;
     rm_req_desc_t d = {.req_id = req_id,
@@ -97,6 +111,13 @@ static bool try_push(rm_server_t *s, rm_conn_t *c)
                 w->lane.index);
     }
     return true;
+}
+
+/* Push the connection's complete request; false when no lane can take it. */
+static bool try_push(rm_server_t *s, rm_conn_t *c)
+{
+    rm_worker_t *w = pick_worker(s);
+    return w && push_to(s, c, w);
 }
 
 void rm_dispatch_request(rm_server_t *s, rm_conn_t *c)
@@ -339,6 +360,55 @@ bool rm_dispatch_try_cancel(rm_server_t *s, rm_conn_t *c)
     c->started = false;
     rm_stat_add(&s->region.stats->overload[RM_OVERLOAD_QUEUE_TIMEOUT], 1);
     rm_conn_abort_request(s, c, 503);
+    return true;
+}
+
+bool rm_dispatch_try_move(rm_server_t *s, rm_conn_t *c)
+{
+    if (c->state != RM_CONN_DISPATCHED || c->meta_chunk == RM_CHUNK_NONE || c->closing)
+        return false;
+    rm_worker_t *from = &s->workers[c->lane];
+    rm_worker_t *to = pick_idle_worker(s, from);
+    if (!to)
+        return false;
+    /* The descriptor on the busy lane keeps naming the old meta chunk, whose
+     * run state is all the worker reads of it once it is cancelled: the
+     * request goes on with a copy, and the old chunk is held until the
+     * worker pops the descriptor and posts RELEASE (as for a 503 at the
+     * queue deadline). The head and body chunks are read-only to workers
+     * and stay the connection's. */
+    uint32_t fresh = rm_chunk_alloc_input(s);
+    if (fresh == RM_CHUNK_NONE)
+        return false;
+    rm_held_t *h = malloc(sizeof(*h) + sizeof(uint32_t));
+    rm_req_meta_t *live = (rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk);
+    if (!h || !rm_wire_try_cancel(live)) { /* or a thread took it meanwhile */
+        free(h);
+        rm_chunk_unref(s, fresh);
+        return false;
+    }
+    rm_req_meta_t *m = (rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, fresh);
+    memcpy(m, live, c->meta_len);
+    m->started_ns = 0;
+    m->run = RM_WIRE_QUEUED;
+    h->req_id = c->req_id;
+    h->cancelled = true;
+    h->nchunks = 1;
+    h->chunks[0] = c->meta_chunk;
+    h->next = from->held;
+    from->held = h;
+    c->meta_chunk = fresh;
+    c->state = RM_CONN_READING;
+    c->req_id = 0;
+    c->started = false;
+    if (!push_to(s, c, to)) {
+        rm_dispatch_requeue(s, c); /* its lane is full after all: the queue, as any other */
+        return true;
+    }
+    rm_stat_add(&s->region.stats->requests_moved, 1);
+    RM_DEBUG("connection %u: no thread of worker %d took its request; moved to worker %d",
+             (unsigned)(c - s->conns), (int)from->pid, (int)to->pid);
+    rm_deadline_update(s, c, false);
     return true;
 }
 

@@ -272,6 +272,11 @@ void rm_metrics_render(const rm_metrics_sample_t *m, rm_textbuf_t *b)
                           rm_overload_cause_name(i),
                           (unsigned long long)rm_stat_get(&st->overload[i]));
 
+    family(b, "ringmaster_requests_moved_total", "counter",
+           "Requests no thread of their worker had taken, moved to a worker with a free thread.");
+    rm_textbuf_printf(b, "ringmaster_requests_moved_total %llu\n",
+                      (unsigned long long)rm_stat_get(&st->requests_moved));
+
     scalar(b, "ringmaster_chunks_in_use", "gauge",
            "Shared-memory chunks allocated (requests, responses, receive buffers).",
            m->chunks_in_use);

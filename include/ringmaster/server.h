@@ -397,6 +397,12 @@ void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c);
  * memory was left to record it). Its meta chunk stays held, and the request
  * counts as outstanding, until the worker pops it and releases them. */
 bool rm_dispatch_try_cancel(rm_server_t *s, rm_conn_t *c);
+/* The request on `c` waits on its worker's lane with no thread of that worker
+ * free to take it, while another worker has one: take it back (the same CAS
+ * as rm_dispatch_try_cancel) and hand it to that worker, keeping its queue
+ * deadline. False when no worker is free, memory is short, or a thread of
+ * its worker took it first. */
+bool rm_dispatch_try_move(rm_server_t *s, rm_conn_t *c);
 void rm_held_release_all(rm_server_t *s, rm_worker_t *w);
 
 /* exchange.c: each request/response, counted and logged (exchange.h). */

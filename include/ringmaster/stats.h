@@ -70,6 +70,7 @@ typedef struct rm_supervisor_stats {
     _Atomic uint64_t access_log_lines;
     _Atomic uint64_t access_log_dropped;           /* lines lost because the writer fell behind */
     _Atomic uint64_t overload[RM_OVERLOAD_CAUSES]; /* busy answers, by cause */
+    _Atomic uint64_t requests_moved; /* taken back from a busy worker's lane, given to another */
 } rm_supervisor_stats_t;
 
 /* One lane's counters, written by the threads of the worker serving it

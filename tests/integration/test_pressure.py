@@ -396,3 +396,56 @@ def test_a_worker_short_of_response_chunks_waits_asleep_and_is_counted(start_ser
     waits = metric(text, "ringmaster_worker_chunk_waits_total", lane="0", pid=str(pid))
     assert waits >= 1, "no chunk wait counted although 4 x 16 MiB responses outgrew the pool"
     assert body_of(get(server.port, "/pid")) == str(pid).encode(), "the worker was replaced"
+
+
+# ------------------------------------------------------------ moving stuck work
+
+def ran_by_worker(server, workers, tries=40):
+    """{pid: [ids]} from every worker, asking /ranpid until each answered."""
+    out = {}
+    for _ in range(tries):
+        pid, _, ids = body_of(get(server.port, "/ranpid")).decode().partition(":")
+        out[pid] = [i for i in ids.split(",") if i]
+        if len(out) == workers:
+            break
+    return out
+
+
+def test_requests_behind_a_busy_thread_move_to_an_idle_worker(start_server):
+    """Two workers of one thread. One runs a 4 s handler; requests that land
+    on its lane behind it (dispatch ties alternate between lanes) are taken
+    back and given to the other worker once that one has a free thread,
+    instead of waiting the 4 s out. Each runs exactly once (the stale
+    descriptor left on the busy lane is skipped), and the move is counted."""
+    server = start(start_server, workers=2, args=("--threads", "1", "--queue-timeout", "30"))
+    results = {}
+
+    def call(name, path):
+        results[name] = (get(server.port, path), time.monotonic())
+
+    t0 = time.monotonic()
+    slow = threading.Thread(target=call, args=("slow", "/sleep?ms=4000&id=slow"))
+    slow.start()
+    time.sleep(0.3 * SLOW)
+    short = threading.Thread(target=call, args=("short", "/sleep?ms=500&id=short"))
+    short.start()
+    time.sleep(0.2 * SLOW)
+    fast = [threading.Thread(target=call, args=(f"f{i}", f"/sleep?ms=10&id=f{i}"))
+            for i in range(4)]
+    for t in fast:
+        t.start()
+    for t in fast:
+        t.join(30)
+    fast_done = max(results[f"f{i}"][1] for i in range(4)) - t0
+    slow.join(30)
+    short.join(30)
+    for name, (data, _) in results.items():
+        assert status_of(data) == 200, f"{name}: {data[:160]!r}\n{server.stderr()}"
+    assert fast_done < 2.5 * SLOW, (
+        f"the requests queued behind a 4 s handler finished {fast_done:.2f} s after the start; "
+        f"expected them moved to the idle worker (well before the 4 s handler ends)")
+    ran = ran_by_worker(server, 2)
+    every = [i for ids in ran.values() for i in ids]
+    for rid in ["slow", "short"] + [f"f{i}" for i in range(4)]:
+        assert every.count(rid) == 1, f"request {rid} ran {every.count(rid)} times: {ran}"
+    assert metric(metrics(server), "ringmaster_requests_moved_total") >= 1

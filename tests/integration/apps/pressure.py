@@ -6,6 +6,7 @@ Routes:
     /echo?ms=N  POST   sleeps N ms, then echoes the body
     /big?kb=N          N KiB of b"x" (default 2048)
     /ran               the ids recorded so far, comma-separated (this process)
+    /ranpid            "PID:" and the same list
     /pid               the worker's pid
 """
 
@@ -45,6 +46,8 @@ def app(request):
         return b"x" * (int(q.get("kb", "2048")) * 1024)
     if path == "/ran":
         return ",".join(RAN).encode()
+    if path == "/ranpid":
+        return f"{os.getpid()}:{','.join(RAN)}".encode()
     if path == "/pid":
         return str(os.getpid()).encode()
     return b"ok\n"
