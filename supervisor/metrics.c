@@ -144,6 +144,9 @@ static void render_metrics(rm_server_t *s, rm_textbuf_t *body)
                               memory_order_relaxed);
         atomic_store_explicit(&l->stats.chunk_waits, rm_stat_get(&ls->chunk_waits),
                               memory_order_relaxed);
+        atomic_store_explicit(&l->stats.parked, rm_stat_get(&ls->parked), memory_order_relaxed);
+        atomic_store_explicit(&l->stats.window_waits, rm_stat_get(&ls->window_waits),
+                              memory_order_relaxed);
     }
     rm_metrics_render(&sample, body);
     free(lanes);

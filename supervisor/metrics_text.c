@@ -227,6 +227,13 @@ static void render_lanes(const rm_metrics_sample_t *m, rm_textbuf_t *b)
         {"ringmaster_worker_chunk_waits_total", "counter",
          "Times a thread of the worker found no free chunk for a response and backed off "
          "(reported by the worker)."},
+        {"ringmaster_worker_responses_parked", "gauge",
+         "Streamed responses waiting for a slow client without holding a thread (reported by "
+         "the worker)."},
+        {"ringmaster_worker_threads_waiting_on_clients", "gauge",
+         "Threads of the worker held waiting for a slow client to read (a WSGI write(), a "
+         "piece larger than the send window, or more parked responses than allowed; reported "
+         "by the worker)."},
     };
     for (size_t f = 0; f < sizeof(lane_families) / sizeof(lane_families[0]); f++) {
         family(b, lane_families[f].name, lane_families[f].type, lane_families[f].help);
@@ -237,7 +244,9 @@ static void render_lanes(const rm_metrics_sample_t *m, rm_textbuf_t *b)
                          : f == 2 ? rm_stat_get(&l->stats.requests)
                          : f == 3 ? rm_stat_get(&l->stats.exceptions)
                          : f == 4 ? rm_stat_get(&l->stats.in_flight)
-                                  : rm_stat_get(&l->stats.chunk_waits);
+                         : f == 5 ? rm_stat_get(&l->stats.chunk_waits)
+                         : f == 6 ? rm_stat_get(&l->stats.parked)
+                                  : rm_stat_get(&l->stats.window_waits);
             rm_textbuf_printf(b, "%s{lane=\"%u\",pid=\"%d\"} %llu\n", lane_families[f].name,
                               l->lane, (int)l->pid, (unsigned long long)v);
         }

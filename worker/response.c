@@ -730,9 +730,95 @@ static int64_t sequence_length(PyObject *seq, const char **bad_type)
     return unknown ? SEQ_UNKNOWN : total;
 }
 
+/* A streamed body parked off its thread (a slow client's window is full):
+ * what iterating it again needs. The references are strong. */
+typedef struct native_stream {
+    PyObject *iterable; /* its close() runs at the end */
+    PyObject *iter;
+    framing_t f;
+    uint64_t written;
+} native_stream_t;
+
+/* Iterate the body until it ends (0), fails (< 0, the reason in `why`), or,
+ * with out->park_ok, the client's window is full before the next piece
+ * (RM_OUT_PARKED: nothing is waited for on this thread). */
+static int stream_pieces(rm_out_t *out, PyObject *iter, framing_t f, uint64_t *written, char *why,
+                         size_t why_len)
+{
+    int rc = 0;
+
+    for (;;) {
+        if (rm_out_client_gone(out)) {
+            out->err = -ECONNRESET;
+            break;
+        }
+        if (out->park_ok && rm_out_window_busy(out))
+            return RM_OUT_PARKED;
+        PyObject *item = PyIter_Next(iter);
+        if (item == NULL) {
+            if (PyErr_Occurred())
+                rc = bad_exc(why, why_len, "the response body raised");
+            break;
+        }
+        rc = stream_piece(out, item, f, written, why, why_len);
+        Py_DECREF(item);
+        if (rc < 0 || out->err < 0)
+            break;
+    }
+    return out->err < 0 ? out->err : rc;
+}
+
+/* The body ended (rc 0) or failed: its terminator, or the failure's answer. */
+static int stream_end(rm_out_t *out, framing_t f, uint64_t written, int rc, const rm_req_view_t *v,
+                      char *why, size_t why_len)
+{
+    if (out->err < 0)
+        return out->err; /* the client left, or a stop */
+    if (rc == 0 && f.length >= 0 && written < (uint64_t)f.length)
+        rc = bad(why, why_len,
+                 "the response body produced %" PRIu64 " of the %" PRId64
+                 " bytes its Content-Length announced",
+                 written, f.length);
+    if (rc == 0) {
+        if (f.chunked)
+            RM_OUT_LIT(out, RM_OUT_LAST_CHUNK);
+        return out->err;
+    }
+    if (out->pushed == 0) {
+        /* Nothing left this process: the caller answers 500 instead. */
+        out->used = 0;
+        out->flags = 0;
+        return rc;
+    }
+    out->app_failed = true;
+    rm_req_name_t n = rm_req_name(v);
+    RM_ERROR("%.*s %.*s: %s after the response began; closing the connection", n.method_len,
+             n.method, n.path_len, n.path, why);
+    out->flags |= RM_DONE_CLOSE; /* no terminator: the client sees the body cut */
+    return 0;
+}
+
+/* Park the stream: its state moves to the heap (out->parked), the
+ * references leave `r` so that nobody closes the iterable yet. */
+static int stream_park(rm_out_t *out, rm_reply_t *r, framing_t f, uint64_t written)
+{
+    native_stream_t *ns = PyMem_Malloc(sizeof(*ns));
+    if (ns == NULL) {
+        out->park_ok = false; /* wait on this thread after all */
+        return 0;
+    }
+    ns->iterable = r->iterable;
+    ns->iter = r->iter;
+    ns->f = f;
+    ns->written = written;
+    r->iterable = r->iter = NULL;
+    out->parked = ns;
+    return RM_OUT_PARKED;
+}
+
 /* A streamed body: the head, then each piece as the iterator yields it, until
- * it ends, fails, or the client leaves. */
-static int write_streamed(rm_out_t *out, const rm_reply_t *r, const rm_req_view_t *v, char *why,
+ * it ends, fails, the client leaves, or (out->park_ok) its window is full. */
+static int write_streamed(rm_out_t *out, rm_reply_t *r, const rm_req_view_t *v, char *why,
                           size_t why_len)
 {
     const rm_req_meta_t *m = &v->meta;
@@ -740,7 +826,6 @@ static int write_streamed(rm_out_t *out, const rm_reply_t *r, const rm_req_view_
     bool no_body = bodyless || (m->flags & RM_REQ_HEAD);
     framing_t f = {.length = -1};
     uint64_t written = 0;
-    int rc = 0;
 
     if (r->app_length_text != NULL && !bodyless) {
         f.length = rm_out_parse_length(r->app_length_text, r->app_length_len);
@@ -768,47 +853,56 @@ static int write_streamed(rm_out_t *out, const rm_reply_t *r, const rm_req_view_
     }
     if (write_head(out, r, m->flags, m->http_minor, f) < 0 || no_body)
         return out->err;
+    /* A list or tuple never waits on the app: it stays on the thread. */
+    if (f.packed)
+        out->park_ok = false;
+    int rc = stream_pieces(out, r->iter, f, &written, why, why_len);
+    if (rc == RM_OUT_PARKED && (rc = stream_park(out, r, f, written)) == 0)
+        rc = stream_pieces(out, r->iter, f, &written, why, why_len);
+    if (rc == RM_OUT_PARKED)
+        return rc;
+    return stream_end(out, f, written, rc, v, why, why_len);
+}
 
-    for (;;) {
-        if (rm_out_client_gone(out)) {
-            out->err = -ECONNRESET;
-            break;
-        }
-        PyObject *item = PyIter_Next(r->iter);
-        if (item == NULL) {
-            if (PyErr_Occurred())
-                rc = bad_exc(why, why_len, "the response body raised");
-            break;
-        }
-        rc = stream_piece(out, item, f, &written, why, why_len);
-        Py_DECREF(item);
-        if (rc < 0 || out->err < 0)
-            break;
+/* close() of the body iterable; its failure is logged, and a traceback held
+ * for the caller's record stays held. */
+static void close_body(PyObject *iterable, const rm_req_view_t *view)
+{
+    char close_why[512];
+    char *held = rm_log_take_detail();
+    if (rm_out_close_iterable(iterable, NULL, close_why, sizeof(close_why)) < 0) {
+        rm_req_name_t n = rm_req_name(view);
+        RM_ERROR("%.*s %.*s: close() of the response body raised %s", n.method_len, n.method,
+                 n.path_len, n.path, close_why);
     }
-    if (out->err < 0)
-        return out->err; /* the client left, or a stop */
-    if (rc == 0 && f.length >= 0 && written < (uint64_t)f.length)
-        rc = bad(why, why_len,
-                 "the response body produced %" PRIu64 " of the %" PRId64
-                 " bytes its Content-Length announced",
-                 written, f.length);
-    if (rc == 0) {
-        if (f.chunked)
-            RM_OUT_LIT(out, RM_OUT_LAST_CHUNK);
-        return out->err;
-    }
-    if (out->pushed == 0) {
-        /* Nothing left this process: the caller answers 500 instead. */
-        out->used = 0;
-        out->flags = 0;
+    rm_log_hold_detail(held);
+}
+
+int rm_response_resume(rm_out_t *out, const rm_req_view_t *view)
+{
+    native_stream_t *ns = out->parked;
+    char why[768];
+    int rc = out->err;
+
+    out->parked = NULL;
+    if (rc == 0)
+        rc = stream_pieces(out, ns->iter, ns->f, &ns->written, why, sizeof(why));
+    if (rc == RM_OUT_PARKED) {
+        out->parked = ns;
         return rc;
     }
-    out->app_failed = true;
-    rm_req_name_t n = rm_req_name(v);
-    RM_ERROR("%.*s %.*s: %s after the response began; closing the connection", n.method_len,
-             n.method, n.path_len, n.path, why);
-    out->flags |= RM_DONE_CLOSE; /* no terminator: the client sees the body cut */
-    return 0;
+    rc = stream_end(out, ns->f, ns->written, rc, view, why, sizeof(why));
+    if (rc == -EINVAL) {
+        /* Unreachable in practice (the window was full, so bytes went out),
+         * but never leave a response without its end. */
+        out->flags |= RM_DONE_CLOSE;
+        rc = 0;
+    }
+    close_body(ns->iterable, view);
+    Py_DECREF(ns->iter);
+    Py_DECREF(ns->iterable);
+    PyMem_Free(ns);
+    return rc;
 }
 
 int rm_response_write(rm_out_t *out, rm_pymod_state_t *st, PyObject *result,
@@ -822,18 +916,10 @@ int rm_response_write(rm_out_t *out, rm_pymod_state_t *st, PyObject *result,
         rc = write_reply(out, &r, view->meta.flags, view->meta.http_minor);
     else if (rc == 0)
         rc = write_streamed(out, &r, view, why, why_len);
-    if (r.iterable != NULL) {
-        char close_why[512];
-        /* The body's own traceback, held for the caller's "answered 500"
-         * record, must not go to this one's. */
-        char *held = rm_log_take_detail();
-        if (rm_out_close_iterable(r.iterable, NULL, close_why, sizeof(close_why)) < 0) {
-            rm_req_name_t n = rm_req_name(view);
-            RM_ERROR("%.*s %.*s: close() of the response body raised %s", n.method_len, n.method,
-                     n.path_len, n.path, close_why);
-        }
-        rm_log_hold_detail(held);
-    }
+    /* The body's own traceback, held for the caller's "answered 500" record,
+     * must not go to close()'s. A parked body is closed when it ends. */
+    if (r.iterable != NULL)
+        close_body(r.iterable, view);
     reply_clear(&r);
     return rc;
 }

@@ -50,6 +50,11 @@
  * once the supervisor set RM_LANE_STOPPING, so a stop from a signal or the
  * control socket waits out the current sleep. Idle cost: 10 wakeups/s/thread. */
 #define POP_SLEEP_MS 100
+/* Streamed responses one thread may park (stream.h): each holds up to
+ * RM_OUT_WINDOW + 1 chunks of the region, so the cap bounds what slow clients
+ * take from it; past the cap a stream waits on its thread as before. */
+#define PARK_MAX 64
+#define PARK_POLL_MAX_MS 16 /* an idle thread with parked streams looks this often at least */
 #define BACKOFF_SPINS 64 /* rounds of pure spinning before sleeping */
 #define BACKOFF_MAX_NS 1000000L
 
@@ -419,6 +424,110 @@ int rm_serve_admit(rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_req_view_
     return rc < 0 ? -ECANCELED : 1;
 }
 
+/* A response parked off its thread: a streamed body whose client has not
+ * read the send window yet (stream.h). The thread serves other requests and
+ * goes on with it once the window opens (resume_parked). */
+typedef struct rm_parked {
+    struct rm_parked *next;
+    rm_out_t out;        /* out.parked: the interface's state */
+    rm_req_view_t view;  /* the request: its chunks stay until the final completion */
+    PyObject *exporter;  /* a body view the app kept, for the final completion */
+    bool wsgi;           /* whose state: wsgi.c's or response.c's */
+} rm_parked_t;
+
+static rm_lane_stats_t *lane_stats(rm_serve_thread_t *t)
+{
+    return &t->w->region.lane_stats[t->w->lane.index];
+}
+
+/* The end of a response: its last completion, or nothing when the worker
+ * stops (the supervisor fails the request). Consumes `exporter`. Returns
+ * true when a final completion went out (the caller rings the doorbell). */
+static bool finish_response(rm_serve_thread_t *t, rm_out_t *out, PyObject *exporter, int rc)
+{
+    bool held = false;
+
+    if (rc == -ECONNRESET) {
+        /* The client left mid-response: drop what is left, end the request. */
+        rm_out_abandon(out);
+        out->flags |= RM_DONE_CLOSE;
+        rc = 0;
+    }
+    if (rc == 0)
+        rc = push_final(t, out, exporter, &held);
+    else
+        rm_out_abandon(out); /* stopping: the supervisor fails the request */
+    rm_body_settle(exporter, held);
+    return rc == 0;
+}
+
+static int resume_stream(rm_out_t *out, const rm_req_view_t *view, bool wsgi)
+{
+    int rc = wsgi ? rm_wsgi_resume(out, view) : rm_response_resume(out, view);
+    /* As after run_app: a traceback taken for no record must not ride on
+     * this thread's next, unrelated error. */
+    rm_log_drop_detail();
+    return rc;
+}
+
+/* Keep a parked response; false without memory (the caller then waits for
+ * the client on this thread after all). */
+static bool park(rm_serve_thread_t *t, const rm_out_t *out, const rm_req_view_t *view,
+                 PyObject *exporter)
+{
+    rm_parked_t *p = PyMem_Malloc(sizeof(*p));
+    if (p == NULL)
+        return false;
+    p->out = *out; /* the interface's state points at no copy of `out` */
+    p->view = *view;
+    p->exporter = exporter;
+    p->wsgi = t->st->wsgi != NULL;
+    p->next = t->parked;
+    t->parked = p;
+    t->nparked++;
+    t->park_poll_ms = 1;
+    rm_lane_stat_add(&lane_stats(t)->parked, 1);
+    return true;
+}
+
+/* Go on with the parked responses whose client has read (or left), or with
+ * all of them to end them when the worker stops. The GIL is held. Returns
+ * true when a final completion went out. */
+static bool resume_parked(rm_serve_thread_t *t)
+{
+    bool stopping = rm_worker_stopping(t->w), pushed = false, progress = false;
+
+    for (rm_parked_t **pp = &t->parked; *pp != NULL;) {
+        rm_parked_t *p = *pp;
+        if (stopping) {
+            if (p->out.err == 0)
+                p->out.err = -ECANCELED;
+        } else if (!rm_out_client_gone(&p->out) && rm_out_window_busy(&p->out)) {
+            pp = &p->next;
+            continue;
+        }
+        progress = true;
+        int rc = resume_stream(&p->out, &p->view, p->wsgi);
+        if (rc == RM_OUT_PARKED) {
+            pp = &p->next;
+            continue;
+        }
+        *pp = p->next;
+        t->nparked--;
+        rm_lane_stat_add(&lane_stats(t)->parked, -1);
+        pushed |= finish_response(t, &p->out, p->exporter, rc);
+        PyMem_Free(p);
+    }
+    /* A client that reads nothing costs an idle thread a wake-up every
+     * PARK_POLL_MAX_MS at most; one that reads is served within a
+     * millisecond or two. */
+    if (progress)
+        t->park_poll_ms = 1;
+    else if (t->park_poll_ms < PARK_POLL_MAX_MS)
+        t->park_poll_ms *= 2;
+    return pushed;
+}
+
 /* Serve one request; the GIL is held. Returns true when a final completion
  * went out (the caller rings the doorbell). */
 static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
@@ -426,14 +535,14 @@ static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
     PyObject *exporter = NULL;
     rm_req_view_t view;
     rm_out_t out;
-    bool held = false;
 
     int rc = rm_serve_admit(t, desc, &view);
     if (rc != 0)
         return rc > 0;
     rm_out_init(&out, t, desc->req_id, rm_req_live(&view));
+    out.park_ok = t->nparked < PARK_MAX;
     /* The lane's counters (stats.h): for /metrics only. */
-    rm_lane_stats_t *stats = &t->w->region.lane_stats[t->w->lane.index];
+    rm_lane_stats_t *stats = lane_stats(t);
     rm_lane_stat_add(&stats->in_flight, 1);
     rc = run_app(t, &view, &out, &exporter);
     /* A traceback taken for a record never logged (the client left) must not
@@ -443,20 +552,17 @@ static bool serve_one(rm_serve_thread_t *t, const rm_req_desc_t *desc)
     rm_lane_stat_add(&stats->requests, 1);
     if (out.app_failed)
         rm_lane_stat_add(&stats->exceptions, 1);
-    if (view.body_fd >= 0)
+    if (view.body_fd >= 0) {
         close(view.body_fd); /* readers that live on hold their own */
-    if (rc == -ECONNRESET) {
-        /* The client left mid-response: drop what is left, end the request. */
-        rm_out_abandon(&out);
-        out.flags |= RM_DONE_CLOSE;
-        rc = 0;
+        view.body_fd = -1;
     }
-    if (rc == 0)
-        rc = push_final(t, &out, exporter, &held);
-    else
-        rm_out_abandon(&out); /* stopping: the supervisor fails the request */
-    rm_body_settle(exporter, held);
-    return rc == 0;
+    if (rc == RM_OUT_PARKED) {
+        if (park(t, &out, &view, exporter))
+            return false;
+        out.park_ok = false; /* no memory to park: wait here */
+        rc = resume_stream(&out, &view, t->st->wsgi != NULL);
+    }
+    return finish_response(t, &out, exporter, rc);
 }
 
 /* Wait for requests and serve them until a stop. Entered and left detached:
@@ -467,9 +573,17 @@ static void serve_loop(rm_serve_thread_t *t, PyThreadState *ts)
     rm_req_desc_t desc;
 
     while (!should_stop(w)) {
-        int rc = rm_lane_pop_request(&w->lane, &desc, POP_SPIN, POP_SLEEP_MS);
-        if (rc == -ETIMEDOUT || rc == -EINTR)
+        int rc = rm_lane_pop_request(&w->lane, &desc, POP_SPIN,
+                                     t->parked != NULL ? t->park_poll_ms : POP_SLEEP_MS);
+        if (rc == -ETIMEDOUT || rc == -EINTR) {
+            if (t->parked != NULL) {
+                PyEval_RestoreThread(ts);
+                if (resume_parked(t))
+                    rm_serve_ring(w);
+                ts = PyEval_SaveThread();
+            }
             continue;
+        }
         if (rc < 0)
             break;
         PyEval_RestoreThread(ts);
@@ -481,7 +595,10 @@ static void serve_loop(rm_serve_thread_t *t, PyThreadState *ts)
          * changed hands for a whole switch interval (5 ms). Held across
          * requests, it changes hands at least that often. */
         do {
-            if (serve_one(t, &desc))
+            bool ring = serve_one(t, &desc);
+            if (t->parked != NULL)
+                ring |= resume_parked(t);
+            if (ring)
                 rm_serve_ring(w);
             rc = should_stop(w) ? -EINTR : rm_lane_pop_request(&w->lane, &desc, 0, 0);
         } while (rc == 0);
@@ -492,6 +609,13 @@ static void serve_loop(rm_serve_thread_t *t, PyThreadState *ts)
     if (!should_stop(w)) {
         RM_ERROR("the request ring of lane %u is corrupt; stopping", w->conf->lane);
         rm_worker_request_stop(w);
+    }
+    if (t->parked != NULL) {
+        /* Stopping: the parked streams end here, their iterables closed; the
+         * supervisor ends their requests. */
+        PyEval_RestoreThread(ts);
+        resume_parked(t);
+        ts = PyEval_SaveThread();
     }
 }
 

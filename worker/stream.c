@@ -29,6 +29,8 @@ void rm_out_init(rm_out_t *out, rm_serve_thread_t *t, uint64_t req_id, const rm_
     out->pushed_bytes = 0;
     out->window_first = 0;
     out->window_count = 0;
+    out->park_ok = false;
+    out->parked = NULL;
 }
 
 void rm_out_abandon(rm_out_t *out)
@@ -62,21 +64,40 @@ bool rm_out_window_full(rm_out_t *out)
     return out->window_count >= RM_OUT_WINDOW;
 }
 
+bool rm_out_window_busy(rm_out_t *out)
+{
+    if (out->live == NULL)
+        return false;
+    window_advance(out);
+    return out->window_count >= RM_OUT_WINDOW / 2;
+}
+
 static int wait_window(rm_out_t *out)
 {
     rm_worker_t *w = out->t->w;
+    rm_lane_stats_t *stats = &w->region.lane_stats[w->lane.index];
     long ns = WAIT_FIRST_NS;
+    int rc = 0;
 
     if (out->live == NULL)
         return 0;
+    window_advance(out);
+    if (out->window_count < RM_OUT_WINDOW)
+        return 0;
+    /* The thread is held by a slow client: /metrics shows how many are. */
+    rm_lane_stat_add(&stats->window_waits, 1);
     for (;;) {
         window_advance(out);
         if (out->window_count < RM_OUT_WINDOW)
-            return 0;
-        if (rm_wire_client_gone(out->live))
-            return -ECONNRESET;
-        if (rm_worker_stopping(w))
-            return -ECANCELED;
+            break;
+        if (rm_wire_client_gone(out->live)) {
+            rc = -ECONNRESET;
+            break;
+        }
+        if (rm_worker_stopping(w)) {
+            rc = -ECANCELED;
+            break;
+        }
         struct timespec ts = {.tv_sec = 0, .tv_nsec = ns};
         PyThreadState *saved = PyEval_SaveThread();
         nanosleep(&ts, NULL);
@@ -84,6 +105,8 @@ static int wait_window(rm_out_t *out)
         if (ns < WAIT_MAX_NS)
             ns *= 2;
     }
+    rm_lane_stat_add(&stats->window_waits, -1);
+    return rc;
 }
 
 int rm_out_push(rm_out_t *out)

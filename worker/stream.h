@@ -17,6 +17,12 @@
  * that never reads holds at most RM_OUT_WINDOW + 1 chunks of the region and
  * nothing in the supervisor's heap, and the serving thread is free again when
  * the write timeout closes the connection.
+ *
+ * A streamed body (a generator) need not hold its thread meanwhile: when half
+ * the window is unsent before the next piece, the response is parked (serve.c),
+ * the thread serves other requests, and the body is resumed once the client
+ * has read enough. Only a single piece larger than the window, and WSGI's
+ * write(), still wait on the thread.
  */
 #ifndef RINGMASTER_WORKER_STREAM_H
 #define RINGMASTER_WORKER_STREAM_H
@@ -59,7 +65,15 @@ typedef struct rm_out {
      * each ends, in pushed_bytes. Only window_count entries are meaningful. */
     unsigned window_first, window_count;
     uint64_t window_end[RM_OUT_WINDOW];
+    /* Parking (serve.c): with park_ok, a streamed body whose window is busy
+     * (rm_out_window_busy) is not waited for on the thread: the interface saves what iterating it
+     * again needs in `parked` and returns RM_OUT_PARKED. */
+    bool park_ok;
+    void *parked; /* the interface's state while parked, NULL otherwise */
 } rm_out_t;
+
+/* A streamed response waits for its client's window off the thread. */
+#define RM_OUT_PARKED 1
 
 /* Start a response to request `req_id` on thread `t`; `live` as in rm_out_t.
  * Takes no chunk yet. */
@@ -80,6 +94,12 @@ int rm_out_push(rm_out_t *out);
  * push would wait. Never waits: for callers with other work to do meanwhile
  * (the ASGI event loop). */
 bool rm_out_window_full(rm_out_t *out);
+
+/* Whether a parked stream should wait longer, or one about to ask its app for
+ * the next piece should park: half of the window or more is still unsent.
+ * Parking at half leaves room for the next piece (up to 8 chunks, 128 KiB by
+ * default) to be pushed without waiting on the thread. */
+bool rm_out_window_busy(rm_out_t *out);
 
 /* Push the current chunk if it holds bytes; returns out->err. */
 int rm_out_flush(rm_out_t *out);

@@ -303,6 +303,9 @@ typedef struct rm_serve_thread {
     rm_http_date_t date;
     PyObject *spare; /* a finished Request kept for the next one, or NULL */
     PyObject *asgi;  /* ASGI: this thread's server (its event loop, asgi.c), or NULL */
+    struct rm_parked *parked; /* streamed responses waiting for their clients (serve.c) */
+    unsigned nparked;
+    unsigned park_poll_ms; /* how often the idle thread looks at them: 1 ms, doubling */
     pthread_t tid;
     unsigned index;
     bool started;
@@ -419,9 +422,19 @@ void rm_worker_release_hold(rm_worker_t *w, uint64_t req_id);
  *                empty again for the caller's 500;
  *   -ECONNRESET  the client left during a stream (the caller abandons `out`
  *                and closes);
- *   -ECANCELED   the worker is stopping. */
+ *   -ECANCELED   the worker is stopping;
+ *   RM_OUT_PARKED  only with out->park_ok: the client's window is full and
+ *                the stream waits for it in out->parked (rm_response_resume
+ *                goes on; its close() has not run yet). */
 int rm_response_write(rm_out_t *out, rm_pymod_state_t *st, PyObject *result,
                       const rm_req_view_t *view, char *why, size_t why_len);
+
+/* Go on with a response that rm_response_write parked (out->parked): its
+ * body is iterated again until it ends, fails, the client leaves, or the
+ * window is full again (RM_OUT_PARKED, still parked). Otherwise the body's
+ * close() has run and the state is freed; returns as rm_response_write. With
+ * out->err set (a stop, a client gone), it only cleans up. GIL held. */
+int rm_response_resume(rm_out_t *out, const rm_req_view_t *view);
 
 /* Write a short plain-text error response with `status` (e.g. 500). Pass
  * req_flags 0 to close the connection. Returns 0 or -ECANCELED. */

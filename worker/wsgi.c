@@ -1255,11 +1255,58 @@ static int send_sequence(rm_framed_t *r, PyObject *seq)
     return rm_framed_finish(r);
 }
 
+/* Pieces of the app's iterator until it ends (0), fails (-EINVAL, a Python
+ * exception set), the output fails (r->out->err), or, with out->park_ok, the
+ * client's window is full before the next piece (RM_OUT_PARKED). */
+static int send_pieces(rm_framed_t *r, PyObject *it, rm_flush_mode_t mode)
+{
+    while (!rm_framed_complete(r)) {
+        if (rm_out_client_gone(r->out))
+            return r->out->err = -ECONNRESET;
+        if (r->out->park_ok && rm_out_window_busy(r->out))
+            return RM_OUT_PARKED;
+        PyObject *item = PyIter_Next(it);
+        if (item == NULL)
+            return PyErr_Occurred() ? -EINVAL : 0;
+        if (!PyBytes_Check(item)) {
+            PyErr_Format(PyExc_TypeError, "the response iterable yielded %s, not bytes",
+                         Py_TYPE(item)->tp_name);
+            Py_DECREF(item);
+            return -EINVAL;
+        }
+        if (PyBytes_GET_SIZE(item) > 0 && r->status == 0) {
+            PyErr_SetString(PyExc_RuntimeError,
+                            "the response iterable yielded data before start_response() was "
+                            "called");
+            Py_DECREF(item);
+            return -EINVAL;
+        }
+        int rc = rm_framed_piece(r, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item), mode);
+        Py_DECREF(item);
+        if (rc < 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* The iterator ended: the head if it is still due, the body's end. */
+static int send_end(rm_framed_t *r)
+{
+    if (r->status == 0) {
+        PyErr_SetString(PyExc_RuntimeError, "the app returned without calling start_response()");
+        return -EINVAL;
+    }
+    return rm_framed_finish(r);
+}
+
 /* The app's iterable: a list or tuple is sent at once, anything else one
  * produced piece at a time. Returns 0, -EINVAL when the app failed (a Python
- * exception is set), or r->out->err. */
-static int send_result(rm_framed_t *r, const WsgiState *ws, PyObject *result)
+ * exception is set), r->out->err, or RM_OUT_PARKED with the iterator in *it
+ * (a new reference) and its flush mode in *mode. */
+static int send_result(rm_framed_t *r, const WsgiState *ws, PyObject *result, PyObject **it,
+                       rm_flush_mode_t *mode)
 {
+    *it = NULL;
     if (PyTuple_CheckExact(result))
         return send_sequence(r, result);
     if (PyList_CheckExact(result)) {
@@ -1277,53 +1324,22 @@ static int send_result(rm_framed_t *r, const WsgiState *ws, PyObject *result)
 #endif
     }
 
-    /* Blocks of a file_wrapper never wait on the app: packed into full chunks. */
-    rm_flush_mode_t mode =
-        Py_IS_TYPE(result, (PyTypeObject *)R(ws, R_WRAPPER_TYPE)) ? RM_FLUSH_NEVER : RM_FLUSH_UNLESS_DONE;
-    PyObject *it = PyObject_GetIter(result);
-    int rc = 0;
-
-    if (it == NULL)
+    /* Blocks of a file_wrapper never wait on the app: packed into full
+     * chunks, and never parked (the file is read as fast as the client). */
+    bool wrapper = Py_IS_TYPE(result, (PyTypeObject *)R(ws, R_WRAPPER_TYPE));
+    *mode = wrapper ? RM_FLUSH_NEVER : RM_FLUSH_UNLESS_DONE;
+    if (wrapper)
+        r->out->park_ok = false;
+    PyObject *iter = PyObject_GetIter(result);
+    if (iter == NULL)
         return -EINVAL;
-    while (!rm_framed_complete(r)) {
-        if (rm_out_client_gone(r->out)) {
-            rc = r->out->err = -ECONNRESET;
-            break;
-        }
-        PyObject *item = PyIter_Next(it);
-        if (item == NULL) {
-            if (PyErr_Occurred())
-                rc = -EINVAL;
-            break;
-        }
-        if (!PyBytes_Check(item)) {
-            PyErr_Format(PyExc_TypeError, "the response iterable yielded %s, not bytes",
-                         Py_TYPE(item)->tp_name);
-            Py_DECREF(item);
-            rc = -EINVAL;
-            break;
-        }
-        if (PyBytes_GET_SIZE(item) > 0 && r->status == 0) {
-            PyErr_SetString(PyExc_RuntimeError,
-                            "the response iterable yielded data before start_response() was "
-                            "called");
-            Py_DECREF(item);
-            rc = -EINVAL;
-            break;
-        }
-        rc = rm_framed_piece(r, PyBytes_AS_STRING(item), (size_t)PyBytes_GET_SIZE(item), mode);
-        Py_DECREF(item);
-        if (rc < 0)
-            break;
-    }
-    Py_DECREF(it);
-    if (rc < 0)
+    int rc = send_pieces(r, iter, *mode);
+    if (rc == RM_OUT_PARKED) {
+        *it = iter;
         return rc;
-    if (r->status == 0) {
-        PyErr_SetString(PyExc_RuntimeError, "the app returned without calling start_response()");
-        return -EINVAL;
     }
-    return rm_framed_finish(r);
+    Py_DECREF(iter);
+    return rc < 0 ? rc : send_end(r);
 }
 
 /* PEP 3333: close() of the iterable, whatever happened. */
@@ -1364,10 +1380,54 @@ static int app_failed(rm_framed_t *r, const rm_req_view_t *v, const char *what)
     return 0;
 }
 
+/* A response parked off its thread (serve.c): what sending the rest needs.
+ * The references are strong. */
+typedef struct wsgi_stream {
+    rm_framed_t r; /* r.out is set again at each resume: the caller's out moves */
+    const WsgiState *ws;
+    PyObject *result, *it, *start, *env, *input;
+    rm_flush_mode_t mode;
+} wsgi_stream_t;
+
+/* The response is decided (rc as send_result's, but never RM_OUT_PARKED):
+ * the app's failure answered, its objects let go. Returns as rm_wsgi_run. */
+static int run_end(const WsgiState *ws, rm_framed_t *r, const rm_req_view_t *view, int rc,
+                   PyObject *result, PyObject *start, PyObject *env, PyObject *input)
+{
+    rm_out_t *out = r->out;
+
+    if (out->err != 0) {
+        /* A stop, or the client left: whatever the app raised about it
+         * (write() raises BrokenPipeError) is no error of its own. */
+        PyErr_Clear();
+        rc = out->err;
+    } else if (rc == -EINVAL) {
+        rc = app_failed(r, view, result == NULL ? "raised" : "failed:");
+    }
+    /* start_response and write() now raise, also from close(). Nothing the
+     * app kept may reach the request's chunks. */
+    if (start != NULL)
+        ((StartObject *)start)->resp = NULL;
+    if (result != NULL) {
+        close_result(ws, result, view);
+        Py_DECREF(result);
+    }
+    Py_XDECREF(start);
+    Py_XDECREF(env);
+    if (input != NULL) {
+        if (Py_REFCNT(input) > 1)
+            input_detach((InputObject *)input);
+        Py_DECREF(input);
+    }
+    PyMem_Free(r->head.p);
+    return rc;
+}
+
 int rm_wsgi_run(rm_pymod_state_t *st, const rm_req_view_t *view, rm_out_t *out)
 {
     const WsgiState *ws = (const WsgiState *)st->wsgi;
-    PyObject *input, *env = NULL, *start = NULL, *result = NULL;
+    PyObject *input, *env = NULL, *start = NULL, *result = NULL, *it = NULL;
+    rm_flush_mode_t mode = RM_FLUSH_UNLESS_DONE;
     int rc;
     rm_framed_t r = {
         .out = out,
@@ -1391,31 +1451,44 @@ int rm_wsgi_run(rm_pymod_state_t *st, const rm_req_view_t *view, rm_out_t *out)
         result = PyObject_Vectorcall(st->app, args, 2, NULL);
     }
 
-    rc = result != NULL ? send_result(&r, ws, result) : -EINVAL;
-    if (out->err != 0) {
-        /* A stop, or the client left: whatever the app raised about it
-         * (write() raises BrokenPipeError) is no error of its own. */
-        PyErr_Clear();
-        rc = out->err;
-    } else if (rc == -EINVAL) {
-        rc = app_failed(&r, view, result == NULL ? "raised" : "failed:");
+    rc = result != NULL ? send_result(&r, ws, result, &it, &mode) : -EINVAL;
+    if (rc == RM_OUT_PARKED) {
+        wsgi_stream_t *ps = PyMem_Malloc(sizeof(*ps));
+        if (ps != NULL) {
+            *ps = (wsgi_stream_t){.r = r, .ws = ws, .result = result, .it = it, .start = start,
+                                  .env = env, .input = input, .mode = mode};
+            /* start_response and write() reach the response where it now lives. */
+            ((StartObject *)start)->resp = &ps->r;
+            out->parked = ps;
+            return RM_OUT_PARKED;
+        }
+        out->park_ok = false; /* no memory to park: the rest is sent from here */
+        rc = send_pieces(&r, it, mode);
+        Py_DECREF(it);
+        if (rc == 0)
+            rc = send_end(&r);
     }
-    /* The response is decided: start_response and write() now raise, also
-     * from close(). Nothing the app kept may reach the request's chunks. */
-    if (start != NULL)
-        ((StartObject *)start)->resp = NULL;
-    if (result != NULL) {
-        close_result(ws, result, view);
-        Py_DECREF(result);
+    return run_end(ws, &r, view, rc, result, start, env, input);
+}
+
+int rm_wsgi_resume(rm_out_t *out, const rm_req_view_t *view)
+{
+    wsgi_stream_t *ps = out->parked;
+    int rc = out->err;
+
+    out->parked = NULL;
+    ps->r.out = out;
+    if (rc == 0)
+        rc = send_pieces(&ps->r, ps->it, ps->mode);
+    if (rc == RM_OUT_PARKED) {
+        out->parked = ps;
+        return rc;
     }
-    Py_XDECREF(start);
-    Py_XDECREF(env);
-    if (input != NULL) {
-        if (Py_REFCNT(input) > 1)
-            input_detach((InputObject *)input);
-        Py_DECREF(input);
-    }
-    PyMem_Free(r.head.p);
+    if (rc == 0)
+        rc = send_end(&ps->r);
+    Py_DECREF(ps->it);
+    rc = run_end(ps->ws, &ps->r, view, rc, ps->result, ps->start, ps->env, ps->input);
+    PyMem_Free(ps);
     return rc;
 }
 

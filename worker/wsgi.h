@@ -35,6 +35,13 @@ int rm_wsgi_load(rm_pymod_state_t *st, const char *spec, char *why, size_t why_l
  * when the worker is stopping (the caller abandons `out` either way). */
 int rm_wsgi_run(rm_pymod_state_t *st, const rm_req_view_t *view, rm_out_t *out);
 
+/* Go on with a response rm_wsgi_run parked (it returned RM_OUT_PARKED with
+ * out->park_ok: the iterable's next piece waits for the client's window).
+ * Returns RM_OUT_PARKED while still waiting, else as rm_wsgi_run, once the
+ * iterable's close() has run and the state is freed. With out->err set it
+ * only cleans up. The GIL is held. */
+int rm_wsgi_resume(rm_out_t *out, const rm_req_view_t *view);
+
 /* The environ rm_wsgi_run would hand the app for `view` (st->wsgi set), its
  * wsgi.input already detached from the view (a copy of the body), for
  * benchmarks and tests of the environ alone. New reference, or NULL with an

@@ -82,6 +82,9 @@ typedef struct rm_lane_stats {
     _Atomic uint64_t in_flight;                      /* requests in the app right now */
     _Atomic uint64_t chunk_waits;   /* times a thread found no response chunk and backed off */
     _Atomic uint64_t chunk_wait_ns; /* time spent so, in nanoseconds */
+    _Atomic uint64_t parked;        /* streamed responses waiting for a slow client off their
+                                       thread now (serve.c) */
+    _Atomic uint64_t window_waits;  /* threads held waiting for a slow client's window now */
 } rm_lane_stats_t;
 
 static_assert(sizeof(rm_lane_stats_t) == RM_CACHELINE, "lane stats: one line each");
