@@ -429,10 +429,10 @@ int rm_serve_admit(rm_serve_thread_t *t, const rm_req_desc_t *desc, rm_req_view_
  * goes on with it once the window opens (resume_parked). */
 typedef struct rm_parked {
     struct rm_parked *next;
-    rm_out_t out;        /* out.parked: the interface's state */
-    rm_req_view_t view;  /* the request: its chunks stay until the final completion */
-    PyObject *exporter;  /* a body view the app kept, for the final completion */
-    bool wsgi;           /* whose state: wsgi.c's or response.c's */
+    rm_out_t out;       /* out.parked: the interface's state */
+    rm_req_view_t view; /* the request: its chunks stay until the final completion */
+    PyObject *exporter; /* a body view the app kept, for the final completion */
+    bool wsgi;          /* whose state: wsgi.c's or response.c's */
 } rm_parked_t;
 
 static rm_lane_stats_t *lane_stats(rm_serve_thread_t *t)
