@@ -639,6 +639,7 @@ static void process_input(rm_server_t *s, rm_conn_t *c)
                     parse_error(s, c, 503);
                     return;
                 }
+                c->head_lf_seen = memchr(data, '\n', len) != NULL;
                 used = len;
             }
         } else if (!head_was_done) {
@@ -650,6 +651,20 @@ static void process_input(rm_server_t *s, rm_conn_t *c)
             if (!head_buf_append(s, c, data, add)) {
                 parse_error(s, c, 503);
                 return;
+            }
+            /* Parsing again from the start costs the whole head each time:
+             * only when it can have changed the outcome. A head can only
+             * complete, or a field line only fail, at a line end; the
+             * request-line fails at its length limit (414) even without one;
+             * and the head's limit ends it (431). So a head dribbled a byte
+             * at a time costs about 100 parses, not one per byte. */
+            bool line_end = memchr(data, '\n', add) != NULL;
+            bool line_only = !c->head_lf_seen;
+            c->head_lf_seen |= line_end;
+            if (!line_end && c->head_buf_len < s->cfg->max_head &&
+                !(line_only && c->head_buf_len > s->cfg->max_target)) {
+                input_consume(s, c, add);
+                continue;
             }
             rm_http_begin(&c->parser, &s->scratch_head, c->head_buf, NULL, NULL);
             r = rm_http_feed(&c->parser, c->head_buf, c->head_buf_len, &used, &status);

@@ -153,7 +153,7 @@ static bool host_ok(const char *v, uint32_t n)
  * 6.1); chunked twice is 400. Returns 0 or the status. */
 static int count_codings(const char *v, uint32_t n, unsigned *chunked)
 {
-    uint32_t i = 0;
+    uint32_t i = 0, found = 0;
     while (i < n) {
         while (i < n && (v[i] == ' ' || v[i] == '\t' || v[i] == ','))
             i++;
@@ -170,8 +170,11 @@ static int count_codings(const char *v, uint32_t n, unsigned *chunked)
             i++;
         if (i < n && v[i] != ',')
             return 400; /* "chunked;q=1" or other parameters */
+        found++;
     }
-    return 0;
+    /* An empty Transfer-Encoding names no coding at all: the framing cannot
+     * be known (RFC 9112 6.3), whatever Content-Length says. */
+    return found ? 0 : 400;
 }
 
 /* The request-target has no whitespace or control bytes (RFC 9112 3). */
@@ -254,6 +257,13 @@ static int on_headers_complete(llhttp_t *l)
             last = end;
     }
     if (!target_ok(p->base + h->target_off, h->target_len)) {
+        p->status = 400;
+        return -1;
+    }
+    /* The asterisk-form is "*" alone, and only for OPTIONS (RFC 9112
+     * 3.2.4): "*foo/../x" is no target an app should see as a path. */
+    if (h->target_len > 0 && p->base[h->target_off] == '*' &&
+        (h->target_len != 1 || l->method != HTTP_OPTIONS)) {
         p->status = 400;
         return -1;
     }

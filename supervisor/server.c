@@ -256,7 +256,10 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
         if (c->state == RM_CONN_DISPATCHED && c->meta_chunk != RM_CHUNK_NONE)
             /* An ASGI app waiting in receive() hears http.disconnect. */
             rm_wire_set_eof((rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk));
-        if (c->state == RM_CONN_READING && !c->spill_waiting) {
+        /* Paused for a lagging spill, the input still holds unparsed bytes
+         * (maybe a whole request): rm_spill_on_write goes on with them, and
+         * rm_conn_process closes once they run out. */
+        if (c->state == RM_CONN_READING && !c->spill_waiting && !c->recv_paused) {
             /* The input is parsed already: at most a request cut short is
              * left, which can never complete. */
             c->close_after = true;
@@ -735,7 +738,10 @@ static int setup(rm_server_t *s, const rm_config_t *cfg)
     s->region.fd = -1;
     s->queue_head = s->queue_tail = UINT32_MAX;
     s->started_ns = rm_now_ns();
-    s->partial_head_budget = RM_PARTIAL_HEAD_BUDGET;
+    /* Every connection may hold a head up to the limit: the budget only
+     * states the bound (and holds if the limits were ever raised at run
+     * time); dribbled heads cost far less in practice. */
+    s->partial_head_budget = (uint64_t)cfg->max_connections * cfg->max_head;
     s->control.listen_fd = -1;
     s->spill_dir.fd = -1;
     for (int i = 0; i < RM_CONTROL_CLIENTS; i++)

@@ -39,11 +39,6 @@
  * more than a few chunks, bounded by --max-body-size). */
 #define RM_REQ_INLINE_CHUNKS 8
 
-/* Bytes of the supervisor's own memory that heads still arriving may hold,
- * over all connections (conn.c): 10,000 clients dribbling a 4 KiB head each
- * fit; past it a partial head gets 503. */
-#define RM_PARTIAL_HEAD_BUDGET (64u << 20)
-
 enum rm_conn_state {
     RM_CONN_FREE = 0,
     RM_CONN_READING,    /* parsing input (head or body) */
@@ -109,6 +104,7 @@ typedef struct rm_conn {
     char *head_buf;         /* malloc'd, NULL when none */
     uint32_t head_buf_len;  /* bytes gathered */
     uint32_t head_buf_cap;  /* bytes allocated (counted in partial_head_bytes) */
+    bool head_lf_seen;      /* head_buf holds a line end (the request-line is whole) */
     /* Output: chunks waiting to be sent, linked through chunk_next. */
     uint32_t out_head, out_tail;
 
@@ -272,7 +268,8 @@ typedef struct rm_server {
 
     rm_http_date_t date;         /* Date of the supervisor's own answers */
     uint64_t partial_head_bytes; /* head_buf capacity over all connections */
-    uint64_t partial_head_budget; /* its limit: a head that would pass it gets 503 */
+    uint64_t partial_head_budget; /* its limit, --max-connections x the head limit: a head
+                                     that would pass it gets 503 */
     rm_http_head_t scratch_head; /* the head being parsed; valid during one feed */
     rm_conn_t *feed_conn;        /* the connection being fed to its parser */
 } rm_server_t;
