@@ -7,7 +7,7 @@
 Two panels, one bar per server (each server's best round, as the suite's table):
 the normal clients' p99 unloaded (thin grey bar) and under the mix (thick bar),
 on a logarithmic scale, with the success rate under the mix written after it;
-and the server's peak RSS during the mix. A server whose normal clients got no
+and the server's peak memory (PSS) during the mix. A server whose normal clients got no
 answer at all under the mix has no bar, only its success rate (0%).
 """
 
@@ -66,20 +66,20 @@ def latency_panel(x0, rows):
 
 
 def rss_panel(x0, rows):
-    top = max(r["rss_peak_mib"] for r in rows) or 1
-    out = [f'<text x="{x0 + LABEL_W}" y="18" font-size="14" font-weight="bold">peak RSS '
+    top = max(r["pss_peak_mib"] for r in rows) or 1
+    out = [f'<text x="{x0 + LABEL_W}" y="18" font-size="14" font-weight="bold">peak memory (PSS) '
            f'under the mix, MiB</text>',
-           f'<text x="{x0 + LABEL_W}" y="34" font-size="11" fill="#555">whole process tree, '
+           f'<text x="{x0 + LABEL_W}" y="34" font-size="11" fill="#555">PSS summed over the process tree, '
            f'sampled every 0.25 s (lower is better)</text>']
     for i, r in enumerate(rows):
         y = TOP + i * (BAR_H + GAP)
-        w = max(1.0, (PANEL_W - LABEL_W - 60) * r["rss_peak_mib"] / top)
+        w = max(1.0, (PANEL_W - LABEL_W - 60) * r["pss_peak_mib"] / top)
         out.append(f'<text x="{x0 + LABEL_W - 6}" y="{y + BAR_H - 6}" font-size="12" '
                    f'text-anchor="end">{escape(r["server"])}</text>')
         out.append(f'<rect x="{x0 + LABEL_W}" y="{y}" width="{w:.1f}" height="{BAR_H - 6}" '
                    f'fill="{bar_color(r["server"])}"/>')
         out.append(f'<text x="{x0 + LABEL_W + w + 4:.1f}" y="{y + BAR_H - 8}" font-size="12">'
-                   f'{r["rss_peak_mib"]:.0f}</text>')
+                   f'{r["pss_peak_mib"]:.0f}</text>')
     return out
 
 

@@ -16,9 +16,10 @@ For each server: start it (one worker process), check every endpoint, then
      --upload-bytes) start; after --ramp seconds the normal clients run again
      for --duration seconds: success rate (non-2xx, resets, closes and
      timeouts are failures), p50 and p99 of the successful requests;
-  3. the server's peak RSS, the sum over its whole process tree, sampled from
-     /proc every 0.25 s during the mix (and its RSS after the baseline), and
-     its CPU seconds during the mix;
+  3. the server's peak memory, summed over its whole process tree, sampled
+     from /proc/PID/smaps_rollup every 0.25 s during the mix: PSS (a shared
+     page split between the processes that map it) and RSS (counted in each);
+     also its memory after the baseline, and its CPU seconds during the mix;
 then stop it. The normal clients: --clients keep-alive connections, each a
 closed loop of request, answer, --gap seconds pause, alternating GET /small
 and POST /echo with a 35-byte JSON body.
@@ -255,27 +256,34 @@ def check_endpoints(port, args):
 
 # ---------------------------------------------------------------- measuring
 
-def tree_rss(pid):
-    """Resident bytes of pid and all its descendants."""
-    total = 0
-    page = os.sysconf("SC_PAGE_SIZE")
+def tree_mem(pid):
+    """(RSS, PSS) in bytes, summed over pid and all its descendants. RSS counts a
+    page shared by two processes (ringmaster's shared region, a forked worker's
+    copy-on-write pages) twice; PSS splits it between them, so its sum is the
+    memory the server holds."""
+    rss = pss = 0
     for (p, _start) in base.process_tree(pid):
         try:
-            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * page
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1]) * 1024
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1]) * 1024
         except (OSError, IndexError, ValueError):
             pass
-    return total
+    return rss, pss
 
 
-class RssSampler(threading.Thread):
+class MemSampler(threading.Thread):
     def __init__(self, pid, every=0.25):
         super().__init__(daemon=True)
-        self.pid, self.every, self.peak, self.samples = pid, every, 0, 0
+        self.pid, self.every, self.rss, self.pss, self.samples = pid, every, 0, 0, 0
         self.halt = threading.Event()
 
     def run(self):
         while not self.halt.is_set():
-            self.peak = max(self.peak, tree_rss(self.pid))
+            rss, pss = tree_mem(self.pid)
+            self.rss, self.pss = max(self.rss, rss), max(self.pss, pss)
             self.samples += 1
             self.halt.wait(self.every)
 
@@ -334,9 +342,9 @@ def measure(server, args):
     CHILDREN.append(p)
     baseline = summarize(finish_load(p, "normal (baseline)", args.baseline + args.timeout + 30))
     CHILDREN.remove(p)
-    rss_idle = tree_rss(pid)
+    rss_idle, pss_idle = tree_mem(pid)
     # 2. the mix
-    sampler = RssSampler(pid)
+    sampler = MemSampler(pid)
     sampler.start()
     cpu0 = base.tree_ticks(pid)
     hostile_s = args.ramp + args.duration + args.timeout + 30  # a bound; SIGTERM ends it
@@ -360,8 +368,9 @@ def measure(server, args):
         sampler.join()
     alive = server.proc.poll() is None
     return {"baseline": baseline, "loaded": loaded, "hostile": hostile,
-            "rss_idle_mib": rss_idle / 2**20, "rss_peak_mib": sampler.peak / 2**20,
-            "rss_samples": sampler.samples, "cpu_s_mix": (cpu1 - cpu0) / base.CLK_TCK,
+            "rss_idle_mib": rss_idle / 2**20, "rss_peak_mib": sampler.rss / 2**20,
+            "pss_idle_mib": pss_idle / 2**20, "pss_peak_mib": sampler.pss / 2**20,
+            "mem_samples": sampler.samples, "cpu_s_mix": (cpu1 - cpu0) / base.CLK_TCK,
             "server_alive_after": alive}
 
 
@@ -377,9 +386,9 @@ def ratio(a, b):
 
 def report(best, order):
     lines = ["| server | unloaded p50 ms | unloaded p99 ms | loaded success | loaded p50 ms | "
-             "loaded p99 ms | p99 loaded ÷ unloaded | peak RSS MiB | server CPU s | "
+             "loaded p99 ms | p99 loaded ÷ unloaded | peak PSS MiB (RSS sum) | server CPU s | "
              "slowloris open at end / closed by server | slow-read MiB | uploads ok/failed | "
-             "ringmaster p99 ÷ this | ringmaster RSS ÷ this |",
+             "ringmaster p99 ÷ this | ringmaster PSS ÷ this |",
              "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
              "| ---: | ---: |"]
     for name in order:
@@ -391,12 +400,13 @@ def report(best, order):
         rp = rr = None
         if rm and rm is not r:
             rp = ratio(rm["loaded"]["p99_ms"], l["p99_ms"])
-            rr = ratio(rm["rss_peak_mib"], r["rss_peak_mib"])
+            rr = ratio(rm["pss_peak_mib"], r["pss_peak_mib"])
         lines.append(
             f"| {name} | {fmt(b['p50_ms'], '.2f')} | {fmt(b['p99_ms'], '.2f')} | "
             f"{100 * l['success']:.2f}% ({l['failed']} of {l['requests']}) | "
             f"{fmt(l['p50_ms'], '.2f')} | {fmt(l['p99_ms'], '.2f')} | "
-            f"{fmt(ratio(l['p99_ms'], b['p99_ms']), '.1f')}x | {r['rss_peak_mib']:.0f} | "
+            f"{fmt(ratio(l['p99_ms'], b['p99_ms']), '.1f')}x | {r['pss_peak_mib']:.0f} "
+            f"({r['rss_peak_mib']:.0f}) | "
             f"{r['cpu_s_mix']:.1f} | {h['slowloris_open_at_end']} / "
             f"{h['slowloris_closed_by_server']} | "
             f"{h['reader_bytes'] / 2**20:.0f} | {h['upload_ok']}/{h['upload_errors']} | "
@@ -543,7 +553,8 @@ def run(args):
                              f"{100 * l['success']:.2f}% of {l['requests']} "
                              f"(fails {l['fails']}), p50/p99 {fmt(l['p50_ms'], '.2f')}/"
                              f"{fmt(l['p99_ms'], '.2f')} ms, max {fmt(l['max_ms'], '.0f')} ms | "
-                             f"RSS {r['rss_idle_mib']:.0f} -> peak {r['rss_peak_mib']:.0f} MiB, "
+                             f"PSS {r['pss_idle_mib']:.0f} -> peak {r['pss_peak_mib']:.0f} MiB "
+                             f"(RSS sum {r['rss_peak_mib']:.0f}), "
                              f"CPU {r['cpu_s_mix']:.1f} s | slowloris open "
                              f"{h['slowloris_open_at_end']} (max {h['slowloris_open_max']}, "
                              f"closed by server {h['slowloris_closed_by_server']}), slow-read "
@@ -582,7 +593,7 @@ def run(args):
     base.log("\n## normal clients, unloaded and under the mix ("
              + ("each server's median round" if len(rounds) > 1 else "one round") + ")\n")
     base.log(report(best, order))
-    base.log("\nloaded p99 ratio < 1: ringmaster's normal clients wait less; RSS ratio < 1: "
+    base.log("\nloaded p99 ratio < 1: ringmaster's normal clients wait less; PSS ratio < 1: "
              "ringmaster holds less memory. Ratios against the peers running the same app.")
     base.log("target (issue #14): loaded p99 < 10x unloaded p99, 100% success, ahead of "
              "every peer:")
