@@ -492,7 +492,8 @@ def run(args):
             versions[f"python ({suite.VENV.name})"] = base.version_of([vpy, "--version"])
             for pkg in ("granian", "gunicorn", "uvicorn", "uvicorn-worker", "uvloop",
                         "httptools"):
-                if pkg + "==" in "".join(suite.REQUIREMENTS) and pkg not in failed:
+                names = {r.split("==")[0].split("[")[0].lower() for r in suite.REQUIREMENTS}
+                if pkg in names and pkg not in failed:
                     versions[f"{pkg} ({group})"] = base.version_of(
                         [vpy, "-c", f"import importlib.metadata as m; print(m.version('{pkg}'))"])
         table = specs(args, tmp, conns)
