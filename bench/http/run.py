@@ -24,7 +24,7 @@ wsgi_suite.py and asgi_suite.py):
             gunicorn with uvicorn's worker, all on /usr/bin/python3
             (.venv-bench-asgi); see asgi_suite.py.
   pressure  normal keep-alive clients' success rate, p50/p99 and the server's
-            peak RSS, alone and then under slowloris, slow readers and 1 MiB
+            peak memory, alone and then under slowloris, slow readers and 1 MiB
             uploads, on WSGI and ASGI servers; its own flags (--suite pressure
             --help); see pressure_suite.py.
 
