@@ -44,6 +44,7 @@ import argparse
 import json
 import os
 import resource
+import shlex
 import shutil
 import signal
 import subprocess
@@ -197,8 +198,9 @@ def specs(args, tmp, conns):
     rm_why = None if rm_bin.exists() else f"{rm_bin} not built (scripts/build.sh)"
     wbin, abin = wsgi_suite.VENV / "bin", asgi_suite.VENV / "bin"
     wapp, aapp = str(Path(tmp) / "pressure_wsgi.py"), str(Path(tmp) / "pressure_asgi.py")
+    extra = shlex.split(args.ringmaster_args or "")  # diagnosis only: not for the doc's runs
     rm = lambda p: [str(rm_bin), "-b", f"127.0.0.1:{p}", "-w", w, "--log-level", "warn",  # noqa
-                    "--max-connections", n]
+                    "--max-connections", n] + extra
     return {
         "ringmaster-wsgi": (lambda p: rm(p) + ["--interface", "wsgi", "--threads", "4", wapp],
                             {"VIRTUAL_ENV": str(wsgi_suite.VENV)}, rm_why),
@@ -651,6 +653,9 @@ def parser():
                     help="times through the list, alternating direction (1)")
     ap.add_argument("--servers", help="comma-separated subset of " + ",".join(SERVERS))
     ap.add_argument("--build", default="build", help="ringmaster build directory (build)")
+    ap.add_argument("--ringmaster-args",
+                    help="extra flags for ringmaster, to test a hypothesis (e.g. "
+                         "'--chunks 16384'); the peers get nothing alike, so not for comparisons")
     ap.add_argument("--json", help="also write the results as JSON to this path")
     return ap
 
