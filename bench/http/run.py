@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """HTTP "hello world" benchmark: ringmaster against nginx and Python app servers.
 
-    /usr/bin/python3 bench/http/run.py [--suite hello|pipeline|post|wsgi|asgi] [--duration 10]
+    /usr/bin/python3 bench/http/run.py [--suite hello|pipeline|post|wsgi|asgi|pressure] [--duration 10]
                                        [--connections 64] [--workers 1]
                                        [--json out.json] [--servers ringmaster,nginx,...]
 
@@ -23,6 +23,10 @@ wsgi_suite.py and asgi_suite.py):
             asgi, uvicorn (httptools + uvloop), granian --interface asgi,
             gunicorn with uvicorn's worker, all on /usr/bin/python3
             (.venv-bench-asgi); see asgi_suite.py.
+  pressure  normal keep-alive clients' success rate, p50/p99 and the server's
+            peak memory, alone and then under slowloris, slow readers and 1 MiB
+            uploads, on WSGI and ASGI servers; its own flags (--suite pressure
+            --help); see pressure_suite.py.
 
 For each server, in the same conditions: start it with the same worker count,
 check that GET / answers "Hello, world!\\n", warm up, then run
@@ -568,16 +572,29 @@ def report(best, order, rm_name="ringmaster"):
 # ---------------------------------------------------------------- main
 
 def main():
+    argv = sys.argv[1:]
+    if "--suite=pressure" in argv or any(a == "--suite" and b == "pressure"
+                                         for a, b in zip(argv, argv[1:])):
+        # Its own flags (the mix's sizes), servers and load generator: pressure_suite.py.
+        import pressure_suite
+        rest = [a for a in argv if a != "--suite=pressure"]
+        if "--suite" in rest:
+            i = rest.index("--suite")
+            del rest[i:i + 2]
+        return pressure_suite.main(rest)
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=int, default=10, help="seconds per wrk run (10)")
     ap.add_argument("--warmup", type=int, default=2, help="warm-up seconds, discarded (2)")
-    ap.add_argument("--suite", choices=sorted(SUITES) + ["wsgi", "asgi"], default="hello",
+    ap.add_argument("--suite", choices=sorted(SUITES) + ["wsgi", "asgi", "pressure"],
+                    default="hello",
                     help="what wrk sends: hello (GET /, the default), pipeline (16 pipelined "
                          "GETs per write), post (1 MiB POST /len); or wsgi: WSGI servers "
                          "with a WSGI hello and a Flask JSON app (wsgi_suite.py); or asgi: "
                          "ASGI servers with an ASGI hello, a FastAPI JSON endpoint and a 10 ms "
-                         "simulated-I/O endpoint at 512 connections (asgi_suite.py)")
+                         "simulated-I/O endpoint at 512 connections (asgi_suite.py); or "
+                         "pressure: normal clients' latency under slowloris, slow readers and "
+                         "uploads (pressure_suite.py, its own flags: --suite pressure --help)")
     ap.add_argument("--connections", type=int,
                     help="wrk connections (64; 16 for --suite post)")
     ap.add_argument("--workers", type=int, default=1, help="worker processes per server (1)")
