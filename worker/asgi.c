@@ -129,6 +129,9 @@ typedef struct {
     bool body_over;     /* the last http.response.body seen */
     bool want_trailers; /* start said trailers: True */
     bool request_over;  /* the last http.request handed out */
+    Py_ssize_t body_sent; /* bytes of the body message being sent that went out: a
+                             message larger than the window goes in parts, never
+                             waiting on the loop's thread (send_body) */
     /* "METHOD /path" (the path cut at LOG_PATH_MAX), kept by finish(): the head
      * lives in chunks the supervisor reuses once the request is over, and an
      * app may raise after that. */
@@ -458,13 +461,34 @@ static PyObject *send_body(RequestObject *self, PyObject *msg)
     int more = PyObject_IsTrue(more_obj);
     if (more < 0 || PyObject_GetBuffer(body, &b, PyBUF_SIMPLE) < 0)
         return NULL;
-    if (b.len > 0 && rm_out_window_full(&self->out)) {
-        PyBuffer_Release(&b);
-        Py_RETURN_TRUE; /* the caller waits for the client to read, then sends again */
+    /* Never wait for the client here: that would stop the whole loop. The
+     * message goes out as far as the window allows; True sends the caller
+     * to wait for the client, and it sends the same message again, which
+     * goes on from body_sent. */
+    if (self->body_sent > b.len)
+        self->body_sent = 0; /* not the message we were in the middle of */
+    Py_ssize_t left = b.len - self->body_sent;
+    if (left > 0) {
+        if (!r->head_sent) /* all of it is here when it is the last: its length is known */
+            rm_framed_head(r, !more && !self->want_trailers ? (int64_t)b.len : -1);
+        size_t room = rm_out_window_room(&self->out);
+        if (room == 0 && self->out.err == 0) {
+            PyBuffer_Release(&b);
+            Py_RETURN_TRUE;
+        }
+        size_t take = (size_t)left < room ? (size_t)left : room;
+        bool part = take < (size_t)left;
+        rm_framed_piece(r, (const char *)b.buf + self->body_sent, take,
+                        more || part ? RM_FLUSH_ALWAYS : RM_FLUSH_NEVER);
+        if (part && self->out.err == 0) {
+            self->body_sent += (Py_ssize_t)take;
+            PyBuffer_Release(&b);
+            Py_RETURN_TRUE;
+        }
+    } else if (!r->head_sent && !more && !self->want_trailers) {
+        rm_framed_head(r, (int64_t)b.len);
     }
-    if (!r->head_sent && !more && !self->want_trailers)
-        rm_framed_head(r, (int64_t)b.len); /* all of it is here: its length is known */
-    rm_framed_piece(r, b.buf, (size_t)b.len, more ? RM_FLUSH_ALWAYS : RM_FLUSH_NEVER);
+    self->body_sent = 0;
     PyBuffer_Release(&b);
     if (self->out.err < 0)
         return ended(self, self->out.err);
@@ -608,7 +632,7 @@ static PyObject *request_gone(PyObject *op, PyObject *Py_UNUSED(ignored))
 static PyObject *request_window_full(PyObject *op, PyObject *Py_UNUSED(ignored))
 {
     RequestObject *self = (RequestObject *)op;
-    return PyBool_FromLong(self->open && rm_out_window_full(&self->out));
+    return PyBool_FromLong(self->open && rm_out_window_room(&self->out) == 0);
 }
 
 /* close(exc, traceback=None): the app is done (exc None) or raised `exc`,

@@ -56,12 +56,20 @@ static void window_advance(rm_out_t *out)
     }
 }
 
-bool rm_out_window_full(rm_out_t *out)
+/* Framing a part of a body may add: a chunk-size line and its CRLFs, then
+ * the body's terminator, with margin. */
+#define FRAMING_SLACK 64
+
+size_t rm_out_window_room(rm_out_t *out)
 {
     if (out->live == NULL)
-        return false;
+        return SIZE_MAX / 2;
     window_advance(out);
-    return out->window_count >= RM_OUT_WINDOW;
+    if (out->window_count >= RM_OUT_WINDOW)
+        return 0;
+    size_t bytes = (size_t)(RM_OUT_WINDOW - out->window_count) * out->cap;
+    size_t held = (size_t)out->used + FRAMING_SLACK;
+    return bytes > held ? bytes - held : 0;
 }
 
 bool rm_out_window_busy(rm_out_t *out)

@@ -90,16 +90,18 @@ void rm_out_abandon(rm_out_t *out);
  * worker stops (the chunk stays in `out` for rm_out_abandon). */
 int rm_out_push(rm_out_t *out);
 
-/* Whether RM_OUT_WINDOW pushed chunks are still not sent, so that the next
- * push would wait. Never waits: for callers with other work to do meanwhile
- * (the ASGI event loop). */
-bool rm_out_window_full(rm_out_t *out);
-
 /* Whether a parked stream should wait longer, or one about to ask its app for
  * the next piece should park: half of the window or more is still unsent.
  * Parking at half leaves room for the next piece (up to 8 chunks, 128 KiB by
  * default) to be pushed without waiting on the thread. */
 bool rm_out_window_busy(rm_out_t *out);
+
+/* Bytes that can be written and pushed now without waiting for the client:
+ * the chunks left in the window, less what the current chunk holds and room
+ * for framing (a chunk-size line, the body's terminator). 0 when the window
+ * is full or nearly; no bound without a live meta. For callers that must not
+ * wait (an ASGI event loop writes a large body message in such parts). */
+size_t rm_out_window_room(rm_out_t *out);
 
 /* Push the current chunk if it holds bytes; returns out->err. */
 int rm_out_flush(rm_out_t *out);
