@@ -175,6 +175,23 @@ static bool head_buf_append(rm_server_t *s, rm_conn_t *c, const char *data, uint
     return true;
 }
 
+void rm_conn_drop_body_refs(rm_server_t *s, rm_conn_t *c)
+{
+    uint32_t head = RM_CHUNK_NONE, kept = 0;
+    if (c->meta_chunk != RM_CHUNK_NONE)
+        head = ((const rm_req_meta_t *)rm_chunk_pool_ptr(&s->region.pool, c->meta_chunk))
+                   ->head_chunk;
+    for (uint32_t i = 0; i < c->req_nchunks; i++) {
+        if (c->req_chunks[i] == head)
+            c->req_chunks[kept++] = head;
+        else
+            rm_chunk_unref(s, c->req_chunks[i]);
+    }
+    c->req_nchunks = kept;
+    c->body_pack = RM_CHUNK_NONE;
+    c->body_pack_len = 0;
+}
+
 void rm_conn_release(rm_server_t *s, rm_conn_t *c)
 {
     if (c->ex.active && c->ex.scan.prefix_len > 0)
@@ -341,7 +358,26 @@ static bool ensure_meta(rm_server_t *s, rm_conn_t *c)
         return true;
     c->meta_chunk = rm_chunk_alloc_input(s);
     c->slice_count = 0;
+    if (c->meta_chunk == RM_CHUNK_NONE)
+        c->meta_short = true; /* the first read of a request may wait (wait_for_chunk) */
     return c->meta_chunk != RM_CHUNK_NONE;
+}
+
+/* The request that starts at the front of the input found no chunk for its
+ * meta: nothing of the input is taken; the request waits unread, the
+ * connection's reads paused, until chunks come back (rm_conn_resume_waiting)
+ * or CHUNK_WAIT_NS passes (then 503, as any request that cannot be kept). */
+static void wait_for_chunk(rm_server_t *s, rm_conn_t *c)
+{
+    rm_conn_drop_request(s, c); /* what the parse took: pieces, the meta */
+    rm_exchange_discard(c);
+    c->meta_short = false;
+    if (!c->chunk_wait)
+        c->chunk_wait_since = rm_now_ns();
+    c->chunk_wait = true;
+    c->recv_paused = true;
+    s->chunk_waiters = true;
+    rm_server_cancel_recv(s, c);
 }
 
 /* Copy a small body piece into the request's packing chunk; returns the
@@ -404,11 +440,12 @@ static int body_piece(rm_server_t *s, rm_conn_t *c, const char *at, size_t len)
         if (!rm_spill_begin(s, c, slices, c->slice_count))
             return -1;
         c->slice_count = 0;
+        rm_conn_drop_body_refs(s, c); /* the writes hold what they still need */
         return rm_spill_piece(s, c, at, (uint32_t)len) ? 0 : -1;
     }
-    if (len < pool->chunk_size / 2) {
-        if (!pack_piece(s, c, at, (uint32_t)len, &chunk, &off))
-            return -1;
+    /* A small piece is packed; when no chunk is free for packing, it is kept
+     * where it lies instead, which costs its receive chunk but fails nothing. */
+    if (len < pool->chunk_size / 2 && pack_piece(s, c, at, (uint32_t)len, &chunk, &off)) {
     } else {
         if (!req_hold(s, c, c->feed_chunk))
             return -1;
@@ -582,6 +619,39 @@ void rm_conn_request_complete(rm_server_t *s, rm_conn_t *c)
 }
 
 static void process_input(rm_server_t *s, rm_conn_t *c);
+static void parse_error(rm_server_t *s, rm_conn_t *c, int status);
+
+/* How long a new request waits for a chunk for its meta before 503. */
+#define CHUNK_WAIT_NS 1000000000ull
+
+void rm_conn_resume_waiting(rm_server_t *s)
+{
+    const rm_chunk_pool_t *pool = &s->region.pool;
+    uint64_t now = rm_now_ns();
+    s->chunk_waiters = false;
+    for (uint32_t i = 0; i < s->conn_cap; i++) {
+        rm_conn_t *c = &s->conns[i];
+        if (c->state == RM_CONN_FREE || !c->chunk_wait)
+            continue;
+        if (rm_chunk_pool_in_use(pool) + s->chunk_reserve + 8 >= pool->count) {
+            s->chunk_waiters = true; /* still short */
+            if (now - c->chunk_wait_since < CHUNK_WAIT_NS)
+                continue;
+            /* The shortage lasts: say busy, as for a request that cannot be kept. */
+            c->chunk_wait = false;
+            c->recv_paused = false;
+            rm_exchange_begin(s, c);
+            parse_error(s, c, 503);
+            continue;
+        }
+        c->chunk_wait = false;
+        c->recv_paused = false;
+        rm_conn_process(s, c);
+        if (c->state != RM_CONN_FREE && !c->recv_armed && !c->closing && !c->close_after &&
+            !c->recv_paused && !c->peer_eof)
+            rm_server_arm_recv(s, c);
+    }
+}
 
 /* Feed the front of the input queue to the parser until a request is complete
  * (then dispatch it) or the input runs out. */
@@ -618,19 +688,31 @@ static void process_input(rm_server_t *s, rm_conn_t *c)
         rm_http_result_t r;
 
         if (!c->parsing) {
-            /* A new request starts here: parse in place. */
+            /* A new request starts here: parse in place. Its meta chunk
+             * first, before any byte is taken: with none free (many uploads
+             * hold the pool), the request waits unread, its connection's
+             * reads paused, until chunks come back (rm_conn_resume_waiting),
+             * rather than being refused; the head timeout bounds the wait. */
             c->parsing = true;
+            c->meta_short = false;
             rm_exchange_begin(s, c);
             rm_http_begin(&c->parser, &s->scratch_head, data, on_body_piece, s);
             c->feed_chunk = ch;
             r = rm_http_feed(&c->parser, data, len, &used, &status);
+            if (r == RM_HTTP_ERROR && c->meta_short) {
+                wait_for_chunk(s, c); /* nothing consumed yet: parsed again later */
+                return;
+            }
             if (r == RM_HTTP_ERROR) {
                 parse_error(s, c, status);
                 return;
             }
             if (rm_http_head_done(&c->parser)) {
                 if (!write_head_meta(s, c, ch, s->chunk_off[ch])) {
-                    parse_error(s, c, 503);
+                    if (c->meta_short)
+                        wait_for_chunk(s, c);
+                    else
+                        parse_error(s, c, 503);
                     return;
                 }
             } else {

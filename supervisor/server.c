@@ -184,10 +184,23 @@ static void buf_refill(rm_server_t *s, uint16_t bid)
     uint32_t ch = rm_chunk_alloc_input(s);
     if (ch == RM_CHUNK_NONE) {
         s->buf_chunk[bid] = RM_CHUNK_NONE;
-        s->bufs_missing++;
+        if (s->bufs_missing++ == 0)
+            rm_spill_relieve(s); /* bodies waiting in the pool may be what holds it */
         return;
     }
     buf_ring_put(s, bid, ch);
+}
+
+/* Buffers are back: resume the connections whose recv ran dry. */
+static void rearm_dry(rm_server_t *s)
+{
+    s->dry_conns = false;
+    for (uint32_t i = 0; i < s->conn_cap; i++) {
+        rm_conn_t *c = &s->conns[i];
+        if (c->state != RM_CONN_FREE && c->wants_buffers && !c->closing && !c->recv_armed &&
+            !c->recv_paused && !c->peer_eof)
+            rm_server_arm_recv(s, c);
+    }
 }
 
 static void buf_refill_missing(rm_server_t *s)
@@ -203,12 +216,7 @@ static void buf_refill_missing(rm_server_t *s)
     }
     if (s->bufs_missing)
         return;
-    /* Buffers are back: resume connections that ran dry. */
-    for (uint32_t i = 0; i < s->conn_cap; i++) {
-        rm_conn_t *c = &s->conns[i];
-        if (c->state != RM_CONN_FREE && c->wants_buffers && !c->closing)
-            rm_server_arm_recv(s, c);
-    }
+    rearm_dry(s);
 }
 
 static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
@@ -274,7 +282,11 @@ static void on_recv(rm_server_t *s, rm_conn_t *c, struct io_uring_cqe *cqe)
     }
     if (res < 0) {
         if (res == -ENOBUFS) {
-            c->wants_buffers = true; /* re-armed when chunks come back */
+            /* Re-armed when chunks come back; or, when the pool has them and
+             * the kernel only took every buffer of the ring before this
+             * batch of completions refilled it, after the batch. */
+            c->wants_buffers = true;
+            s->dry_conns = true;
             return;
         }
         if (res == -ECANCELED) {
@@ -933,6 +945,10 @@ int rm_server_run(const rm_config_t *cfg)
         rm_dispatch_pending(s);
         if (s->bufs_missing)
             buf_refill_missing(s);
+        else if (s->dry_conns)
+            rearm_dry(s);
+        if (s->chunk_waiters)
+            rm_conn_resume_waiting(s);
         rm_deadline_expire(s, now);
         rm_metrics_tick(s, now);
         rm_control_tick(s, now);

@@ -17,7 +17,8 @@
  * that brings the lag under half of that resumes both. So one upload holds a
  * few MiB of chunks however large it is, and never drains the pool: the
  * bound is SPILL_LAG_MAX, or an eighth of the pool when that is smaller (a
- * 4 MiB lag would be the whole of a small pool).
+ * 4 MiB lag would be the whole of a small pool), and 256 KiB while three
+ * quarters of the pool are in use (many uploads at once).
  *
  * The request is handed to a worker once every write has landed, with the
  * file's path in its meta (wire.h, RM_REQ_BODY_FILE). The file is removed when
@@ -43,8 +44,22 @@ static int spill_path(const rm_server_t *s, const rm_conn_t *c, char *buf, size_
     return rm_spill_dir_file_path(&s->spill_dir, c->spill_seq, buf, len);
 }
 
+#define SPILL_LAG_PRESSED (256u << 10)
+
+/* Whether three quarters of the pool are in use: bodies then go to disk
+ * earlier (rm_spill_wanted) and each upload may lag its disk less. */
+static bool pool_pressed(const rm_server_t *s)
+{
+    const rm_chunk_pool_t *pool = &s->region.pool;
+    return rm_chunk_pool_in_use(pool) >= pool->count - pool->count / 4;
+}
+
 static uint64_t lag_max(const rm_server_t *s)
 {
+    /* The bound is per upload: 120 uploads each 4 MiB ahead of the disk
+     * would hold 480 MiB of chunks. Under pressure each holds 256 KiB. */
+    if (pool_pressed(s))
+        return SPILL_LAG_PRESSED;
     uint64_t pool = (uint64_t)s->region.pool.count * s->region.pool.chunk_size;
     return pool / 8 < SPILL_LAG_MAX ? pool / 8 : SPILL_LAG_MAX;
 }
@@ -54,11 +69,25 @@ bool rm_spill_throttled(const rm_server_t *s, const rm_conn_t *c)
     return c->spill_fd >= 0 && c->spill_len - c->spill_written > lag_max(s);
 }
 
+/* Under pressure, a body larger than this goes to disk below
+ * --body-spill-size too. */
+#define SPILL_PRESSURE_MIN (64u << 10)
+
 bool rm_spill_wanted(const rm_server_t *s, const rm_conn_t *c, uint64_t seen, uint64_t more,
                      bool slices_full)
 {
     uint64_t limit = s->cfg->body_spill_size;
-    return slices_full || seen + more > limit || c->body_expected > limit;
+    if (slices_full || seen + more > limit || c->body_expected > limit)
+        return true;
+    /* Bodies held in the region while they arrive take the chunks that the
+     * reads of every connection need: 120 uploads of 1 MiB into a 64 MiB
+     * region took them all, no read could go on, and all 120 ended in 408.
+     * So once three quarters of the pool are in use, a body over 64 KiB is
+     * spilled (what it holds is written out and its chunks come back), and
+     * only small bodies stay in shared memory. */
+    if (seen + more <= SPILL_PRESSURE_MIN && c->body_expected <= SPILL_PRESSURE_MIN)
+        return false;
+    return pool_pressed(s);
 }
 
 /* Queue a write of `len` bytes at `at` (inside `chunk`, whose reference the
@@ -118,6 +147,32 @@ bool rm_spill_begin(rm_server_t *s, rm_conn_t *c, const rm_slice_t *slices, uint
     return true;
 }
 
+unsigned rm_spill_relieve(rm_server_t *s)
+{
+    rm_chunk_pool_t *pool = &s->region.pool;
+    unsigned moved = 0;
+    for (uint32_t i = 0; i < s->conn_cap; i++) {
+        rm_conn_t *c = &s->conns[i];
+        if (c->state != RM_CONN_READING || !c->parsing || c->closing || c->spill_fd >= 0 ||
+            c->meta_chunk == RM_CHUNK_NONE || c->slice_count == 0 ||
+            !rm_http_head_done(&c->parser) || c->parser.body_seen <= SPILL_PRESSURE_MIN)
+            continue;
+        /* Body slices wait at the meta's scratch offset (conn.c) until the
+         * request is complete. */
+        rm_slice_t *slices = (rm_slice_t *)(rm_chunk_pool_ptr(pool, c->meta_chunk) +
+                                            sizeof(rm_req_meta_t) +
+                                            RM_HTTP_MAX_HEADERS * sizeof(rm_wire_header_t));
+        if (!rm_spill_begin(s, c, slices, c->slice_count))
+            continue; /* its next piece finds it failed (sink_status) */
+        c->slice_count = 0;
+        rm_conn_drop_body_refs(s, c);
+        moved++;
+    }
+    if (moved)
+        RM_DEBUG("pool dry: %u request bodies in progress moved to their files", moved);
+    return moved;
+}
+
 bool rm_spill_piece(rm_server_t *s, rm_conn_t *c, const char *at, uint32_t len)
 {
     rm_chunk_pool_t *pool = &s->region.pool;
@@ -134,8 +189,10 @@ bool rm_spill_piece(rm_server_t *s, rm_conn_t *c, const char *at, uint32_t len)
     if (c->spill_pack == RM_CHUNK_NONE) {
         c->spill_pack = rm_chunk_alloc_input(s);
         if (c->spill_pack == RM_CHUNK_NONE) {
-            c->sink_status = 503;
-            return false;
+            /* No chunk to gather small pieces in: write this one from where
+             * it lies (one more, smaller write; nothing fails for it). */
+            write_in_place(s, c, c->feed_chunk, at, len);
+            return true;
         }
         c->spill_pack_len = 0;
         c->spill_pack_off = c->spill_len;

@@ -71,6 +71,9 @@ typedef struct rm_conn {
     bool close_after;     /* close once the output queue drains */
     bool peer_eof;        /* the client sent FIN: what it sent before is still answered */
     bool upgrade_asked;   /* the request carries Upgrade (served as plain HTTP/1.1) */
+    bool chunk_wait;      /* a new request waits unread for a free chunk (its meta) */
+    bool meta_short;      /* this parse found no chunk for the meta */
+    uint64_t chunk_wait_since;
     bool wants_buffers;   /* recv stopped on ENOBUFS; re-arm when chunks return */
     bool head_continue;   /* 100 Continue sent for this request */
     bool response_begun;  /* some response bytes were queued for this request */
@@ -230,6 +233,8 @@ typedef struct rm_server {
     uint32_t buf_count;    /* power of two */
     uint32_t *buf_chunk;   /* bid -> chunk, RM_CHUNK_NONE if the slot is empty */
     uint32_t bufs_missing; /* slots without a chunk (pool was exhausted) */
+    bool dry_conns;        /* some recv ended on ENOBUFS: re-arm once buffers are there */
+    bool chunk_waiters;    /* some connection waits for a chunk (chunk_wait) */
 
     rm_conn_t *conns;
     uint32_t conn_cap;
@@ -335,7 +340,17 @@ rm_conn_t *rm_conn_alloc(rm_server_t *s, int fd);
 void rm_conn_release(rm_server_t *s, rm_conn_t *c); /* after the fd is closed */
 void rm_conn_input(rm_server_t *s, rm_conn_t *c, uint32_t chunk, uint32_t len);
 void rm_conn_process(rm_server_t *s, rm_conn_t *c);
+/* Go on with the connections whose next request waited for a free chunk,
+ * while the pool has some outside the response reserve. */
+void rm_conn_resume_waiting(rm_server_t *s);
 void rm_conn_drop_request(rm_server_t *s, rm_conn_t *c);
+/* The request's body moved to a file (spill.c): let go of the body chunks it
+ * held in the region (the head chunk stays; the writes hold what they need). */
+void rm_conn_drop_body_refs(rm_server_t *s, rm_conn_t *c);
+/* The pool ran dry while bodies wait in it for the rest of their bytes: the
+ * ones over 64 KiB go to their files now, so that their chunks come back and
+ * reads go on (spill.c). Returns how many began spilling. */
+unsigned rm_spill_relieve(rm_server_t *s);
 void rm_conn_respond_error(rm_server_t *s, rm_conn_t *c, int status, bool close);
 /* The supervisor's own short answer to `status` (Server, Date, a plain-text
  * body; Retry-After with 503) into p[0..cap); returns its length, as snprintf. */
