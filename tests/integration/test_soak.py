@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 
-from conftest import APPS, SLOW, free_port, wait_for
+from conftest import APPS, ASAN, SLOW, free_port, wait_for
 
 SECONDS = float(os.environ.get("RINGMASTER_SOAK_SECONDS", "60"))
 APP = APPS / "pressure.py"
@@ -249,4 +249,7 @@ def test_soak_mixed_hostile_load_with_worker_kills(start_server):
     # ones are moved, not failed), a few per kill.
     assert load.killed_502 <= load.kills * 12, summary
     assert settled, f"the pool did not return to its idle level: {summary}"
-    assert rss_start is None or rss_end - rss_start < 16 * 1024, summary
+    # Under ASan, freed memory sits in its quarantine (up to 256 MiB), so RSS
+    # says nothing about leaks there: the normal build's run checks it.
+    if not ASAN:
+        assert rss_start is None or rss_end - rss_start < 16 * 1024, summary
