@@ -329,6 +329,23 @@ void rm_dispatch_timed_out(rm_server_t *s, rm_conn_t *c)
     rm_worker_kill(w);
 }
 
+/* The request on `c` was taken back from w's lane (its run state is
+ * cancelled): w keeps its meta chunk in `h` until it pops the descriptor and
+ * posts RELEASE, and counts it outstanding till then; the connection is no
+ * longer dispatched (the caller gives it another meta chunk, or none). */
+static void hold_taken_back(rm_worker_t *w, rm_held_t *h, rm_conn_t *c)
+{
+    h->req_id = c->req_id;
+    h->cancelled = true;
+    h->nchunks = 1;
+    h->chunks[0] = c->meta_chunk;
+    h->next = w->held;
+    w->held = h;
+    c->state = RM_CONN_READING;
+    c->req_id = 0;
+    c->started = false;
+}
+
 bool rm_dispatch_try_cancel(rm_server_t *s, rm_conn_t *c)
 {
     if (c->state != RM_CONN_DISPATCHED || c->meta_chunk == RM_CHUNK_NONE)
@@ -348,16 +365,8 @@ bool rm_dispatch_try_cancel(rm_server_t *s, rm_conn_t *c)
     RM_DEBUG("connection %u: no thread of worker %d took the request within --queue-timeout; "
              "503",
              (unsigned)(c - s->conns), (int)w->pid);
-    h->req_id = c->req_id;
-    h->cancelled = true;
-    h->nchunks = 1;
-    h->chunks[0] = c->meta_chunk;
-    h->next = w->held;
-    w->held = h;
+    hold_taken_back(w, h, c);
     c->meta_chunk = RM_CHUNK_NONE;
-    c->state = RM_CONN_READING;
-    c->req_id = 0;
-    c->started = false;
     rm_stat_add(&s->region.stats->overload[RM_OVERLOAD_QUEUE_TIMEOUT], 1);
     rm_conn_abort_request(s, c, 503);
     return true;
@@ -391,16 +400,8 @@ bool rm_dispatch_try_move(rm_server_t *s, rm_conn_t *c)
     memcpy(m, live, c->meta_len);
     m->started_ns = 0;
     m->run = RM_WIRE_QUEUED;
-    h->req_id = c->req_id;
-    h->cancelled = true;
-    h->nchunks = 1;
-    h->chunks[0] = c->meta_chunk;
-    h->next = from->held;
-    from->held = h;
+    hold_taken_back(from, h, c);
     c->meta_chunk = fresh;
-    c->state = RM_CONN_READING;
-    c->req_id = 0;
-    c->started = false;
     if (!push_to(s, c, to)) {
         rm_dispatch_requeue(s, c); /* its lane is full after all: the queue, as any other */
         return true;

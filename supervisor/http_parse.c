@@ -436,6 +436,8 @@ static int status_for(llhttp_errno_t err)
  * line that ends the head, so body bytes after it are never changed. */
 static void normalize_trailing_tabs(char *buf, size_t len)
 {
+    if (memchr(buf, '\t', len) == NULL)
+        return; /* nearly every head: one fast scan and done */
     size_t i = 0;
     while (i < len && (buf[i] == '\r' || buf[i] == '\n'))
         i++;
