@@ -17,6 +17,7 @@ import time
 import pytest
 
 from conftest import APPS, SLOW, free_port, wait_for
+from test_timeouts import read_all, status_of
 
 PRESSURE = APPS / "pressure.py"
 BODY_HASH = APPS / "body_hash.py"
@@ -27,24 +28,6 @@ def connect(port, timeout=20.0 * SLOW):
     sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
-
-
-def read_all(sock):
-    data = b""
-    try:
-        while True:
-            part = sock.recv(65536)
-            if not part:
-                break
-            data += part
-    except (socket.timeout, ConnectionResetError):
-        pass
-    return data
-
-
-def status_of(data):
-    parts = data.split(b"\r\n", 1)[0].split(b" ")
-    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else None
 
 
 def body_of(data):
